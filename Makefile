@@ -1,0 +1,41 @@
+# One venv, one install stamp; every target that runs code depends on `install`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install run test test-fast lint kafka kafka-stop bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+## make run: the whole path locally (broker, Amplitude service, sample traffic, worker) and its counts
+run: install
+	$(BIN)/forwarder demo
+
+## make test: the whole suite, including the tests on a real Apache Kafka broker
+test: install
+	$(BIN)/python -m pytest
+
+## make test-fast: the pure core and the HTTP edges only (no broker)
+test-fast: install
+	$(BIN)/python -m pytest -m "not kafka"
+
+lint: install
+	$(BIN)/ruff check forwarder schemas tests bench
+	$(BIN)/mypy
+
+## make kafka / make kafka-stop: a local broker in the background; the last line is its address
+kafka: install
+	@$(BIN)/forwarder kafka start
+
+kafka-stop:
+	@if [ -x $(BIN)/forwarder ]; then $(BIN)/forwarder kafka stop; else echo "no local broker was running"; fi
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .local

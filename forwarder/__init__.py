@@ -1,0 +1,3 @@
+"""MoEngage Streams -> Kafka -> Amplitude event forwarder."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""The Amplitude edge: encoding batches, posting them, and reading Amplitude's answers."""

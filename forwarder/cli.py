@@ -1,0 +1,167 @@
+"""``forwarder``: thin command-line entry points; each command's work lives in its own module."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from forwarder.core.identify import AMPLITUDE_DEFAULT_MIN_ID_LENGTH
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from forwarder import logs
+    from forwarder.settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    logs.setup(settings.log_level)
+    from forwarder.worker.app import run_worker
+
+    run_worker(settings)
+    return 0
+
+
+def _cmd_transform(args: argparse.Namespace) -> int:
+    from forwarder.core.pipeline import MappingRules
+    from forwarder.core.select import Selection
+    from forwarder.transform import read_input, transform
+
+    try:
+        selection = Selection.parse(args.events)
+    except ValueError as exc:
+        print(f"forwarder transform: --events: {exc}", file=sys.stderr)
+        return 2
+    if args.min_id_length < 1:
+        print("forwarder transform: --min-id-length must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        data = read_input(args.input)
+    except OSError as exc:
+        print(f"forwarder transform: cannot read {args.input}: {exc.strerror}", file=sys.stderr)
+        return 2
+    rules = MappingRules(selection=selection, min_id_length=args.min_id_length)
+    counts = transform(data, rules, sys.stdout.buffer, sys.stderr)
+    sys.stdout.buffer.flush()
+    if args.summary:
+        with open(args.summary, "w", encoding="utf-8") as handle:
+            json.dump(counts.summary(), handle, indent=2)
+            handle.write("\n")
+    return 0
+
+
+def _cmd_events(args: argparse.Namespace) -> int:
+    from schemas.catalogue import CATALOGUE
+
+    if args.format == "json":
+        rows = [
+            {
+                "name": e.name,
+                "code": e.code,
+                "type": e.type,
+                "channel": e.channel,
+                "aliases": list(e.aliases),
+                "description": e.description,
+            }
+            for e in CATALOGUE.events
+        ]
+        print(json.dumps(rows, indent=2))
+        return 0
+    width = max(len(e.code) for e in CATALOGUE.events)
+    for e in CATALOGUE.events:
+        aliases = f"  (also {', '.join(e.aliases)})" if e.aliases else ""
+        print(f"{e.code:<{width}}  {e.type:<11}  {e.channel:<19}  {e.name}{aliases}")
+    return 0
+
+
+def _cmd_amplitude_local(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from forwarder.local.amplitude import AmplitudeService, Faults
+
+    faults = Faults.from_dict(json.loads(args.faults)) if args.faults else Faults()
+    keys = set(args.api_key) if args.api_key else None
+    service = AmplitudeService(api_keys=keys, faults=faults, keep_events=not args.no_keep_events)
+    print(f"local Amplitude service on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
+    uvicorn.run(service.app, host=args.host, port=args.port, log_level="warning", lifespan="off")
+    return 0
+
+
+def _cmd_kafka(args: argparse.Namespace) -> int:
+    from forwarder.local.kafka import BrokerError, start_background, stop_background
+
+    try:
+        if args.action == "start":
+            servers = start_background()
+            print(f"KAFKA_BOOTSTRAP_SERVERS={servers}")
+        else:
+            print("stopped the local broker" if stop_background() else "no local broker was running")
+    except BrokerError as exc:
+        print(f"forwarder kafka: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from forwarder.demo import run_demo
+
+    return run_demo(total_events=args.events)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="forwarder", description="MoEngage Streams -> Kafka -> Amplitude.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    commands.add_parser("worker", help="run the long-running worker (settings from the environment)")
+
+    transform = commands.add_parser(
+        "transform", help="map MoEngage events offline to Amplitude events (JSON Lines)"
+    )
+    transform.add_argument("input", nargs="?", help="a file; standard input when absent or '-'")
+    transform.add_argument(
+        "--events",
+        default="all",
+        metavar="SELECTION",
+        help="codes, channels, types or 'all' (default), comma-separated",
+    )
+    transform.add_argument("--min-id-length", type=int, default=AMPLITUDE_DEFAULT_MIN_ID_LENGTH, metavar="N")
+    transform.add_argument("--summary", metavar="PATH", help="write outcome counts as JSON to PATH")
+
+    events = commands.add_parser("events", help="list the event catalogue")
+    events.add_argument("--format", choices=["table", "json"], default="table")
+
+    local = commands.add_parser("amplitude-local", help="serve the local Amplitude-compatible service")
+    local.add_argument("--host", default="127.0.0.1")
+    local.add_argument("--port", type=int, default=8765)
+    local.add_argument("--api-key", action="append", help="an accepted key (repeatable); default: any key")
+    local.add_argument("--faults", help='fault injection as JSON, e.g. \'{"error_rates": {"503": 0.1}}\'')
+    local.add_argument(
+        "--no-keep-events", action="store_true", help="count accepted events without keeping them"
+    )
+
+    kafka = commands.add_parser("kafka", help="start or stop a local Apache Kafka broker in the background")
+    kafka.add_argument("action", choices=["start", "stop"])
+
+    demo = commands.add_parser(
+        "demo", help="the whole path locally: broker, Amplitude service, traffic, worker"
+    )
+    demo.add_argument("--events", type=int, default=5000)
+    return parser
+
+
+HANDLERS = {
+    "worker": _cmd_worker,
+    "transform": _cmd_transform,
+    "events": _cmd_events,
+    "amplitude-local": _cmd_amplitude_local,
+    "kafka": _cmd_kafka,
+    "demo": _cmd_demo,
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    sys.exit(HANDLERS[args.command](args))

@@ -1,0 +1,87 @@
+"""MoEngage ``uid`` -> Amplitude ``user_id``; ``moe_anonymous_id`` -> ``device_id`` (mapping.md, Identity)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+# Amplitude's default minimum id length (HTTP V2 docs); below it, options.min_id_length must say so.
+AMPLITUDE_DEFAULT_MIN_ID_LENGTH = 5
+
+# Values Amplitude rejects as ids (its documented invalid-id list), compared case-insensitively.
+PLACEHOLDER_IDS = frozenset(
+    {
+        "anonymous",
+        "nil",
+        "none",
+        "null",
+        "n/a",
+        "na",
+        "undefined",
+        "unknown",
+        "",
+        "00000000-0000-0000-0000-000000000000",
+        "{}",
+        "lmy47d",
+        "0",
+        "-1",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    user_id: str | None
+    device_id: str | None
+    # Set when no id is usable: "unidentifiable" (no id at all) or "id_too_short" (ids present, too short).
+    drop_reason: str | None
+    warnings: tuple[str, ...] = ()
+
+
+def clean_id(value: Any) -> str | None:
+    """An id as Amplitude would accept it, or None when absent or a placeholder. Length is checked apart."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        text = str(value)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        text = str(int(value)) if value.is_integer() else repr(value)
+    elif isinstance(value, str):
+        text = value.strip()
+    else:
+        return None
+    return None if text.casefold() in PLACEHOLDER_IDS else text
+
+
+def _anonymous_id(event: dict[str, Any]) -> Any:
+    user_attributes = event.get("user_attributes")
+    if isinstance(user_attributes, dict) and user_attributes.get("moe_anonymous_id") is not None:
+        return user_attributes["moe_anonymous_id"]
+    # Some feeds put it at the top level.
+    return event.get("moe_anonymous_id")
+
+
+def identify(event: dict[str, Any], min_id_length: int) -> Identity:
+    raw_uid = event.get("uid")
+    raw_anon = _anonymous_id(event)
+    warnings: list[str] = []
+    ids: list[str | None] = []
+    too_short = False
+    for name, raw in (("user_id", raw_uid), ("device_id", raw_anon)):
+        if isinstance(raw, list | dict):
+            warnings.append(f"{name}: source value is a {type(raw).__name__}, not an id; left out")
+        cleaned = clean_id(raw)
+        if cleaned is not None and len(cleaned) < min_id_length:
+            warnings.append(
+                f"{name}: {len(cleaned)} characters is below the minimum {min_id_length}; left out"
+            )
+            too_short = True
+            cleaned = None
+        ids.append(cleaned)
+    user_id, device_id = ids
+    if user_id is None and device_id is None:
+        return Identity(None, None, "id_too_short" if too_short else "unidentifiable", tuple(warnings))
+    return Identity(user_id, device_id, None, tuple(warnings))

@@ -1,0 +1,108 @@
+"""One identified MoEngage event -> one Amplitude event (shared/spec/mapping.md, Fields)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import orjson
+
+from forwarder.core.identify import Identity
+from schemas.amplitude import AmplitudeEvent
+
+# Amplitude caps every string value at 1024 characters.
+MAX_STRING_LENGTH = 1024
+SOURCE = "MOENGAGE"
+
+# Channel identifiers: the canonical property, then where MoEngage feeds put the value (first found wins).
+# The top level is Streams' place; event_attributes is another partner feed's.
+CHANNEL_IDS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("moe_email_id", "email_id", ("moe_email_id", "email_id")),
+    ("moe_push_id", "push_id", ("moe_push_id",)),
+    ("moe_mobile_number", "mobile_number", ("moe_mobile_number",)),
+)
+# event_attributes keys consumed by CHANNEL_IDS, so they are not passed through a second time.
+_CONSUMED_ATTRIBUTES = frozenset(key for _, _, keys in CHANNEL_IDS for key in keys)
+
+
+def insert_id(event: dict[str, Any], code: str) -> str:
+    """``event_uuid``, else a hash of what identifies the event, so a replay yields the same id."""
+    uuid = event.get("event_uuid")
+    if isinstance(uuid, str | int) and not isinstance(uuid, bool) and str(uuid).strip():
+        return str(uuid).strip()
+    attributes = event.get("event_attributes")
+    campaign_id = attributes.get("campaign_id") if isinstance(attributes, dict) else None
+    user_attributes = event.get("user_attributes")
+    anon = user_attributes.get("moe_anonymous_id") if isinstance(user_attributes, dict) else None
+    key = orjson.dumps(
+        [code, event.get("uid"), anon or event.get("moe_anonymous_id"), event.get("event_time"), campaign_id],
+        option=orjson.OPT_NON_STR_KEYS,
+        default=str,
+    )
+    return "moe-" + hashlib.sha256(key).hexdigest()[:40]
+
+
+def _cut(value: Any, path: str, warnings: list[str]) -> Any:
+    if isinstance(value, str):
+        if len(value) > MAX_STRING_LENGTH:
+            warnings.append(f"{path}: {len(value)} characters cut to {MAX_STRING_LENGTH}")
+            return value[:MAX_STRING_LENGTH]
+        return value
+    if isinstance(value, dict):
+        return {k: _cut(v, f"{path}.{k}", warnings) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_cut(v, f"{path}[{i}]", warnings) for i, v in enumerate(value)]
+    return value
+
+
+def event_properties(event: dict[str, Any], code: str, warnings: list[str]) -> dict[str, Any]:
+    attributes = event.get("event_attributes")
+    if not isinstance(attributes, dict):
+        attributes = {}
+    user_attributes = event.get("user_attributes")
+    if not isinstance(user_attributes, dict):
+        user_attributes = {}
+
+    props: dict[str, Any] = {}
+    # Every event_attributes key passes through unchanged (campaign_*, parent_flow_*, variation_id,
+    # locale_*, custom attributes); values vary in case across accounts and are never switched on.
+    for key, value in attributes.items():
+        if value is not None and key not in _CONSUMED_ATTRIBUTES:
+            props[key] = value
+    for prop, top_level, attribute_keys in CHANNEL_IDS:
+        value = event.get(top_level)
+        for key in attribute_keys:
+            if value is not None:
+                break
+            value = attributes.get(key)
+        if value is not None:
+            props[prop] = value
+    # The fixed keys last, so an event attribute of the same name cannot override them.
+    props["$source"] = SOURCE
+    props["event_code"] = code
+    if event.get("uid") is not None:
+        props["UID"] = event["uid"]
+    if user_attributes.get("moengage_user_id") is not None:
+        props["moengage_user_id"] = user_attributes["moengage_user_id"]
+
+    for key, value in props.items():
+        if isinstance(value, str | dict | list):
+            props[key] = _cut(value, f"event_properties.{key}", warnings)
+    return props
+
+
+def to_amplitude(
+    event: dict[str, Any], code: str, event_type: str, time_ms: int, identity: Identity
+) -> tuple[AmplitudeEvent, tuple[str, ...]]:
+    warnings = list(identity.warnings)
+    out: AmplitudeEvent = {
+        "event_type": event_type[:MAX_STRING_LENGTH],
+        "time": time_ms,
+        "insert_id": insert_id(event, code)[:MAX_STRING_LENGTH],
+        "event_properties": event_properties(event, code, warnings),
+    }
+    if identity.user_id is not None:
+        out["user_id"] = identity.user_id
+    if identity.device_id is not None:
+        out["device_id"] = identity.device_id
+    return out, tuple(warnings)

@@ -1,0 +1,83 @@
+"""Every event read ends in exactly one of these outcomes; nothing is lost silently."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from schemas.amplitude import AmplitudeEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Forwarded:
+    """Selected, identified and mapped: to be sent to Amplitude."""
+
+    code: str
+    event: AmplitudeEvent
+    # What Amplitude would change or reject (a cut string, an id that was a list): a dry run tells the truth.
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Filtered:
+    """Not selected by the operator: a normal outcome."""
+
+    code: str
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """Not sendable because the user cannot be identified (``unidentifiable``, ``id_too_short``)."""
+
+    code: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    """Input that breaks the contract: dead-lettered with the reason, never guessed at."""
+
+    code: str | None
+    reason: str
+    detail: str = ""
+
+
+Outcome = Forwarded | Filtered | Dropped | Invalid
+
+
+@dataclass
+class OutcomeCounts:
+    """Tallies of outcomes by kind, reason and event code, shared by the CLI, the worker and the demo."""
+
+    read: int = 0
+    forwarded: int = 0
+    filtered: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+    invalid: Counter[str] = field(default_factory=Counter)
+    by_code: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def add(self, outcome: Outcome) -> None:
+        self.read += 1
+        code = outcome.code or "(none)"
+        if isinstance(outcome, Forwarded):
+            self.forwarded += 1
+            self.by_code["forwarded", code] += 1
+        elif isinstance(outcome, Filtered):
+            self.filtered += 1
+            self.by_code["filtered", code] += 1
+        elif isinstance(outcome, Dropped):
+            self.dropped[outcome.reason] += 1
+            self.by_code["dropped", code] += 1
+        else:
+            self.invalid[outcome.reason] += 1
+            self.by_code["invalid", code] += 1
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "read": self.read,
+            "forwarded": self.forwarded,
+            "filtered": self.filtered,
+            "dropped": dict(sorted(self.dropped.items())),
+            "invalid": sum(self.invalid.values()),
+        }

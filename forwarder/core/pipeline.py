@@ -1,0 +1,82 @@
+"""decode -> select -> identify -> map: every event gets exactly one outcome, and nothing raises."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from forwarder.core.decode import DEFAULT_MAX_MESSAGE_BYTES, DecodeError, decode_message
+from forwarder.core.identify import AMPLITUDE_DEFAULT_MIN_ID_LENGTH, identify
+from forwarder.core.mapping import to_amplitude
+from forwarder.core.outcomes import Dropped, Filtered, Forwarded, Invalid, Outcome
+from forwarder.core.select import Selection
+from forwarder.core.timeparse import TimeError, to_epoch_ms
+from schemas.catalogue import CATALOGUE, Catalogue
+
+
+@dataclass(frozen=True, slots=True)
+class MappingRules:
+    selection: Selection = field(default_factory=lambda: Selection.parse("all"))
+    min_id_length: int = AMPLITUDE_DEFAULT_MIN_ID_LENGTH
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    catalogue: Catalogue = CATALOGUE
+
+
+def _code_of(event: dict[str, Any], catalogue: Catalogue) -> str | None:
+    code = event.get("event_code")
+    if isinstance(code, str) and code.strip():
+        return code.strip()
+    # Only a display name: the catalogue knows the code for the guide's 44 events.
+    name = event.get("event_name")
+    if isinstance(name, str) and (known := catalogue.by_name(name.strip())) is not None:
+        return known.code
+    return None
+
+
+def process_event(event: Any, rules: MappingRules) -> Outcome:
+    if not isinstance(event, dict):
+        return Invalid(None, "wrong_type", f"an event must be a JSON object, got {type(event).__name__}")
+    code = _code_of(event, rules.catalogue)
+    if code is None:
+        return Invalid(None, "missing_event_code", "the event has no usable event_code or known event_name")
+
+    target = rules.selection.resolve(code, rules.catalogue)
+    if target is None:
+        return Filtered(code)
+    if isinstance(target, str):
+        name = event.get("event_name")
+        event_type = name.strip() if isinstance(name, str) and name.strip() else code
+    else:
+        event_type = target.name
+
+    identity = identify(event, rules.min_id_length)
+    if identity.drop_reason is not None:
+        return Dropped(code, identity.drop_reason)
+
+    try:
+        time_ms = to_epoch_ms(event.get("event_time"))
+    except TimeError as exc:
+        return Invalid(code, exc.reason, str(exc))
+    for key in ("event_attributes", "user_attributes"):
+        value = event.get(key)
+        if value is not None and not isinstance(value, dict):
+            return Invalid(code, "wrong_type", f"{key} must be an object, got {type(value).__name__}")
+
+    amplitude_event, warnings = to_amplitude(event, code, event_type, time_ms, identity)
+    return Forwarded(code, amplitude_event, warnings)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageResult:
+    """The outcome of one Kafka message (or input document): a whole-message error, or one per event."""
+
+    error: DecodeError | None
+    events: list[Any]
+    outcomes: list[Outcome]
+
+
+def process_message(raw: bytes, rules: MappingRules) -> MessageResult:
+    decoded = decode_message(raw, rules.max_message_bytes)
+    if isinstance(decoded, DecodeError):
+        return MessageResult(decoded, [], [Invalid(None, decoded.reason, decoded.detail)])
+    return MessageResult(None, decoded, [process_event(event, rules) for event in decoded])

@@ -1,0 +1,78 @@
+"""The dead-letter topic: what could not be delivered, with the reason and where it came from.
+
+A record's value is the original message bytes when the whole message is bad (not JSON, not UTF-8,
+too large), and the single offending event as a JSON object otherwise, so ``replay-dlq`` can re-process
+exactly what failed. Headers (all UTF-8 strings) say why and from where.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaProducer
+
+HEADER_PREFIX = "dlq."
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRef:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterRecord:
+    value: bytes
+    source: SourceRef
+    reason: str
+    event_index: int | None = None
+    event_code: str | None = None
+    status: int | None = None
+    response_excerpt: str = ""
+    attempts: int = 0
+    detail: str = ""
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        fields = {
+            "source_topic": self.source.topic,
+            "source_partition": str(self.source.partition),
+            "source_offset": str(self.source.offset),
+            "reason": self.reason,
+            "event_index": "" if self.event_index is None else str(self.event_index),
+            "event_code": self.event_code or "",
+            "http_status": "" if self.status is None else str(self.status),
+            "response": self.response_excerpt,
+            "detail": self.detail[:500],
+            "attempts": str(self.attempts),
+            "dead_lettered_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        return [(HEADER_PREFIX + k, v.encode()) for k, v in fields.items() if v != ""]
+
+
+def header_map(headers: list[tuple[str, bytes]] | tuple[tuple[str, bytes], ...]) -> dict[str, str]:
+    return {
+        k[len(HEADER_PREFIX) :]: v.decode("utf-8", "replace")
+        for k, v in headers
+        if k.startswith(HEADER_PREFIX)
+    }
+
+
+class DeadLetterWriter:
+    """Writes and waits for the broker's acknowledgement: a dead letter counts only once it is stored."""
+
+    def __init__(self, producer: AIOKafkaProducer, topic: str) -> None:
+        self._producer = producer
+        self.topic = topic
+
+    async def write(self, records: list[DeadLetterRecord]) -> None:
+        if not records:
+            return
+        futures = [
+            await self._producer.send(self.topic, value=r.value, key=r.source.key, headers=r.headers())
+            for r in records
+        ]
+        await asyncio.gather(*futures)

@@ -1,0 +1,163 @@
+"""Delivery policy: keep sending until every event has a final outcome, or give up only when told to stop.
+
+Final outcomes are ``delivered`` and ``dead-lettered`` (rejected for good, with Amplitude's reason).
+Transient failures are retried with exponential backoff and full jitter, without end: an outage pauses
+delivery, it never drops. An invalid API key is fatal configuration and raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from forwarder.amplitude.client import (
+    Accepted,
+    AmplitudeClient,
+    BadRequest,
+    InvalidKey,
+    Rejected,
+    Throttled,
+    TooLarge,
+    Unavailable,
+)
+from forwarder.amplitude.encoding import chunk_indexes, encode_event
+from forwarder.amplitude.limits import ApiLimits
+from schemas.amplitude import AmplitudeEvent
+
+
+class FatalDeliveryError(Exception):
+    """Configuration Amplitude refuses (invalid API key): stop consuming, commit nothing past it."""
+
+
+class DeliveryAbandoned(Exception):
+    """The worker is stopping: the batch is left unacknowledged and will be replayed."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    index: int
+    reason: str
+    status: int | None
+    excerpt: str
+    attempts: int
+
+
+@dataclass
+class DeliveryReport:
+    delivered: list[int] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+    retries: int = 0
+    throttled: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    base_s: float = 0.5
+    cap_s: float = 30.0
+
+    def delay(self, failures: int) -> float:
+        # Full jitter (AWS architecture blog): spreads a fleet's retries after a shared outage.
+        return random.uniform(0, min(self.cap_s, self.base_s * 2 ** min(failures, 16)))
+
+
+Wait = Callable[[float], Awaitable[bool]]
+
+
+class Deliverer:
+    def __init__(
+        self,
+        client: AmplitudeClient,
+        limits: ApiLimits,
+        wait: Wait,
+        backoff: Backoff = Backoff(),
+    ) -> None:
+        """``wait(seconds)`` sleeps and returns False when the worker is stopping meanwhile."""
+        self._client = client
+        self._limits = limits
+        self._wait = wait
+        self._backoff = backoff
+
+    async def _pause(self, seconds: float) -> None:
+        if not await self._wait(seconds):
+            raise DeliveryAbandoned
+
+    async def deliver(self, events: Sequence[AmplitudeEvent]) -> DeliveryReport:
+        report = DeliveryReport()
+        if not events:
+            return report
+        encoded = [encode_event(e) for e in events]
+        sizes = [len(b) for b in encoded]
+        attempts = [0] * len(events)
+        queue: deque[list[int]] = deque(
+            chunk_indexes(sizes, range(len(events)), self._limits, self._client.body_overhead)
+        )
+        failures = 0
+
+        def dead(index: int, reason: str, status: int | None, excerpt: str) -> None:
+            report.dead.append(DeadLetter(index, reason, status, excerpt, attempts[index]))
+
+        while queue:
+            run = queue.popleft()
+            for index in run:
+                attempts[index] += 1
+            result = await self._client.send([encoded[i] for i in run])
+            if isinstance(result, Accepted):
+                report.delivered.extend(run)
+                failures = 0
+            elif isinstance(result, Rejected):
+                for position, reason in result.reasons.items():
+                    dead(run[position], reason, result.status, result.excerpt)
+                rest = [index for position, index in enumerate(run) if position not in result.reasons]
+                if rest:
+                    queue.appendleft(rest)
+            elif isinstance(result, BadRequest | TooLarge):
+                if len(run) > 1:
+                    # Halve until the culprit stands alone; the others go through.
+                    middle = len(run) // 2
+                    queue.appendleft(run[middle:])
+                    queue.appendleft(run[:middle])
+                else:
+                    reason = "too_large" if isinstance(result, TooLarge) else "bad_request"
+                    dead(run[0], reason, result.status, getattr(result, "excerpt", ""))
+            elif isinstance(result, InvalidKey):
+                raise FatalDeliveryError(f"Amplitude refused the API key (HTTP {result.status})")
+            elif isinstance(result, Throttled):
+                waiting = []
+                retry_now = []
+                for position, index in enumerate(run):
+                    event = events[index]
+                    if (
+                        event.get("user_id") in result.quota_users
+                        or event.get("device_id") in result.quota_devices
+                    ):
+                        dead(index, "daily_quota_exceeded", result.status, result.excerpt)
+                    elif position in result.throttled:
+                        waiting.append(index)
+                    else:
+                        retry_now.append(index)
+                report.throttled += len(waiting)
+                if retry_now:
+                    queue.appendleft(retry_now)
+                if waiting:
+                    await self._pause(result.pause_s)
+                    queue.append(waiting)
+            elif isinstance(result, Unavailable):
+                failures += 1
+                report.retries += 1
+                queue.appendleft(run)
+                await self._pause(self._backoff.delay(failures))
+        return report
+
+
+def stop_aware_wait(stopping: asyncio.Event) -> Wait:
+    async def wait(seconds: float) -> bool:
+        try:
+            await asyncio.wait_for(stopping.wait(), timeout=seconds)
+        except TimeoutError:
+            return True
+        return False
+
+    return wait

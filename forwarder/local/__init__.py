@@ -1,0 +1,1 @@
+"""Local stand-ins for the remote parts: a real Apache Kafka broker and an Amplitude-compatible service."""

@@ -1,0 +1,305 @@
+"""A local Amplitude-compatible ingestion service: HTTP V2 (``/2/httpapi``) and Batch (``/batch``).
+
+It validates requests as Amplitude documents them (shared/spec/amplitude-api.md), answers with Amplitude's
+response bodies, injects faults on demand, and records what it accepted so a run can be checked:
+``GET /_local/stats``, ``GET /_local/events``, ``POST /_local/faults``, ``POST /_local/reset``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import orjson
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from forwarder.amplitude.limits import LIMITS, ApiLimits
+from forwarder.core.identify import AMPLITUDE_DEFAULT_MIN_ID_LENGTH, PLACEHOLDER_IDS
+
+PATHS = {"/2/httpapi": "http", "/batch": "batch"}
+
+
+@dataclass
+class Faults:
+    """What to get wrong, and how often. Rates are probabilities per request (0..1)."""
+
+    error_rates: dict[int, float] = field(default_factory=dict)  # {500: 0.1, 503: 0.05, ...}
+    timeout_rate: float = 0.0  # hold the request open for ``timeout_s`` and answer nothing useful
+    timeout_s: float = 30.0
+    latency_s: float = 0.0
+    throttled_users: set[str] = field(default_factory=set)
+    throttled_devices: set[str] = field(default_factory=set)
+    quota_users: set[str] = field(default_factory=set)
+    quota_devices: set[str] = field(default_factory=set)
+    invalid_insert_ids: set[str] = field(default_factory=set)  # 400 events_with_invalid_fields for these
+    invalid_key: bool = False
+    # Until this wall-clock time every request gets ``outage_status`` (an outage window).
+    outage_until: float = 0.0
+    outage_status: int = 503
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Faults:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown fault settings: {sorted(unknown)}")
+        values = dict(data)
+        if "error_rates" in values:
+            values["error_rates"] = {int(k): float(v) for k, v in values["error_rates"].items()}
+        if "outage_s" in data:
+            values.pop("outage_s")
+        for name in (
+            "throttled_users",
+            "throttled_devices",
+            "quota_users",
+            "quota_devices",
+            "invalid_insert_ids",
+        ):
+            if name in values:
+                values[name] = set(values[name])
+        return cls(**values)
+
+
+@dataclass
+class Recorder:
+    """What the service accepted, by insert_id, and how it answered."""
+
+    keep_events: bool = True
+    events: list[dict[str, Any]] = field(default_factory=list)
+    by_insert_id: Counter[str] = field(default_factory=Counter)
+    responses: Counter[int] = field(default_factory=Counter)
+    requests: int = 0
+    accepted: int = 0
+
+    def stats(self) -> dict[str, Any]:
+        unique = len(self.by_insert_id)
+        return {
+            "requests": self.requests,
+            "events_accepted": self.accepted,
+            "unique_insert_ids": unique,
+            "duplicates": self.accepted - unique,
+            "responses": {str(k): v for k, v in sorted(self.responses.items())},
+        }
+
+
+def _json(status: int, body: dict[str, Any]) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+def _valid_id(value: Any, min_length: int) -> bool | None:
+    """True valid, False too short, None absent or not a usable id."""
+    if not isinstance(value, str) or value.strip().casefold() in PLACEHOLDER_IDS:
+        return None
+    return len(value) >= min_length
+
+
+class AmplitudeService:
+    def __init__(
+        self,
+        api_keys: set[str] | None = None,
+        faults: Faults | None = None,
+        keep_events: bool = True,
+    ) -> None:
+        """``api_keys``: keys that are accepted; None accepts any non-empty key."""
+        self.api_keys = api_keys
+        self.faults = faults or Faults()
+        self.recorder = Recorder(keep_events=keep_events)
+        self.lock = threading.Lock()
+        self.app = Starlette(
+            routes=[
+                Route("/2/httpapi", self._ingest, methods=["POST"]),
+                Route("/batch", self._ingest, methods=["POST"]),
+                Route("/_local/stats", self._stats, methods=["GET"]),
+                Route("/_local/events", self._events, methods=["GET"]),
+                Route("/_local/faults", self._set_faults, methods=["POST"]),
+                Route("/_local/reset", self._reset, methods=["POST"]),
+            ]
+        )
+
+    def _answer(self, status: int, body: dict[str, Any]) -> Response:
+        with self.lock:
+            self.recorder.responses[status] += 1
+        return _json(status, body)
+
+    async def _ingest(self, request: Request) -> Response:
+        api = PATHS[request.url.path]
+        limits: ApiLimits = LIMITS[api]
+        faults = self.faults
+        with self.lock:
+            self.recorder.requests += 1
+        if faults.latency_s:
+            await asyncio.sleep(faults.latency_s)
+        if faults.timeout_rate and random.random() < faults.timeout_rate:
+            await asyncio.sleep(faults.timeout_s)
+            return self._answer(504, {"code": 504, "error": "Gateway timeout"})
+        if time.time() < faults.outage_until:
+            status = faults.outage_status
+            return self._answer(status, {"code": status, "error": "Service unavailable"})
+        for status, rate in faults.error_rates.items():
+            if random.random() < rate:
+                return self._answer(status, {"code": status, "error": "Internal server error"})
+
+        raw = await request.body()
+        # HTTP V2: under 1 MB; Batch: 20 MB.
+        if len(raw) > limits.max_body_bytes:
+            return self._answer(413, {"code": 413, "error": "Payload too large"})
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return self._answer(400, {"code": 400, "error": "Invalid JSON request body"})
+        if not isinstance(body, dict):
+            return self._answer(400, {"code": 400, "error": "Invalid request body"})
+        api_key = body.get("api_key")
+        if not isinstance(api_key, str) or not api_key:
+            return self._answer(
+                400, {"code": 400, "error": "Request missing required field", "missing_field": "api_key"}
+            )
+        if faults.invalid_key or (self.api_keys is not None and api_key not in self.api_keys):
+            return self._answer(400, {"code": 400, "error": "Invalid API key: (masked)"})
+        events = body.get("events")
+        if not isinstance(events, list) or not events:
+            return self._answer(
+                400, {"code": 400, "error": "Request missing required field", "missing_field": "events"}
+            )
+        if len(events) > limits.max_events:
+            return self._answer(413, {"code": 413, "error": "Payload too large"})
+        options = body.get("options") or {}
+        min_length = (
+            options.get("min_id_length", AMPLITUDE_DEFAULT_MIN_ID_LENGTH) if isinstance(options, dict) else 5
+        )
+
+        invalid_fields: dict[str, list[int]] = {}
+        missing_fields: dict[str, list[int]] = {}
+        bad_id_lengths: dict[str, list[int]] = {}
+        throttled_users: Counter[str] = Counter()
+        throttled_devices: Counter[str] = Counter()
+        quota_users: Counter[str] = Counter()
+        quota_devices: Counter[str] = Counter()
+        throttled_events: list[int] = []
+        for index, event in enumerate(events):
+            if not isinstance(event, dict):
+                invalid_fields.setdefault("event", []).append(index)
+                continue
+            if not isinstance(event.get("event_type"), str) or not event["event_type"]:
+                missing_fields.setdefault("event_type", []).append(index)
+            user_ok = _valid_id(event.get("user_id"), min_length)
+            device_ok = _valid_id(event.get("device_id"), min_length)
+            if user_ok is None and device_ok is None:
+                missing_fields.setdefault("user_id", []).append(index)
+            if user_ok is False:
+                bad_id_lengths.setdefault("user_id", []).append(index)
+            if device_ok is False:
+                bad_id_lengths.setdefault("device_id", []).append(index)
+            if "time" in event and (not isinstance(event["time"], int) or isinstance(event["time"], bool)):
+                invalid_fields.setdefault("time", []).append(index)
+            if event.get("insert_id") in faults.invalid_insert_ids:
+                invalid_fields.setdefault("event_properties", []).append(index)
+            user, device = event.get("user_id"), event.get("device_id")
+            if user in faults.quota_users:
+                quota_users[user] += 1
+                throttled_events.append(index)
+            elif device in faults.quota_devices:
+                quota_devices[device] += 1
+                throttled_events.append(index)
+            elif user in faults.throttled_users:
+                throttled_users[user] += 1
+                throttled_events.append(index)
+            elif device in faults.throttled_devices:
+                throttled_devices[device] += 1
+                throttled_events.append(index)
+        if invalid_fields or missing_fields or bad_id_lengths:
+            answer: dict[str, Any] = {"code": 400, "error": "Request missing required field"}
+            if invalid_fields:
+                answer["events_with_invalid_fields"] = invalid_fields
+            if missing_fields:
+                answer["events_with_missing_fields"] = missing_fields
+            if bad_id_lengths:
+                answer["events_with_invalid_id_lengths"] = bad_id_lengths
+            return self._answer(400, answer)
+        if throttled_events:
+            return self._answer(
+                429,
+                {
+                    "code": 429,
+                    "error": "Too many requests for some devices and users",
+                    "eps_threshold": 30,
+                    "throttled_devices": dict(throttled_devices),
+                    "throttled_users": dict(throttled_users),
+                    "throttled_events": throttled_events,
+                    "exceeded_daily_quota_users": dict(quota_users),
+                    "exceeded_daily_quota_devices": dict(quota_devices),
+                },
+            )
+        with self.lock:
+            recorder = self.recorder
+            recorder.accepted += len(events)
+            for event in events:
+                recorder.by_insert_id[str(event.get("insert_id"))] += 1
+            if recorder.keep_events:
+                recorder.events.extend(events)
+        return self._answer(
+            200,
+            {
+                "code": 200,
+                "events_ingested": len(events),
+                "payload_size_bytes": len(raw),
+                "server_upload_time": int(time.time() * 1000),
+            },
+        )
+
+    async def _stats(self, request: Request) -> Response:
+        with self.lock:
+            return _json(200, self.recorder.stats())
+
+    async def _events(self, request: Request) -> Response:
+        with self.lock:
+            return _json(200, {"events": list(self.recorder.events)})
+
+    async def _set_faults(self, request: Request) -> Response:
+        try:
+            data = orjson.loads(await request.body())
+            faults = Faults.from_dict(data)
+            if "outage_s" in data:
+                faults.outage_until = time.time() + float(data["outage_s"])
+        except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
+            return _json(400, {"error": str(exc)})
+        self.faults = faults
+        return _json(200, {"ok": True})
+
+    async def _reset(self, request: Request) -> Response:
+        with self.lock:
+            self.recorder = Recorder(keep_events=self.recorder.keep_events)
+        return _json(200, {"ok": True})
+
+
+class ServiceThread:
+    """Runs an ASGI app under uvicorn in a background thread on a loopback port (tests, demo, bench)."""
+
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True, name="local-service")
+
+    def start(self, timeout_s: float = 10.0) -> str:
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the local service did not start")
+            time.sleep(0.02)
+        sockets = self._server.servers[0].sockets
+        host, port = sockets[0].getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)

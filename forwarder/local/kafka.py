@@ -1,0 +1,332 @@
+"""A real single-node Apache Kafka broker (KRaft) as a JVM process on loopback, for tests, benches and demos.
+
+Follows shared/spec/kafka-local.md: broker jars resolved from Maven Central into a cache outside the
+repository, a fresh data directory, free ports, ready when the client port accepts connections.
+Broker choice (``broker_for``): ``KAFKA_BOOTSTRAP_SERVERS`` if set, else a Docker engine through
+testcontainers if one answers, else this local broker.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+KAFKA_VERSION = "4.1.1"
+LOG4J_VERSION = "2.24.3"
+CACHE_VARIABLE = "FORWARDER_CACHE_DIR"
+# Small heap and serial GC suit a 2-core machine; measured in the closing note of the foundation issue.
+DEFAULT_JVM_OPTS = ("-Xms128m", "-Xmx512m", "-XX:+UseSerialGC", "-Djava.awt.headless=true")
+STATE_FILE = Path(".local") / "kafka.json"
+
+
+class BrokerError(RuntimeError):
+    pass
+
+
+def cache_dir() -> Path:
+    root = os.environ.get(CACHE_VARIABLE) or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "moengage-amplitude-forwarder"
+    )
+    return Path(root)
+
+
+def ensure_jars(quiet: bool = True) -> Path:
+    """The broker's runtime classpath, resolved once per Kafka version with Maven."""
+    libs = cache_dir() / f"kafka-{KAFKA_VERSION}-log4j-{LOG4J_VERSION}" / "libs"
+    marker = libs / ".complete"
+    if marker.exists():
+        return libs
+    if shutil.which("mvn") is None:
+        raise BrokerError(
+            "Maven ('mvn') is needed to fetch the Kafka broker jars; install it (e.g. apt-get install maven)"
+        )
+    libs.mkdir(parents=True, exist_ok=True)
+    pom = resources.files("forwarder").joinpath("local/kafka-pom.xml").read_text(encoding="utf-8")
+    pom = pom.replace(
+        "<kafka.version>4.1.1</kafka.version>", f"<kafka.version>{KAFKA_VERSION}</kafka.version>"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        pom_path = Path(tmp) / "pom.xml"
+        pom_path.write_text(pom, encoding="utf-8")
+        command = [
+            "mvn",
+            "-B",
+            "-f",
+            str(pom_path),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={libs}",
+            "-DincludeScope=runtime",
+        ]
+        if quiet:
+            command.insert(2, "-q")
+        result = subprocess.run(command, capture_output=quiet, text=True, check=False)
+    if result.returncode != 0:
+        output = (result.stdout or "") + (result.stderr or "")
+        raise BrokerError(f"Maven could not resolve Apache Kafka {KAFKA_VERSION}:\n{output[-3000:]}")
+    marker.write_text(KAFKA_VERSION)
+    return libs
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _cluster_id() -> str:
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+LOG4J2_PROPERTIES = """\
+status = warn
+appender.file.type = File
+appender.file.name = FILE
+appender.file.fileName = {log}
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = FILE
+logger.kafka.name = kafka
+logger.kafka.level = INFO
+logger.state.name = state.change.logger
+logger.state.level = WARN
+"""
+
+
+@dataclass
+class LocalKafka:
+    """One broker+controller. ``start()`` formats a fresh data dir and waits until the client port opens."""
+
+    data_dir: Path | None = None
+    port: int = 0
+    controller_port: int = 0
+    extra_properties: dict[str, str] | None = None
+    jvm_opts: tuple[str, ...] = DEFAULT_JVM_OPTS
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def log_file(self) -> Path:
+        assert self.data_dir is not None
+        return self.data_dir / "server.log"
+
+    def _write_config(self) -> Path:
+        assert self.data_dir is not None
+        properties = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "log.dirs": str(self.data_dir / "logs"),
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "1",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "num.partitions": "1",
+        }
+        properties.update(self.extra_properties or {})
+        config = self.data_dir / "server.properties"
+        config.write_text("".join(f"{k}={v}\n" for k, v in properties.items()), encoding="utf-8")
+        (self.data_dir / "log4j2.properties").write_text(
+            LOG4J2_PROPERTIES.format(log=self.log_file), encoding="utf-8"
+        )
+        return config
+
+    def start(self, timeout_s: float = 120.0, detach: bool = False) -> str:
+        libs = ensure_jars()
+        if self.data_dir is None:
+            self.data_dir = Path(tempfile.mkdtemp(prefix="forwarder-kafka-"))
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port()
+        self.controller_port = self.controller_port or free_port()
+        config = self._write_config()
+        classpath = f"{libs}/*"
+        java = shutil.which("java")
+        if java is None:
+            raise BrokerError("Java 17+ ('java') is needed to run the Kafka broker")
+        fmt = subprocess.run(
+            [
+                java,
+                "-cp",
+                classpath,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                _cluster_id(),
+                "-c",
+                str(config),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if fmt.returncode != 0:
+            raise BrokerError(f"formatting the Kafka data dir failed:\n{fmt.stdout}{fmt.stderr}")
+        self._launch(java, classpath, timeout_s, detach)
+        return self.bootstrap_servers
+
+    def _launch(self, java: str, classpath: str, timeout_s: float, detach: bool = False) -> None:
+        assert self.data_dir is not None
+        config = self.data_dir / "server.properties"
+        log4j = self.data_dir / "log4j2.properties"
+        with open(self.data_dir / "stdout.log", "ab") as out:
+            self.process = subprocess.Popen(
+                [
+                    java,
+                    *self.jvm_opts,
+                    f"-Dlog4j2.configurationFile={log4j}",
+                    "-cp",
+                    classpath,
+                    "kafka.Kafka",
+                    str(config),
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=detach,
+            )
+        deadline = time.monotonic() + timeout_s
+        while not _port_open(self.port):
+            if self.process.poll() is not None:
+                raise BrokerError(
+                    f"the Kafka broker exited with {self.process.returncode}; see {self.log_file}"
+                )
+            if time.monotonic() > deadline:
+                self.stop()
+                raise BrokerError(
+                    f"the Kafka broker was not ready within {timeout_s:.0f} s; see {self.log_file}"
+                )
+            time.sleep(0.1)
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        if self.process is None:
+            return
+        stop_pid(self.process.pid, timeout_s, self.process)
+        self.process = None
+
+    def restart(self, timeout_s: float = 120.0) -> None:
+        """Stop and start again on the same ports and data: a broker restart as operators see one."""
+        self.stop()
+        self._launch(shutil.which("java") or "java", f"{ensure_jars()}/*", timeout_s)
+
+
+def stop_pid(pid: int, timeout_s: float = 30.0, process: subprocess.Popen[bytes] | None = None) -> None:
+    """SIGTERM (graceful shutdown), then SIGKILL after ``timeout_s``."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process is not None:
+            if process.poll() is not None:
+                return
+        elif not _alive(pid):
+            return
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    if process is not None:
+        process.wait(timeout=10)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie child of ours still answers kill(0); /proc tells.
+    with contextlib.suppress(OSError):
+        status = Path(f"/proc/{pid}/stat").read_text().split()
+        if len(status) > 2 and status[2] == "Z":
+            return False
+    return True
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=3)  # type: ignore[attr-defined]
+        client.ping()
+        return True
+    except Exception:
+        return False
+
+
+@contextlib.contextmanager
+def broker_for(purpose: str = "tests") -> Iterator[str]:
+    """Yields bootstrap servers: ``KAFKA_BOOTSTRAP_SERVERS``, else testcontainers, else the local JVM broker."""
+    configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if configured:
+        yield configured
+        return
+    if _docker_answers():
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer() as container:
+            yield container.get_bootstrap_server()
+        return
+    broker = LocalKafka()
+    try:
+        yield broker.start()
+    finally:
+        broker.stop()
+        if broker.data_dir is not None:
+            shutil.rmtree(broker.data_dir, ignore_errors=True)
+
+
+# -- `make kafka` / `make kafka-stop`: a broker that outlives the command ---------------------------------
+
+
+def start_background(state_file: Path = STATE_FILE) -> str:
+    if state_file.exists():
+        state = json.loads(state_file.read_text())
+        if _alive(state["pid"]) and _port_open(state["port"]):
+            return f"127.0.0.1:{state['port']}"
+        state_file.unlink()
+    broker = LocalKafka(data_dir=Path(tempfile.mkdtemp(prefix="forwarder-kafka-")))
+    servers = broker.start(detach=True)
+    assert broker.process is not None
+    state_file.parent.mkdir(parents=True, exist_ok=True)
+    state_file.write_text(
+        json.dumps({"pid": broker.process.pid, "port": broker.port, "data_dir": str(broker.data_dir)})
+    )
+    return servers
+
+
+def stop_background(state_file: Path = STATE_FILE) -> bool:
+    if not state_file.exists():
+        return False
+    state = json.loads(state_file.read_text())
+    stop_pid(state["pid"])
+    shutil.rmtree(state["data_dir"], ignore_errors=True)
+    state_file.unlink()
+    return True

@@ -1,0 +1,145 @@
+"""One validated settings object, read from the environment and an optional ``.env``-style file.
+
+Every setting is listed in the README's table. A start-up error names the setting and the problem and
+never the value, so a secret cannot leak through a typo in another variable.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from forwarder.core.decode import DEFAULT_MAX_MESSAGE_BYTES
+from forwarder.core.identify import AMPLITUDE_DEFAULT_MIN_ID_LENGTH
+from forwarder.core.pipeline import MappingRules
+from forwarder.core.select import Selection
+
+SETTINGS_FILE_VARIABLE = "FORWARDER_SETTINGS_FILE"
+
+# shared/spec/amplitude-api.md, "Endpoints (data residency)".
+AMPLITUDE_HOSTS = {"us": "https://api2.amplitude.com", "eu": "https://api.eu.amplitude.com"}
+AMPLITUDE_PATHS = {"http": "/2/httpapi", "batch": "/batch"}
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name)
+
+
+class SettingsError(Exception):
+    """Bad configuration: one line per problem, each naming the setting."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        case_sensitive=False, extra="ignore", populate_by_name=False, hide_input_in_errors=True
+    )
+
+    kafka_bootstrap_servers: str = Field(validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS"), min_length=1)
+    source_topic: str = Field(
+        "moengage-streams", validation_alias=_env("FORWARDER_SOURCE_TOPIC"), min_length=1
+    )
+    group_id: str = Field(
+        "moengage-amplitude-forwarder", validation_alias=_env("FORWARDER_GROUP_ID"), min_length=1
+    )
+    dlq_topic: str = Field("moengage-streams-dlq", validation_alias=_env("FORWARDER_DLQ_TOPIC"), min_length=1)
+    events: str = Field("all", validation_alias=_env("FORWARDER_EVENTS"))
+    max_message_bytes: int = Field(
+        DEFAULT_MAX_MESSAGE_BYTES, validation_alias=_env("FORWARDER_MAX_MESSAGE_BYTES"), gt=0
+    )
+    batch_max_messages: int = Field(
+        200, validation_alias=_env("FORWARDER_BATCH_MAX_MESSAGES"), gt=0, le=10_000
+    )
+    batch_window_s: float = Field(1.0, validation_alias=_env("FORWARDER_BATCH_WINDOW_S"), gt=0, le=30)
+    shutdown_deadline_s: float = Field(
+        20.0, validation_alias=_env("FORWARDER_SHUTDOWN_DEADLINE_S"), gt=0, le=600
+    )
+    web_host: str = Field("127.0.0.1", validation_alias=_env("FORWARDER_WEB_HOST"))
+    web_port: int = Field(6066, validation_alias=_env("FORWARDER_WEB_PORT"), ge=0, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", validation_alias=_env("FORWARDER_LOG_LEVEL")
+    )
+
+    amplitude_api_key: SecretStr = Field(validation_alias=_env("AMPLITUDE_API_KEY"))
+    amplitude_residency: Literal["us", "eu"] = Field("us", validation_alias=_env("AMPLITUDE_RESIDENCY"))
+    amplitude_api: Literal["http", "batch"] = Field("http", validation_alias=_env("AMPLITUDE_API"))
+    amplitude_api_url: str | None = Field(None, validation_alias=_env("AMPLITUDE_API_URL"))
+    amplitude_min_id_length: int = Field(
+        AMPLITUDE_DEFAULT_MIN_ID_LENGTH, validation_alias=_env("AMPLITUDE_MIN_ID_LENGTH"), ge=1, le=1024
+    )
+    amplitude_timeout_s: float = Field(10.0, validation_alias=_env("AMPLITUDE_TIMEOUT_S"), gt=0, le=60)
+
+    @field_validator("amplitude_residency", "amplitude_api", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("amplitude_api_key", mode="after")
+    @classmethod
+    def _key_not_blank(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("events", mode="after")
+    @classmethod
+    def _selection_parses(cls, value: str) -> str:
+        Selection.parse(value)
+        return value
+
+    @field_validator("amplitude_api_url", mode="after")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @property
+    def amplitude_base_url(self) -> str:
+        return self.amplitude_api_url or AMPLITUDE_HOSTS[self.amplitude_residency]
+
+    def amplitude_endpoint(self, api: str | None = None) -> str:
+        return self.amplitude_base_url + AMPLITUDE_PATHS[api or self.amplitude_api]
+
+    def mapping_rules(self) -> MappingRules:
+        return MappingRules(
+            selection=Selection.parse(self.events),
+            min_id_length=self.amplitude_min_id_length,
+            max_message_bytes=self.max_message_bytes,
+        )
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for problem in error.errors(include_input=False, include_url=False):
+        name = ".".join(str(part) for part in problem["loc"]) or "settings"
+        field = Settings.model_fields.get(str(problem["loc"][0])) if problem["loc"] else None
+        if field is not None and isinstance(field.validation_alias, AliasChoices):
+            name = str(field.validation_alias.choices[0])
+        message = problem["msg"]
+        if problem["type"] == "missing":
+            message = "is required but not set"
+        lines.append(f"{name.upper()}: {message}")
+    return "invalid settings:\n  " + "\n  ".join(lines)
+
+
+def load_settings() -> Settings:
+    """Settings from the environment, then ``FORWARDER_SETTINGS_FILE`` if set; the environment wins."""
+    env_file = os.environ.get(SETTINGS_FILE_VARIABLE)
+    if env_file and not os.path.isfile(env_file):
+        raise SettingsError(
+            f"invalid settings:\n  {SETTINGS_FILE_VARIABLE}: file {env_file!r} does not exist"
+        )
+    try:
+        return Settings(_env_file=env_file or None)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None

@@ -1,0 +1,156 @@
+"""One batch of Kafka messages -> final outcomes. Knows nothing of faust, so replay tools reuse it."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from forwarder.core.outcomes import Dropped, Filtered, Forwarded, Invalid
+from forwarder.core.pipeline import MappingRules, process_message
+from forwarder.dead_letters import DeadLetterRecord, DeadLetterWriter, SourceRef
+from forwarder.delivery import Deliverer
+from forwarder.metrics import Metrics
+
+log = logging.getLogger("forwarder.batch")
+
+
+@dataclass(frozen=True, slots=True)
+class SourceMessage:
+    ref: SourceRef
+    value: bytes
+
+
+@dataclass
+class BatchSummary:
+    messages: int = 0
+    read: int = 0
+    delivered: int = 0
+    filtered: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+    dead_lettered: Counter[str] = field(default_factory=Counter)
+    retries: int = 0
+    throttled: int = 0
+
+    def add(self, other: BatchSummary) -> None:
+        self.messages += other.messages
+        self.read += other.read
+        self.delivered += other.delivered
+        self.filtered += other.filtered
+        self.dropped.update(other.dropped)
+        self.dead_lettered.update(other.dead_lettered)
+        self.retries += other.retries
+        self.throttled += other.throttled
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "messages": self.messages,
+            "read": self.read,
+            "delivered": self.delivered,
+            "filtered": self.filtered,
+            "dropped": dict(self.dropped),
+            "dead_lettered": dict(self.dead_lettered),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    source: SourceRef
+    index: int
+    raw: Any
+    outcome: Forwarded
+
+
+class BatchProcessor:
+    def __init__(
+        self, rules: MappingRules, deliverer: Deliverer, dead_letters: DeadLetterWriter, metrics: Metrics
+    ) -> None:
+        self.rules = rules
+        self._deliverer = deliverer
+        self._dead_letters = dead_letters
+        self._metrics = metrics
+
+    async def process(self, messages: Sequence[SourceMessage]) -> BatchSummary:
+        """Returns once every event of ``messages`` has a final outcome (dead letters stored).
+
+        Raises ``FatalDeliveryError`` or ``DeliveryAbandoned`` from the deliverer; then nothing of the
+        batch may be acknowledged.
+        """
+        summary = BatchSummary(messages=len(messages))
+        metrics = self._metrics
+        pending: list[_Pending] = []
+        dead: list[DeadLetterRecord] = []
+        for message in messages:
+            result = process_message(message.value, self.rules)
+            summary.read += len(result.outcomes)
+            if result.error is not None:
+                dead.append(
+                    DeadLetterRecord(
+                        message.value, message.ref, result.error.reason, detail=result.error.detail
+                    )
+                )
+                summary.dead_lettered[result.error.reason] += 1
+                metrics.count(result.outcomes[0], delivered=False)
+                continue
+            for index, outcome in enumerate(result.outcomes):
+                if isinstance(outcome, Forwarded):
+                    pending.append(_Pending(message.ref, index, result.events[index], outcome))
+                    continue
+                metrics.count(outcome, delivered=False)
+                if isinstance(outcome, Filtered):
+                    summary.filtered += 1
+                elif isinstance(outcome, Dropped):
+                    summary.dropped[outcome.reason] += 1
+                elif isinstance(outcome, Invalid):
+                    summary.dead_lettered[outcome.reason] += 1
+                    dead.append(
+                        DeadLetterRecord(
+                            orjson.dumps(result.events[index], default=str),
+                            message.ref,
+                            outcome.reason,
+                            event_index=index,
+                            event_code=outcome.code,
+                            detail=outcome.detail,
+                        )
+                    )
+
+        report = await self._deliverer.deliver([p.outcome.event for p in pending])
+        rejected = {d.index: d for d in report.dead}
+        for position, item in enumerate(pending):
+            letter = rejected.get(position)
+            if letter is None:
+                metrics.count(item.outcome, delivered=True)
+                continue
+            metrics.count(item.outcome, delivered=False, dead_reason=letter.reason)
+            summary.dead_lettered[letter.reason] += 1
+            dead.append(
+                DeadLetterRecord(
+                    orjson.dumps(item.raw, default=str),
+                    item.source,
+                    letter.reason,
+                    event_index=item.index,
+                    event_code=item.outcome.code,
+                    status=letter.status,
+                    response_excerpt=letter.excerpt,
+                    attempts=letter.attempts,
+                )
+            )
+        summary.delivered = len(report.delivered)
+        summary.retries = report.retries
+        summary.throttled = report.throttled
+        await self._dead_letters.write(dead)
+
+        metrics.messages.inc(len(messages))
+        metrics.dead_letters.inc(len(dead))
+        metrics.retries.inc(report.retries)
+        metrics.throttled.inc(report.throttled)
+        if pending:
+            metrics.batch_events.observe(len(pending))
+        if report.delivered:
+            metrics.delivered_now()
+        log.info("batch", extra={"fields": summary.as_dict()})
+        return summary
