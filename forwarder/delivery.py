@@ -23,9 +23,9 @@ from forwarder.amplitude.client import (
     TooLarge,
     Unavailable,
 )
-from forwarder.amplitude.encoding import chunk_indexes, encode_event
+from forwarder.amplitude.encoding import chunk_indexes
 from forwarder.amplitude.limits import ApiLimits
-from schemas.amplitude import AmplitudeEvent
+from forwarder.core.outcomes import Forwarded
 
 
 class FatalDeliveryError(Exception):
@@ -84,11 +84,13 @@ class Deliverer:
         if not await self._wait(seconds):
             raise DeliveryAbandoned
 
-    async def deliver(self, events: Sequence[AmplitudeEvent]) -> DeliveryReport:
+    async def deliver(self, items: Sequence[Forwarded]) -> DeliveryReport:
+        """Indexes in the report refer to ``items``."""
         report = DeliveryReport()
-        if not events:
+        if not items:
             return report
-        encoded = [encode_event(e) for e in events]
+        events = [item.event for item in items]
+        encoded = [item.encoded for item in items]
         sizes = [len(b) for b in encoded]
         attempts = [0] * len(events)
         queue: deque[list[int]] = deque(

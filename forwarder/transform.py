@@ -51,7 +51,7 @@ def transform(data: bytes, rules: MappingRules, out: IO[bytes], errors: IO[str])
             position += 1
             counts.add(outcome)
             if isinstance(outcome, Forwarded):
-                out.write(orjson.dumps(outcome.event) + b"\n")
+                out.write(outcome.encoded + b"\n")
                 for warning in outcome.warnings:
                     print(f"event {position} ({outcome.code}): {warning}", file=errors)
             elif isinstance(outcome, Invalid) and document is not _INVALID_JSON and outcome.detail:

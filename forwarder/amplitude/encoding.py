@@ -1,4 +1,4 @@
-"""Encode each event once, then assemble request bodies that respect the API's count and size limits."""
+"""Assemble, from events the core encoded once, request bodies that respect the API's count and size limits."""
 
 from __future__ import annotations
 
@@ -7,11 +7,6 @@ from collections.abc import Iterator, Sequence
 import orjson
 
 from forwarder.amplitude.limits import ApiLimits
-from schemas.amplitude import AmplitudeEvent
-
-
-def encode_event(event: AmplitudeEvent) -> bytes:
-    return orjson.dumps(event)
 
 
 class BodyBuilder:

@@ -15,6 +15,8 @@ class Forwarded:
 
     code: str
     event: AmplitudeEvent
+    # The event as JSON, encoded once here: delivery sizes and sends these bytes as they are.
+    encoded: bytes
     # What Amplitude would change or reject (a cut string, an id that was a list): a dry run tells the truth.
     warnings: tuple[str, ...] = ()
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from forwarder.core.decode import DEFAULT_MAX_MESSAGE_BYTES, DecodeError, decode_message
 from forwarder.core.identify import AMPLITUDE_DEFAULT_MIN_ID_LENGTH, identify
 from forwarder.core.mapping import to_amplitude
@@ -63,7 +65,12 @@ def process_event(event: Any, rules: MappingRules) -> Outcome:
             return Invalid(code, "wrong_type", f"{key} must be an object, got {type(value).__name__}")
 
     amplitude_event, warnings = to_amplitude(event, code, event_type, time_ms, identity)
-    return Forwarded(code, amplitude_event, warnings)
+    try:
+        encoded = orjson.dumps(amplitude_event)
+    except orjson.JSONEncodeError as exc:
+        # e.g. an attribute holding an integer beyond 64 bits: no JSON encoder Amplitude reads takes it.
+        return Invalid(code, "unencodable", str(exc))
+    return Forwarded(code, amplitude_event, encoded, warnings)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,8 @@ from typing import Any
 
 # A number at or above this is already milliseconds (1e11 s is the year 5138; 1e11 ms is 1973).
 MILLISECONDS_THRESHOLD = 100_000_000_000
+# 9999-12-31T23:59:59Z: beyond it no datetime library, and no analytics chart, means anything.
+MAX_EPOCH_MS = 253_402_300_799_000
 
 
 class TimeError(ValueError):
@@ -19,7 +21,10 @@ class TimeError(ValueError):
 def _from_number(value: float) -> int:
     if not math.isfinite(value) or value <= 0:
         raise TimeError("invalid_time", f"event_time {value!r} is not a positive epoch time")
-    return int(value) if value >= MILLISECONDS_THRESHOLD else round(value * 1000)
+    ms = int(value) if value >= MILLISECONDS_THRESHOLD else round(value * 1000)
+    if ms > MAX_EPOCH_MS:
+        raise TimeError("invalid_time", f"event_time {value!r} is after the year 9999")
+    return ms
 
 
 def to_epoch_ms(value: Any) -> int:

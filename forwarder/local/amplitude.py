@@ -48,15 +48,14 @@ class Faults:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Faults:
-        known = {f.name for f in fields(cls)}
+        # ``outage_s`` is a shorthand the faults endpoint turns into ``outage_until``.
+        known = {f.name for f in fields(cls)} | {"outage_s"}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown fault settings: {sorted(unknown)}")
-        values = dict(data)
+        values = {k: v for k, v in data.items() if k != "outage_s"}
         if "error_rates" in values:
             values["error_rates"] = {int(k): float(v) for k, v in values["error_rates"].items()}
-        if "outage_s" in data:
-            values.pop("outage_s")
         for name in (
             "throttled_users",
             "throttled_devices",

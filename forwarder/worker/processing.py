@@ -118,7 +118,7 @@ class BatchProcessor:
                         )
                     )
 
-        report = await self._deliverer.deliver([p.outcome.event for p in pending])
+        report = await self._deliverer.deliver([p.outcome for p in pending])
         rejected = {d.index: d for d in report.dead}
         for position, item in enumerate(pending):
             letter = rejected.get(position)

@@ -1,0 +1,20 @@
+"""Builders shared by tests: Forwarded events from the real core, so tests feed the real shapes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from forwarder.core import Forwarded, MappingRules, process_event
+
+
+def forwarded(n: int, *, uid_prefix: str = "customer", code: str = "SMS_SENT", **extra: Any) -> list[Forwarded]:
+    items = []
+    for i in range(n):
+        outcome = process_event(
+            {"event_code": code, "event_uuid": f"ev-{uid_prefix}-{i}", "uid": f"{uid_prefix}-{i:05d}",
+             "event_time": 1_700_000_000 + i, **extra},
+            MappingRules(),
+        )
+        assert isinstance(outcome, Forwarded)
+        items.append(outcome)
+    return items

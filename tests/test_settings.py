@@ -1,0 +1,102 @@
+"""Bad settings give named errors, and no error or log line ever carries a secret."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from forwarder.settings import Settings, SettingsError, load_settings
+
+SECRET = "amp-secret-key-do-not-print"
+BASE = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092", "AMPLITUDE_API_KEY": SECRET}
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "AMPLITUDE_API_KEY", "AMPLITUDE_RESIDENCY", "AMPLITUDE_API_URL",
+                 "FORWARDER_EVENTS", "FORWARDER_SETTINGS_FILE", "AMPLITUDE_API", "AMPLITUDE_MIN_ID_LENGTH"):
+        monkeypatch.delenv(name, raising=False)
+
+    def set_env(**values: str) -> None:
+        for key, value in {**BASE, **values}.items():
+            monkeypatch.setenv(key, value)
+
+    return set_env
+
+
+def test_defaults_point_at_amplitude_us_http_v2(env) -> None:  # type: ignore[no-untyped-def]
+    env()
+    settings = load_settings()
+    assert settings.amplitude_endpoint() == "https://api2.amplitude.com/2/httpapi"
+    assert settings.source_topic == "moengage-streams"
+    assert SECRET not in repr(settings)
+    assert SECRET not in str(settings.model_dump())
+
+
+@pytest.mark.parametrize(
+    ("residency", "api", "url"),
+    [
+        ("us", "http", "https://api2.amplitude.com/2/httpapi"),
+        ("us", "batch", "https://api2.amplitude.com/batch"),
+        ("EU", "http", "https://api.eu.amplitude.com/2/httpapi"),
+        ("eu", "batch", "https://api.eu.amplitude.com/batch"),
+    ],
+)
+def test_all_four_residency_and_endpoint_combinations(env, residency: str, api: str, url: str) -> None:  # type: ignore[no-untyped-def]
+    env(AMPLITUDE_RESIDENCY=residency, AMPLITUDE_API=api)
+    assert load_settings().amplitude_endpoint() == url
+
+
+def test_the_local_service_overrides_the_base_url(env) -> None:  # type: ignore[no-untyped-def]
+    env(AMPLITUDE_API_URL="http://127.0.0.1:8765/")
+    assert load_settings().amplitude_endpoint() == "http://127.0.0.1:8765/2/httpapi"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"AMPLITUDE_RESIDENCY": "mars"}, "AMPLITUDE_RESIDENCY: Input should be 'us' or 'eu'"),
+        ({"AMPLITUDE_API_KEY": "  "}, "AMPLITUDE_API_KEY: Value error, must not be empty"),
+        ({"FORWARDER_EVENTS": "Emial Campaigns"}, "FORWARDER_EVENTS: Value error, 'Emial Campaigns' is neither"),
+        ({"AMPLITUDE_MIN_ID_LENGTH": "0"}, "AMPLITUDE_MIN_ID_LENGTH: Input should be greater than or equal to 1"),
+        ({"AMPLITUDE_API_URL": "ftp://x"}, "AMPLITUDE_API_URL: Value error, must start with http"),
+    ],
+)
+def test_a_bad_setting_is_named(env, overrides: dict[str, str], message: str) -> None:  # type: ignore[no-untyped-def]
+    env(**overrides)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert message in str(caught.value)
+    assert SECRET not in str(caught.value)
+
+
+def test_missing_required_settings_are_named(env, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert "KAFKA_BOOTSTRAP_SERVERS: is required but not set" in str(caught.value)
+    assert "AMPLITUDE_API_KEY: is required but not set" in str(caught.value)
+
+
+def test_a_secret_typed_into_the_wrong_setting_is_not_echoed(env) -> None:  # type: ignore[no-untyped-def]
+    env(AMPLITUDE_RESIDENCY=SECRET)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert SECRET not in str(caught.value)
+
+
+def test_settings_file_is_read_and_the_environment_wins(env, monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    env()
+    path = tmp_path / "forwarder.env"
+    path.write_text("FORWARDER_SOURCE_TOPIC=from-file\nKAFKA_BOOTSTRAP_SERVERS=file:9092\n")
+    monkeypatch.setenv("FORWARDER_SETTINGS_FILE", str(path))
+    settings = load_settings()
+    assert settings.source_topic == "from-file"
+    assert settings.kafka_bootstrap_servers == "127.0.0.1:9092"
+    monkeypatch.setenv("FORWARDER_SETTINGS_FILE", str(tmp_path / "missing.env"))
+    with pytest.raises(SettingsError, match="FORWARDER_SETTINGS_FILE: file .* does not exist"):
+        load_settings()
+
+
+def test_settings_is_one_object() -> None:
+    assert "amplitude_api_key" in Settings.model_fields
