@@ -2,7 +2,9 @@
 
 A record's value is the original message bytes when the whole message is bad (not JSON, not UTF-8,
 too large), and the single offending event as a JSON object otherwise, so ``replay-dlq`` can re-process
-exactly what failed. Headers (all UTF-8 strings) say why and from where.
+exactly what failed. Headers (all UTF-8 strings) say why and from where. A value larger than the dead-letter
+topic takes is left out (header ``dlq.value_omitted``): the bytes stay in the source topic at the offset
+the headers name, and the record still says what happened to them.
 """
 
 from __future__ import annotations
@@ -36,8 +38,9 @@ class DeadLetterRecord:
     attempts: int = 0
     detail: str = ""
 
-    def headers(self) -> list[tuple[str, bytes]]:
+    def headers(self, value_omitted: bool = False) -> list[tuple[str, bytes]]:
         fields = {
+            "value_omitted": f"{len(self.value)} bytes; read them from the source offset" if value_omitted else "",
             "source_topic": self.source.topic,
             "source_partition": str(self.source.partition),
             "source_offset": str(self.source.offset),
@@ -64,15 +67,21 @@ def header_map(headers: list[tuple[str, bytes]] | tuple[tuple[str, bytes], ...])
 class DeadLetterWriter:
     """Writes and waits for the broker's acknowledgement: a dead letter counts only once it is stored."""
 
-    def __init__(self, producer: AIOKafkaProducer, topic: str) -> None:
+    def __init__(self, producer: AIOKafkaProducer, topic: str, max_value_bytes: int) -> None:
         self._producer = producer
         self.topic = topic
+        self.max_value_bytes = max_value_bytes
 
     async def write(self, records: list[DeadLetterRecord]) -> None:
         if not records:
             return
-        futures = [
-            await self._producer.send(self.topic, value=r.value, key=r.source.key, headers=r.headers())
-            for r in records
-        ]
+        futures = []
+        for record in records:
+            omitted = len(record.value) > self.max_value_bytes
+            value = b"" if omitted else record.value
+            futures.append(
+                await self._producer.send(
+                    self.topic, value=value, key=record.source.key, headers=record.headers(omitted)
+                )
+            )
         await asyncio.gather(*futures)

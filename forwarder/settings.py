@@ -45,6 +45,9 @@ class Settings(BaseSettings):
         "moengage-amplitude-forwarder", validation_alias=_env("FORWARDER_GROUP_ID"), min_length=1
     )
     dlq_topic: str = Field("moengage-streams-dlq", validation_alias=_env("FORWARDER_DLQ_TOPIC"), min_length=1)
+    dlq_max_value_bytes: int = Field(
+        900_000, validation_alias=_env("FORWARDER_DLQ_MAX_VALUE_BYTES"), gt=0, le=100 * 1024 * 1024
+    )
     events: str = Field("all", validation_alias=_env("FORWARDER_EVENTS"))
     max_message_bytes: int = Field(
         DEFAULT_MAX_MESSAGE_BYTES, validation_alias=_env("FORWARDER_MAX_MESSAGE_BYTES"), gt=0

@@ -35,8 +35,10 @@ def kafka() -> Iterator[str]:
 @pytest.fixture
 def topic_names() -> Callable[[str], str]:
     """Fresh topic and group names per test, so tests on the one broker never see each other's data."""
+
     def make(prefix: str) -> str:
         return f"{prefix}-{os.getpid()}-{next(_names)}"
+
     return make
 
 
@@ -60,8 +62,13 @@ class WorkerProcess:
 
     def start(self) -> WorkerProcess:
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "forwarder", "worker"], env=self.env,
-                                            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "forwarder", "worker"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+            )
         return self
 
     def alive(self) -> bool:

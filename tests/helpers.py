@@ -11,8 +11,13 @@ def forwarded(n: int, *, uid_prefix: str = "customer", code: str = "SMS_SENT", *
     items = []
     for i in range(n):
         outcome = process_event(
-            {"event_code": code, "event_uuid": f"ev-{uid_prefix}-{i}", "uid": f"{uid_prefix}-{i:05d}",
-             "event_time": 1_700_000_000 + i, **extra},
+            {
+                "event_code": code,
+                "event_uuid": f"ev-{uid_prefix}-{i}",
+                "uid": f"{uid_prefix}-{i:05d}",
+                "event_time": 1_700_000_000 + i,
+                **extra,
+            },
             MappingRules(),
         )
         assert isinstance(outcome, Forwarded)

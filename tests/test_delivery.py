@@ -61,7 +61,9 @@ async def test_rejected_events_are_dead_lettered_and_the_rest_delivered() -> Non
     report = await deliverer_for(service, Clock()).deliver(items)
     assert sorted(report.delivered) == [0, 1, 2, 4, 5, 6, 8, 9]
     assert [(d.index, d.reason, d.status) for d in report.dead] == [
-        (3, "invalid_field:event_properties", 400), (7, "invalid_field:event_properties", 400)]
+        (3, "invalid_field:event_properties", 400),
+        (7, "invalid_field:event_properties", 400),
+    ]
     assert "events_with_invalid_fields" in report.dead[0].excerpt
 
 
@@ -77,8 +79,9 @@ async def test_an_event_too_large_alone_is_dead_lettered_and_its_neighbours_go_t
 
 async def test_throttled_users_wait_the_documented_pause_and_quota_users_are_dead_lettered() -> None:
     items = forwarded(6)
-    service = AmplitudeService(api_keys={KEY}, faults=Faults(throttled_users={"customer-00001"},
-                                                             quota_users={"customer-00004"}))
+    service = AmplitudeService(
+        api_keys={KEY}, faults=Faults(throttled_users={"customer-00001"}, quota_users={"customer-00004"})
+    )
     clock = Clock()
     deliverer = deliverer_for(service, clock)
 

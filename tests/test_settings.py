@@ -14,8 +14,16 @@ BASE = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092", "AMPLITUDE_API_KEY": SECRET
 
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    for name in ("KAFKA_BOOTSTRAP_SERVERS", "AMPLITUDE_API_KEY", "AMPLITUDE_RESIDENCY", "AMPLITUDE_API_URL",
-                 "FORWARDER_EVENTS", "FORWARDER_SETTINGS_FILE", "AMPLITUDE_API", "AMPLITUDE_MIN_ID_LENGTH"):
+    for name in (
+        "KAFKA_BOOTSTRAP_SERVERS",
+        "AMPLITUDE_API_KEY",
+        "AMPLITUDE_RESIDENCY",
+        "AMPLITUDE_API_URL",
+        "FORWARDER_EVENTS",
+        "FORWARDER_SETTINGS_FILE",
+        "AMPLITUDE_API",
+        "AMPLITUDE_MIN_ID_LENGTH",
+    ):
         monkeypatch.delenv(name, raising=False)
 
     def set_env(**values: str) -> None:
@@ -94,7 +102,7 @@ def test_settings_file_is_read_and_the_environment_wins(env, monkeypatch, tmp_pa
     assert settings.source_topic == "from-file"
     assert settings.kafka_bootstrap_servers == "127.0.0.1:9092"
     monkeypatch.setenv("FORWARDER_SETTINGS_FILE", str(tmp_path / "missing.env"))
-    with pytest.raises(SettingsError, match="FORWARDER_SETTINGS_FILE: file .* does not exist"):
+    with pytest.raises(SettingsError, match=r"FORWARDER_SETTINGS_FILE: file .* does not exist"):
         load_settings()
 
 

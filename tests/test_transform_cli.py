@@ -13,8 +13,13 @@ SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "samples" / "streams-r
 
 
 def run(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-m", "forwarder", "transform", *args], input=stdin,
-                          capture_output=True, check=False, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "forwarder", "transform", *args],
+        input=stdin,
+        capture_output=True,
+        check=False,
+        timeout=60,
+    )
 
 
 def test_the_shared_sample_gives_two_events_and_one_unidentifiable(tmp_path: Path) -> None:
@@ -24,7 +29,11 @@ def test_the_shared_sample_gives_two_events_and_one_unidentifiable(tmp_path: Pat
     lines = [orjson.loads(line) for line in result.stdout.splitlines()]
     assert [e["event_type"] for e in lines] == ["Notification Received Android", "Email Sent"]
     assert json.loads(summary.read_text()) == {
-        "read": 3, "forwarded": 2, "filtered": 0, "dropped": {"unidentifiable": 1}, "invalid": 0,
+        "read": 3,
+        "forwarded": 2,
+        "filtered": 0,
+        "dropped": {"unidentifiable": 1},
+        "invalid": 0,
     }
 
 
@@ -53,8 +62,12 @@ def test_selection_and_min_id_length_options(tmp_path: Path) -> None:
 
 
 def test_a_dry_run_reports_what_amplitude_would_change() -> None:
-    event = {"event_code": "SMS_SENT", "uid": "customer-1", "event_time": 1_700_000_000,
-             "event_attributes": {"campaign_name": "n" * 2000}}
+    event = {
+        "event_code": "SMS_SENT",
+        "uid": "customer-1",
+        "event_time": 1_700_000_000,
+        "event_attributes": {"campaign_name": "n" * 2000},
+    }
     result = run(stdin=orjson.dumps(event))
     assert b"event 1 (SMS_SENT): event_properties.campaign_name: 2000 characters cut to 1024" in result.stderr
 

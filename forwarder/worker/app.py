@@ -60,7 +60,11 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     @app.agent(source, concurrency=1)
     async def forward(stream: Any) -> None:
         producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", enable_idempotence=True
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            acks="all",
+            enable_idempotence=True,
+            # Headers ride along with the value: leave them room.
+            max_request_size=settings.dlq_max_value_bytes + 64 * 1024,
         )
         await producer.start()
         client = AmplitudeClient(
@@ -71,7 +75,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
             observer=metrics.observe_request,
         )
         deliverer = Deliverer(client, LIMITS[settings.amplitude_api], _sleep)
-        processor = BatchProcessor(rules, deliverer, DeadLetterWriter(producer, settings.dlq_topic), metrics)
+        dead_letters = DeadLetterWriter(producer, settings.dlq_topic, settings.dlq_max_value_bytes)
+        processor = BatchProcessor(rules, deliverer, dead_letters, metrics)
         health.consuming = True
         try:
             async for batch in stream.noack_take(settings.batch_max_messages, within=settings.batch_window_s):

@@ -42,7 +42,9 @@ async def send(client: AmplitudeClient, n: int = 3):  # type: ignore[no-untyped-
 async def test_the_request_is_amplitudes_documented_body() -> None:
     seen: list[httpx.Request] = []
     client = AmplitudeClient(
-        "https://amp.test/2/httpapi", SecretStr(SECRET), min_id_length=3,
+        "https://amp.test/2/httpapi",
+        SecretStr(SECRET),
+        min_id_length=3,
         transport=httpx.MockTransport(lambda r: (seen.append(r), httpx.Response(200, json={"code": 200}))[1]),
     )
     items = forwarded(2)
@@ -55,16 +57,23 @@ async def test_the_request_is_amplitudes_documented_body() -> None:
 
 
 async def test_400_with_indexes_names_the_rejected_events() -> None:
-    body = {"code": 400, "error": "Request missing required field",
-            "events_with_invalid_fields": {"time": [0]}, "events_with_missing_fields": {"event_type": [2]},
-            "events_with_invalid_id_lengths": {"user_id": [1]}, "silenced_events": [7]}
+    body = {
+        "code": 400,
+        "error": "Request missing required field",
+        "events_with_invalid_fields": {"time": [0]},
+        "events_with_missing_fields": {"event_type": [2]},
+        "events_with_invalid_id_lengths": {"user_id": [1]},
+        "silenced_events": [7],
+    }
     result = await send(client_answering(400, body))
     assert isinstance(result, Rejected)
     assert result.reasons == {0: "invalid_field:time", 1: "invalid_id_length:user_id", 2: "missing_field:event_type"}
 
 
-@pytest.mark.parametrize("body", [{"code": 400, "error": "Invalid API key: abc"},
-                                  {"code": 400, "error": "missing", "missing_field": "api_key"}])
+@pytest.mark.parametrize(
+    "body",
+    [{"code": 400, "error": "Invalid API key: abc"}, {"code": 400, "error": "missing", "missing_field": "api_key"}],
+)
 async def test_invalid_or_missing_key_is_fatal(body: dict[str, object]) -> None:
     assert isinstance(await send(client_answering(400, body)), InvalidKey)
 
@@ -78,8 +87,13 @@ async def test_413_is_too_large() -> None:
 
 
 async def test_429_lists_throttled_events_and_quota_ids() -> None:
-    body = {"code": 429, "eps_threshold": 30, "throttled_users": {"customer-00001": 40}, "throttled_events": [1],
-            "exceeded_daily_quota_users": {"customer-00002": 1}}
+    body = {
+        "code": 429,
+        "eps_threshold": 30,
+        "throttled_users": {"customer-00001": 40},
+        "throttled_events": [1],
+        "exceeded_daily_quota_users": {"customer-00002": 1},
+    }
     result = await send(client_answering(429, body))
     assert isinstance(result, Throttled)
     assert result.throttled == frozenset({1})
@@ -102,7 +116,9 @@ async def test_timeouts_and_connection_errors_are_transient_and_do_not_show_the_
         raise httpx.ReadTimeout("timed out", request=request)
 
     for handler in (refuse, hang):
-        client = AmplitudeClient("https://amp.test/2/httpapi", SecretStr(SECRET), transport=httpx.MockTransport(handler))
+        client = AmplitudeClient(
+            "https://amp.test/2/httpapi", SecretStr(SECRET), transport=httpx.MockTransport(handler)
+        )
         result = await send(client)
         assert isinstance(result, Unavailable)
         assert result.status is None

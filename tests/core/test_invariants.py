@@ -38,8 +38,13 @@ attributes = st.one_of(st.none(), st.dictionaries(st.text(max_size=15), json_sca
 @st.composite
 def moengage_events(draw: Any) -> dict[str, Any]:
     event: dict[str, Any] = {"event_code": draw(codes)}
-    for key, strategy in (("uid", ids), ("event_time", times), ("event_uuid", st.one_of(st.none(), st.uuids().map(str))),
-                          ("event_attributes", attributes), ("email_id", json_scalars)):
+    for key, strategy in (
+        ("uid", ids),
+        ("event_time", times),
+        ("event_uuid", st.one_of(st.none(), st.uuids().map(str))),
+        ("event_attributes", attributes),
+        ("email_id", json_scalars),
+    ):
         if draw(st.booleans()):
             event[key] = draw(strategy)
     if draw(st.booleans()):

@@ -19,8 +19,12 @@ def event(**overrides: Any) -> dict[str, Any]:
         "event_uuid": "u-1",
         "event_time": 1_668_600_246,
         "uid": "customer-0002",
-        "event_attributes": {"campaign_id": "c1", "campaign_name": "Welcome", "campaign_type": "GENERAL",
-                             "campaign_channel": "EMAIL"},
+        "event_attributes": {
+            "campaign_id": "c1",
+            "campaign_name": "Welcome",
+            "campaign_type": "GENERAL",
+            "campaign_channel": "EMAIL",
+        },
         "user_attributes": {"moengage_user_id": "moe-2"},
     }
     base.update(overrides)
@@ -35,8 +39,27 @@ def forwarded(ev: dict[str, Any], rules: MappingRules = RULES) -> Forwarded:
 
 # -- identity ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("uid", [None, "", "   ", "null", "NULL", "Anonymous", "undefined", "n/a", "0", "-1",
-                                 "00000000-0000-0000-0000-000000000000", "{}", "lmy47d", "None", "nil"])
+
+@pytest.mark.parametrize(
+    "uid",
+    [
+        None,
+        "",
+        "   ",
+        "null",
+        "NULL",
+        "Anonymous",
+        "undefined",
+        "n/a",
+        "0",
+        "-1",
+        "00000000-0000-0000-0000-000000000000",
+        "{}",
+        "lmy47d",
+        "None",
+        "nil",
+    ],
+)
 def test_placeholder_or_missing_uid_without_anonymous_id_is_dropped_as_unidentifiable(uid: Any) -> None:
     assert process_event(event(uid=uid), RULES) == Dropped("MOE_EMAIL_SENT", "unidentifiable")
 
@@ -94,6 +117,7 @@ def test_uid_of_the_wrong_type_is_not_an_id(uid: Any) -> None:
 
 # -- time -------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("given", "expected_ms"),
     [
@@ -114,10 +138,19 @@ def test_event_time_becomes_integer_milliseconds(given: Any, expected_ms: int) -
     assert type(out.event["time"]) is int
 
 
-@pytest.mark.parametrize(("given", "reason"), [(None, "missing_time"), ("", "missing_time"), (1.8e19, "invalid_time"),
-                                               ("yesterday", "invalid_time"), (True, "invalid_time"),
-                                               (-5, "invalid_time"), ([1], "invalid_time"),
-                                               (float("nan"), "invalid_time")])
+@pytest.mark.parametrize(
+    ("given", "reason"),
+    [
+        (None, "missing_time"),
+        ("", "missing_time"),
+        (1.8e19, "invalid_time"),
+        ("yesterday", "invalid_time"),
+        (True, "invalid_time"),
+        (-5, "invalid_time"),
+        ([1], "invalid_time"),
+        (float("nan"), "invalid_time"),
+    ],
+)
 def test_missing_or_unparseable_time_is_invalid_not_guessed(given: Any, reason: str) -> None:
     outcome = process_event(event(event_time=given), RULES)
     assert isinstance(outcome, Invalid)
@@ -132,6 +165,7 @@ def test_absent_time_key_is_invalid() -> None:
 
 
 # -- fields -----------------------------------------------------------------------------------------------
+
 
 def test_channel_ids_at_the_top_level() -> None:
     props = forwarded(event(email_id="a@b.c", push_id="tok", mobile_number="+1555")).event["event_properties"]
@@ -158,8 +192,15 @@ def test_top_level_channel_id_wins_over_event_attributes() -> None:
 
 
 def test_flow_variation_and_locale_fields_and_custom_attributes_pass_through() -> None:
-    attrs = {"campaign_id": "c", "parent_flow_id": "f-1", "parent_flow_name": "Onboarding", "variation_id": 2,
-             "locale_id": "fr", "locale_name": "French", "coupon": {"code": "SPRING"}}
+    attrs = {
+        "campaign_id": "c",
+        "parent_flow_id": "f-1",
+        "parent_flow_name": "Onboarding",
+        "variation_id": 2,
+        "locale_id": "fr",
+        "locale_name": "French",
+        "coupon": {"code": "SPRING"},
+    }
     props = forwarded(event(event_attributes=attrs)).event["event_properties"]
     for key, value in attrs.items():
         assert props[key] == value
@@ -207,6 +248,7 @@ def test_long_strings_are_cut_to_1024_characters_with_a_warning() -> None:
 
 # -- selection --------------------------------------------------------------------------------------------
 
+
 def test_unknown_codes_and_user_action_events_are_filtered_by_default() -> None:
     assert process_event(event(event_code="ADD_TO_CART", event_name="Add To Cart"), RULES) == Filtered("ADD_TO_CART")
 
@@ -243,7 +285,7 @@ def test_selection_by_code_channel_or_type(selection: str, code: str, selected: 
 
 @pytest.mark.parametrize("text", ["", " , ", "Emial Campaigns"])
 def test_a_bad_selection_is_refused_with_a_reason(text: str) -> None:
-    with pytest.raises(ValueError, match="empty|neither a channel nor a type"):
+    with pytest.raises(ValueError, match=r"empty|neither a channel nor a type"):
         Selection.parse(text)
 
 
@@ -253,6 +295,7 @@ def test_filtering_happens_before_identification() -> None:
 
 
 # -- insert_id --------------------------------------------------------------------------------------------
+
 
 def test_insert_id_is_the_event_uuid() -> None:
     assert forwarded(event(event_uuid="  abc-123 ")).event["insert_id"] == "abc-123"
@@ -268,6 +311,7 @@ def test_insert_id_without_uuid_is_deterministic_and_distinct() -> None:
 
 
 # -- shape ------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("bad", [None, 3, "text", ["a"]])
 def test_an_event_that_is_not_an_object_is_invalid(bad: Any) -> None:

@@ -18,8 +18,13 @@ def client(service: AmplitudeService) -> httpx.AsyncClient:
 
 
 def ev(i: int = 0, **over: object) -> dict[str, object]:
-    return {"event_type": "Email Sent", "user_id": f"customer-{i:04d}", "time": 1_700_000_000_000,
-            "insert_id": f"i-{i}", **over}
+    return {
+        "event_type": "Email Sent",
+        "user_id": f"customer-{i:04d}",
+        "time": 1_700_000_000_000,
+        "insert_id": f"i-{i}",
+        **over,
+    }
 
 
 @pytest.mark.parametrize("path", ["/2/httpapi", "/batch"])
@@ -50,8 +55,13 @@ async def test_duplicates_are_counted_by_insert_id() -> None:
 
 async def test_invalid_events_get_400_with_indexes_and_nothing_is_ingested() -> None:
     service = AmplitudeService(api_keys={KEY})
-    events = [ev(0), ev(1, time="yesterday"), {"user_id": "customer-2", "insert_id": "x"}, ev(3, user_id="abc"),
-              {"event_type": "E", "insert_id": "no-ids"}]
+    events = [
+        ev(0),
+        ev(1, time="yesterday"),
+        {"user_id": "customer-2", "insert_id": "x"},
+        ev(3, user_id="abc"),
+        {"event_type": "E", "insert_id": "no-ids"},
+    ]
     async with client(service) as http:
         response = await http.post("/2/httpapi", json={"api_key": KEY, "events": events})
     assert response.status_code == 400
@@ -65,8 +75,9 @@ async def test_invalid_events_get_400_with_indexes_and_nothing_is_ingested() -> 
 async def test_min_id_length_option_is_honoured() -> None:
     service = AmplitudeService(api_keys={KEY})
     async with client(service) as http:
-        response = await http.post("/2/httpapi", json={"api_key": KEY, "events": [ev(0, user_id="abc")],
-                                                       "options": {"min_id_length": 3}})
+        response = await http.post(
+            "/2/httpapi", json={"api_key": KEY, "events": [ev(0, user_id="abc")], "options": {"min_id_length": 3}}
+        )
     assert response.status_code == 200
 
 
@@ -109,8 +120,13 @@ async def test_throttling_and_daily_quota_answer_429_with_amplitudes_fields() ->
     service = AmplitudeService(api_keys={KEY})
     async with client(service) as http:
         await http.post("/_local/faults", json={"throttled_users": ["customer-0001"], "quota_devices": ["dev-99999"]})
-        response = await http.post("/2/httpapi", json={"api_key": KEY, "events": [
-            ev(0), ev(1), {"event_type": "E", "device_id": "dev-99999", "insert_id": "q"}]})
+        response = await http.post(
+            "/2/httpapi",
+            json={
+                "api_key": KEY,
+                "events": [ev(0), ev(1), {"event_type": "E", "device_id": "dev-99999", "insert_id": "q"}],
+            },
+        )
     body = response.json()
     assert response.status_code == 429
     assert body["throttled_users"] == {"customer-0001": 1}

@@ -24,12 +24,14 @@ def test_aliases_resolve_to_their_canonical_event() -> None:
 
 
 def test_forwarder_events_lists_the_catalogue() -> None:
-    out = subprocess.run([sys.executable, "-m", "forwarder", "events", "--format", "json"], capture_output=True,
-                         check=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "forwarder", "events", "--format", "json"], capture_output=True, check=True, text=True
+    ).stdout
     rows = json.loads(out)
     assert len(rows) == 44
     assert rows[0]["code"] == "n_c_s"
-    table = subprocess.run([sys.executable, "-m", "forwarder", "events"], capture_output=True, check=True,
-                           text=True).stdout
+    table = subprocess.run(
+        [sys.executable, "-m", "forwarder", "events"], capture_output=True, check=True, text=True
+    ).stdout
     assert "MOE_CARD_CAMPAIGN_VIEWED" in table
     assert "also MOE_CARD_VIEWED, MOE_CARD_IMPRESSION" in table

@@ -1,0 +1,39 @@
+"""``make run`` (``forwarder demo``): exits 0 and its last lines report counts that add up."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.kafka
+
+
+def test_the_demo_forwards_everything_and_the_counts_add_up(kafka: str) -> None:
+    # The demo uses the session's broker through KAFKA_BOOTSTRAP_SERVERS, as an operator's would.
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka}
+    result = subprocess.run(
+        [sys.executable, "-m", "forwarder", "demo", "--events", "2000"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    numbers = {
+        key: int(value)
+        for key, value in re.findall(r"^(read|delivered|filtered|dropped|dead-lettered): (\d+)", result.stdout, re.M)
+    }
+    assert numbers["read"] == 2000
+    assert numbers["read"] == numbers["delivered"] + numbers["filtered"] + numbers["dropped"] + numbers["dead-lettered"]
+    assert numbers["delivered"] > 0
+    assert numbers["filtered"] > 0
+    assert numbers["dropped"] > 0
+    assert lines[-1].endswith(": OK")
+    accepted = int(re.search(r"accepted (\d+) events", result.stdout).group(1))  # type: ignore[union-attr]
+    assert accepted == numbers["delivered"]

@@ -1,0 +1,149 @@
+"""The worker on a real Apache Kafka broker: delivery, commits that follow final outcomes, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import orjson
+import pytest
+
+from forwarder.dead_letters import header_map
+from forwarder.kafka_admin import create_topics, partition_offsets
+from forwarder.local.traffic import partition_key, streams_requests
+from forwarder.worker.observe import scrape_outcomes, wait_until_committed
+from tests.kafka_helpers import produce, read_all
+
+pytestmark = pytest.mark.kafka
+
+
+def worker_env(kafka: str, url: str, source: str, dlq: str, group: str, key: str = "test-key") -> dict[str, str]:
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka,
+        "FORWARDER_SOURCE_TOPIC": source,
+        "FORWARDER_DLQ_TOPIC": dlq,
+        "FORWARDER_GROUP_ID": group,
+        "AMPLITUDE_API_KEY": key,
+        "AMPLITUDE_API_URL": url,
+    }
+
+
+def test_events_arrive_and_committed_offsets_cover_exactly_the_delivered(kafka, amplitude, topic_names, worker_factory):
+    service, url = amplitude
+    source, dlq, group = topic_names("src"), topic_names("dlq"), topic_names("grp")
+    asyncio.run(create_topics(kafka, {source: 3, dlq: 1}))
+    bodies = list(streams_requests(1000, per_request=50, seed=11))
+    asyncio.run(
+        produce(kafka, source, [orjson.dumps(b) for b in bodies], [partition_key(b["events"][0]) for b in bodies])
+    )
+
+    worker = worker_factory(**worker_env(kafka, url, source, dlq, group)).start()
+    committed = asyncio.run(wait_until_committed(kafka, source, group, 120, worker.alive))
+    totals = scrape_outcomes(f"http://127.0.0.1:{worker.web_port}/metrics")
+    assert worker.stop() == 0
+
+    ends, _ = asyncio.run(partition_offsets(kafka, source))
+    assert committed == ends  # every message, and no more, has a committed final outcome
+    events = [e for b in bodies for e in b["events"]]
+    expected_sendable = {
+        e["event_uuid"]
+        for e in events
+        if e["event_code"] != "ADD_TO_CART"
+        and (e["uid"] or e["user_attributes"].get("moe_anonymous_id"))
+        and not (e["uid"] == "u1" and "moe_anonymous_id" not in e["user_attributes"])
+    }
+    assert set(service.recorder.by_insert_id) == expected_sendable
+    assert totals.by_outcome["delivered"] == len(expected_sendable)
+    assert totals.read == len(events)
+    accepted = service.recorder.events
+    assert all(e["event_properties"]["$source"] == "MOENGAGE" for e in accepted)
+
+
+def test_nothing_is_committed_while_amplitude_fails_and_all_arrives_after(
+    kafka, amplitude, topic_names, worker_factory
+):
+    service, url = amplitude
+    service.faults.outage_until = time.time() + 3600
+    source, dlq, group = topic_names("src"), topic_names("dlq"), topic_names("grp")
+    asyncio.run(create_topics(kafka, {source: 2, dlq: 1}))
+    bodies = list(streams_requests(300, per_request=30, seed=5))
+    asyncio.run(produce(kafka, source, [orjson.dumps(b) for b in bodies]))
+
+    worker = worker_factory(**worker_env(kafka, url, source, dlq, group)).start()
+    deadline = time.monotonic() + 60
+    while service.recorder.requests < 5 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert service.recorder.requests >= 5, worker.log()
+    time.sleep(2.5)  # more than the commit interval: a wrongly acked batch would be committed by now
+    _, committed = asyncio.run(partition_offsets(kafka, source, group))
+    assert sum(committed.values()) == 0
+    assert service.recorder.accepted == 0
+
+    service.faults.outage_until = 0
+    committed = asyncio.run(wait_until_committed(kafka, source, group, 120, worker.alive))
+    ends, _ = asyncio.run(partition_offsets(kafka, source))
+    assert committed == ends
+    assert service.recorder.accepted > 0
+    assert worker.alive()
+
+
+def test_poison_messages_are_dead_lettered_with_reasons_and_the_worker_keeps_going(
+    kafka, amplitude, topic_names, worker_factory
+):
+    service, url = amplitude
+    source, dlq, group = topic_names("src"), topic_names("dlq"), topic_names("grp")
+    asyncio.run(create_topics(kafka, {source: 1, dlq: 1}, config={"max.message.bytes": str(8 * 1024 * 1024)}))
+    good = {"event_code": "SMS_SENT", "event_uuid": "good-1", "uid": "customer-1", "event_time": 1_700_000_000}
+    poison = [
+        b"{not json",
+        b"\xff\xfe\xfa not utf-8",
+        orjson.dumps({"events": [{"event_code": "SMS_SENT", "uid": "customer-2", "event_time": "soon"}]}),
+        orjson.dumps(
+            {"events": [{"event_code": "SMS_SENT", "uid": "customer-3", "event_time": 1, "event_attributes": [1]}]}
+        ),
+        orjson.dumps({"events": [good], "padding": "x" * (5 * 1024 * 1024)}),
+        b"[" * 10_000 + b"]" * 10_000,
+        orjson.dumps(good),
+    ]
+    asyncio.run(produce(kafka, source, poison))
+
+    worker = worker_factory(**worker_env(kafka, url, source, dlq, group)).start()
+    asyncio.run(wait_until_committed(kafka, source, group, 120, worker.alive))
+    letters = asyncio.run(read_all(kafka, dlq, expected=6))
+    assert worker.alive()
+
+    reasons = sorted(header_map(r.headers)["reason"] for r in letters)
+    assert reasons == sorted(["invalid_json", "not_utf8", "invalid_time", "wrong_type", "too_large", "invalid_json"])
+    by_reason = {header_map(r.headers)["reason"]: r for r in letters}
+    first = header_map(by_reason["not_utf8"].headers)
+    assert (first["source_topic"], first["source_partition"], first["source_offset"]) == (source, "0", "1")
+    assert by_reason["not_utf8"].value == poison[1]  # the original bytes
+    assert orjson.loads(by_reason["invalid_time"].value)["uid"] == "customer-2"  # the single offending event
+    too_large = header_map(by_reason["too_large"].headers)
+    assert by_reason["too_large"].value == b""
+    assert too_large["value_omitted"].startswith(f"{len(poison[4])} bytes")
+    assert too_large["source_offset"] == "4"
+    assert set(service.recorder.by_insert_id) == {"good-1"}
+
+
+def test_an_invalid_key_stops_delivery_commits_nothing_and_says_why(kafka, amplitude, topic_names, worker_factory):
+    service, url = amplitude
+    source, dlq, group = topic_names("src"), topic_names("dlq"), topic_names("grp")
+    asyncio.run(create_topics(kafka, {source: 1, dlq: 1}))
+    asyncio.run(produce(kafka, source, [orjson.dumps(b) for b in streams_requests(200, per_request=20)]))
+
+    secret = "definitely-wrong-key-9f8e7d"
+    worker = worker_factory(**worker_env(kafka, url, source, dlq, group, key=secret)).start()
+    deadline = time.monotonic() + 60
+    while worker.alive() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    code = worker.stop()
+    assert code != 0
+    log = worker.log()
+    assert "fatal configuration error" in log
+    assert "refused the API key" in log
+    assert secret not in log
+    _, committed = asyncio.run(partition_offsets(kafka, source, group))
+    assert sum(committed.values()) == 0
+    assert service.recorder.accepted == 0
+    assert asyncio.run(read_all(kafka, dlq, timeout_s=3)) == []
