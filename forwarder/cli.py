@@ -117,9 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("worker", help="run the long-running worker (settings from the environment)")
 
-    transform = commands.add_parser(
-        "transform", help="map MoEngage events offline to Amplitude events (JSON Lines)"
-    )
+    transform = commands.add_parser("transform", help="map MoEngage events offline to Amplitude events (JSON Lines)")
     transform.add_argument("input", nargs="?", help="a file; standard input when absent or '-'")
     transform.add_argument(
         "--events",
@@ -138,16 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--port", type=int, default=8765)
     local.add_argument("--api-key", action="append", help="an accepted key (repeatable); default: any key")
     local.add_argument("--faults", help='fault injection as JSON, e.g. \'{"error_rates": {"503": 0.1}}\'')
-    local.add_argument(
-        "--no-keep-events", action="store_true", help="count accepted events without keeping them"
-    )
+    local.add_argument("--no-keep-events", action="store_true", help="count accepted events without keeping them")
 
     kafka = commands.add_parser("kafka", help="start or stop a local Apache Kafka broker in the background")
     kafka.add_argument("action", choices=["start", "stop"])
 
-    demo = commands.add_parser(
-        "demo", help="the whole path locally: broker, Amplitude service, traffic, worker"
-    )
+    demo = commands.add_parser("demo", help="the whole path locally: broker, Amplitude service, traffic, worker")
     demo.add_argument("--events", type=int, default=5000)
     return parser
 

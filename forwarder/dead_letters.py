@@ -1,4 +1,7 @@
-"""The dead-letter topic: what could not be delivered, with the reason and where it came from.
+"""The dead-letter topic (and the retry topic): records that say what happened and where they came from.
+
+The retry topic uses the same record format plus ``dlq.not_before`` (epoch ms): throttled events wait there,
+out of the way of other users' events, until Amplitude's pause is over.
 
 A record's value is the original message bytes when the whole message is bad (not JSON, not UTF-8,
 too large), and the single offending event as a JSON object otherwise, so ``replay-dlq`` can re-process
@@ -37,6 +40,7 @@ class DeadLetterRecord:
     response_excerpt: str = ""
     attempts: int = 0
     detail: str = ""
+    not_before_ms: int | None = None
 
     def headers(self, value_omitted: bool = False) -> list[tuple[str, bytes]]:
         fields = {
@@ -52,16 +56,13 @@ class DeadLetterRecord:
             "detail": self.detail[:500],
             "attempts": str(self.attempts),
             "dead_lettered_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "not_before": "" if self.not_before_ms is None else str(self.not_before_ms),
         }
         return [(HEADER_PREFIX + k, v.encode()) for k, v in fields.items() if v != ""]
 
 
 def header_map(headers: list[tuple[str, bytes]] | tuple[tuple[str, bytes], ...]) -> dict[str, str]:
-    return {
-        k[len(HEADER_PREFIX) :]: v.decode("utf-8", "replace")
-        for k, v in headers
-        if k.startswith(HEADER_PREFIX)
-    }
+    return {k[len(HEADER_PREFIX) :]: v.decode("utf-8", "replace") for k, v in headers if k.startswith(HEADER_PREFIX)}
 
 
 class DeadLetterWriter:

@@ -51,6 +51,9 @@ class DeliveryReport:
     dead: list[DeadLetter] = field(default_factory=list)
     retries: int = 0
     throttled: int = 0
+    # Throttled events handed back to the caller (``defer_throttled``) and how long they should wait.
+    deferred: list[int] = field(default_factory=list)
+    defer_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,12 +76,18 @@ class Deliverer:
         limits: ApiLimits,
         wait: Wait,
         backoff: Backoff = Backoff(),
+        defer_throttled: bool = False,
     ) -> None:
-        """``wait(seconds)`` sleeps and returns False when the worker is stopping meanwhile."""
+        """``wait(seconds)`` sleeps and returns False when the worker is stopping meanwhile.
+
+        ``defer_throttled``: hand throttled events back in the report instead of waiting for them, so the
+        caller can park them (the worker's retry topic) and other users' events are not held back.
+        """
         self._client = client
         self._limits = limits
         self._wait = wait
         self._backoff = backoff
+        self._defer_throttled = defer_throttled
 
     async def _pause(self, seconds: float) -> None:
         if not await self._wait(seconds):
@@ -131,10 +140,7 @@ class Deliverer:
                 retry_now = []
                 for position, index in enumerate(run):
                     event = events[index]
-                    if (
-                        event.get("user_id") in result.quota_users
-                        or event.get("device_id") in result.quota_devices
-                    ):
+                    if event.get("user_id") in result.quota_users or event.get("device_id") in result.quota_devices:
                         dead(index, "daily_quota_exceeded", result.status, result.excerpt)
                     elif position in result.throttled:
                         waiting.append(index)
@@ -143,7 +149,10 @@ class Deliverer:
                 report.throttled += len(waiting)
                 if retry_now:
                     queue.appendleft(retry_now)
-                if waiting:
+                if waiting and self._defer_throttled:
+                    report.deferred.extend(waiting)
+                    report.defer_s = max(report.defer_s, result.pause_s)
+                elif waiting:
                     await self._pause(result.pause_s)
                     queue.append(waiting)
             elif isinstance(result, Unavailable):

@@ -81,9 +81,7 @@ def run_demo(total_events: int = 5000, timeout_s: float = 300.0) -> int:
                 )
             say(f"worker started (pid {worker.pid}); waiting until it has committed every message ...")
             try:
-                asyncio.run(
-                    wait_until_committed(servers, TOPIC, GROUP, timeout_s, lambda: worker.poll() is None)
-                )
+                asyncio.run(wait_until_committed(servers, TOPIC, GROUP, timeout_s, lambda: worker.poll() is None))
                 totals = scrape_outcomes(f"http://127.0.0.1:{web_port}/metrics")
             except (TimeoutError, RuntimeError) as exc:
                 say(f"the demo failed: {exc}\n--- worker log (tail) ---\n{log_path.read_text()[-4000:]}")

@@ -18,9 +18,7 @@ async def create_topics(
     try:
         for name, partitions in topics.items():
             with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(
-                    [NewTopic(name, partitions, replication, topic_configs=dict(config or {}))]
-                )
+                await admin.create_topics([NewTopic(name, partitions, replication, topic_configs=dict(config or {}))])
     finally:
         await admin.close()
 

@@ -31,9 +31,7 @@ class Metrics:
             ["status"],
             registry=self.registry,
         )
-        self.retries = Counter(
-            "forwarder_retries_total", "Amplitude requests retried.", registry=self.registry
-        )
+        self.retries = Counter("forwarder_retries_total", "Amplitude requests retried.", registry=self.registry)
         self.throttled = Counter(
             "forwarder_throttled_events_total", "Events Amplitude throttled (429).", registry=self.registry
         )
@@ -45,6 +43,11 @@ class Metrics:
         self.last_delivery = Gauge(
             "forwarder_last_delivery_timestamp_seconds",
             "Unix time of the last batch Amplitude accepted.",
+            registry=self.registry,
+        )
+        self.rebalances = Counter(
+            "forwarder_partition_assignments_total",
+            "Partition assignments this worker received (1 per start when nothing rebalances).",
             registry=self.registry,
         )
         self.consumer_lag = Gauge(

@@ -38,13 +38,10 @@ class Settings(BaseSettings):
     )
 
     kafka_bootstrap_servers: str = Field(validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS"), min_length=1)
-    source_topic: str = Field(
-        "moengage-streams", validation_alias=_env("FORWARDER_SOURCE_TOPIC"), min_length=1
-    )
-    group_id: str = Field(
-        "moengage-amplitude-forwarder", validation_alias=_env("FORWARDER_GROUP_ID"), min_length=1
-    )
+    source_topic: str = Field("moengage-streams", validation_alias=_env("FORWARDER_SOURCE_TOPIC"), min_length=1)
+    group_id: str = Field("moengage-amplitude-forwarder", validation_alias=_env("FORWARDER_GROUP_ID"), min_length=1)
     dlq_topic: str = Field("moengage-streams-dlq", validation_alias=_env("FORWARDER_DLQ_TOPIC"), min_length=1)
+    retry_topic: str = Field("moengage-streams-retry", validation_alias=_env("FORWARDER_RETRY_TOPIC"), min_length=1)
     dlq_max_value_bytes: int = Field(
         900_000, validation_alias=_env("FORWARDER_DLQ_MAX_VALUE_BYTES"), gt=0, le=100 * 1024 * 1024
     )
@@ -52,13 +49,11 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(
         DEFAULT_MAX_MESSAGE_BYTES, validation_alias=_env("FORWARDER_MAX_MESSAGE_BYTES"), gt=0
     )
-    batch_max_messages: int = Field(
-        200, validation_alias=_env("FORWARDER_BATCH_MAX_MESSAGES"), gt=0, le=10_000
-    )
+    batch_max_messages: int = Field(200, validation_alias=_env("FORWARDER_BATCH_MAX_MESSAGES"), gt=0, le=10_000)
+    batch_max_bytes: int = Field(1_000_000, validation_alias=_env("FORWARDER_BATCH_MAX_BYTES"), gt=0)
     batch_window_s: float = Field(1.0, validation_alias=_env("FORWARDER_BATCH_WINDOW_S"), gt=0, le=30)
-    shutdown_deadline_s: float = Field(
-        20.0, validation_alias=_env("FORWARDER_SHUTDOWN_DEADLINE_S"), gt=0, le=600
-    )
+    session_timeout_s: float = Field(45.0, validation_alias=_env("FORWARDER_SESSION_TIMEOUT_S"), ge=6, le=1800)
+    shutdown_deadline_s: float = Field(20.0, validation_alias=_env("FORWARDER_SHUTDOWN_DEADLINE_S"), gt=0, le=600)
     web_host: str = Field("127.0.0.1", validation_alias=_env("FORWARDER_WEB_HOST"))
     web_port: int = Field(6066, validation_alias=_env("FORWARDER_WEB_PORT"), ge=0, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
@@ -139,9 +134,7 @@ def load_settings() -> Settings:
     """Settings from the environment, then ``FORWARDER_SETTINGS_FILE`` if set; the environment wins."""
     env_file = os.environ.get(SETTINGS_FILE_VARIABLE)
     if env_file and not os.path.isfile(env_file):
-        raise SettingsError(
-            f"invalid settings:\n  {SETTINGS_FILE_VARIABLE}: file {env_file!r} does not exist"
-        )
+        raise SettingsError(f"invalid settings:\n  {SETTINGS_FILE_VARIABLE}: file {env_file!r} does not exist")
     try:
         return Settings(_env_file=env_file or None)  # type: ignore[call-arg]
     except ValidationError as exc:

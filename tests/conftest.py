@@ -94,7 +94,13 @@ def worker_factory(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     workers: list[WorkerProcess] = []
 
     def make(**env: str) -> WorkerProcess:
-        full = {**os.environ, "FORWARDER_WEB_PORT": str(free_port()), "FORWARDER_BATCH_WINDOW_S": "0.2", **env}
+        full = {
+            **os.environ,
+            "FORWARDER_WEB_PORT": str(free_port()),
+            "FORWARDER_BATCH_WINDOW_S": "0.2",
+            "FORWARDER_SESSION_TIMEOUT_S": "10",
+            **env,
+        }
         worker = WorkerProcess(full, tmp_path / f"worker-{len(workers)}.log")
         workers.append(worker)
         return worker

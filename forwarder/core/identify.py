@@ -75,9 +75,7 @@ def identify(event: dict[str, Any], min_id_length: int) -> Identity:
             warnings.append(f"{name}: source value is a {type(raw).__name__}, not an id; left out")
         cleaned = clean_id(raw)
         if cleaned is not None and len(cleaned) < min_id_length:
-            warnings.append(
-                f"{name}: {len(cleaned)} characters is below the minimum {min_id_length}; left out"
-            )
+            warnings.append(f"{name}: {len(cleaned)} characters is below the minimum {min_id_length}; left out")
             too_short = True
             cleaned = None
         ids.append(cleaned)

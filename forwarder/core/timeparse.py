@@ -24,6 +24,8 @@ def _from_number(value: float) -> int:
     ms = int(value) if value >= MILLISECONDS_THRESHOLD else round(value * 1000)
     if ms > MAX_EPOCH_MS:
         raise TimeError("invalid_time", f"event_time {value!r} is after the year 9999")
+    if ms <= 0:
+        raise TimeError("invalid_time", f"event_time {value!r} is not a positive epoch time")
     return ms
 
 
@@ -45,9 +47,7 @@ def to_epoch_ms(value: Any) -> int:
         try:
             parsed = datetime.fromisoformat(text)
         except ValueError:
-            raise TimeError(
-                "invalid_time", f"event_time {text[:40]!r} is neither epoch nor ISO-8601"
-            ) from None
+            raise TimeError("invalid_time", f"event_time {text[:40]!r} is neither epoch nor ISO-8601") from None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
         ms = round(parsed.timestamp() * 1000)

@@ -75,6 +75,8 @@ class Recorder:
     keep_events: bool = True
     events: list[dict[str, Any]] = field(default_factory=list)
     by_insert_id: Counter[str] = field(default_factory=Counter)
+    # When each insert_id was first accepted (wall clock): end-to-end latency without polling.
+    first_accepted_at: dict[str, float] = field(default_factory=dict)
     responses: Counter[int] = field(default_factory=Counter)
     requests: int = 0
     accepted: int = 0
@@ -172,9 +174,7 @@ class AmplitudeService:
         if len(events) > limits.max_events:
             return self._answer(413, {"code": 413, "error": "Payload too large"})
         options = body.get("options") or {}
-        min_length = (
-            options.get("min_id_length", AMPLITUDE_DEFAULT_MIN_ID_LENGTH) if isinstance(options, dict) else 5
-        )
+        min_length = options.get("min_id_length", AMPLITUDE_DEFAULT_MIN_ID_LENGTH) if isinstance(options, dict) else 5
 
         invalid_fields: dict[str, list[int]] = {}
         missing_fields: dict[str, list[int]] = {}
@@ -241,8 +241,11 @@ class AmplitudeService:
         with self.lock:
             recorder = self.recorder
             recorder.accepted += len(events)
+            now = time.time()
             for event in events:
-                recorder.by_insert_id[str(event.get("insert_id"))] += 1
+                insert_id = str(event.get("insert_id"))
+                recorder.by_insert_id[insert_id] += 1
+                recorder.first_accepted_at.setdefault(insert_id, now)
             if recorder.keep_events:
                 recorder.events.extend(events)
         return self._answer(

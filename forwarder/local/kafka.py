@@ -55,9 +55,7 @@ def ensure_jars(quiet: bool = True) -> Path:
         )
     libs.mkdir(parents=True, exist_ok=True)
     pom = resources.files("forwarder").joinpath("local/kafka-pom.xml").read_text(encoding="utf-8")
-    pom = pom.replace(
-        "<kafka.version>4.1.1</kafka.version>", f"<kafka.version>{KAFKA_VERSION}</kafka.version>"
-    )
+    pom = pom.replace("<kafka.version>4.1.1</kafka.version>", f"<kafka.version>{KAFKA_VERSION}</kafka.version>")
     with tempfile.TemporaryDirectory() as tmp:
         pom_path = Path(tmp) / "pom.xml"
         pom_path.write_text(pom, encoding="utf-8")
@@ -156,9 +154,7 @@ class LocalKafka:
         properties.update(self.extra_properties or {})
         config = self.data_dir / "server.properties"
         config.write_text("".join(f"{k}={v}\n" for k, v in properties.items()), encoding="utf-8")
-        (self.data_dir / "log4j2.properties").write_text(
-            LOG4J2_PROPERTIES.format(log=self.log_file), encoding="utf-8"
-        )
+        (self.data_dir / "log4j2.properties").write_text(LOG4J2_PROPERTIES.format(log=self.log_file), encoding="utf-8")
         return config
 
     def start(self, timeout_s: float = 120.0, detach: bool = False) -> str:
@@ -217,14 +213,10 @@ class LocalKafka:
         deadline = time.monotonic() + timeout_s
         while not _port_open(self.port):
             if self.process.poll() is not None:
-                raise BrokerError(
-                    f"the Kafka broker exited with {self.process.returncode}; see {self.log_file}"
-                )
+                raise BrokerError(f"the Kafka broker exited with {self.process.returncode}; see {self.log_file}")
             if time.monotonic() > deadline:
                 self.stop()
-                raise BrokerError(
-                    f"the Kafka broker was not ready within {timeout_s:.0f} s; see {self.log_file}"
-                )
+                raise BrokerError(f"the Kafka broker was not ready within {timeout_s:.0f} s; see {self.log_file}")
             time.sleep(0.1)
 
     def stop(self, timeout_s: float = 30.0) -> None:

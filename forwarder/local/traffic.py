@@ -71,9 +71,7 @@ def make_event(rng: random.Random, index: int, *, unidentifiable_share: float = 
             "mobile_number": f"+1555{user_number:07d}",
         }[field]
     if campaign % 4 == 0:
-        event["event_attributes"].update(
-            {"parent_flow_id": f"flow-{campaign}", "parent_flow_name": f"Flow {campaign}"}
-        )
+        event["event_attributes"].update({"parent_flow_id": f"flow-{campaign}", "parent_flow_name": f"Flow {campaign}"})
     if campaign % 3 == 0:
         event["event_attributes"].update(
             {"variation_id": str(rng.randrange(1, 4)), "locale_id": "fr", "locale_name": "French"}
@@ -97,7 +95,5 @@ def streams_requests(total_events: int, per_request: int = 100, seed: int = 7) -
 def partition_key(event: dict[str, Any]) -> bytes:
     """One user's events share a key, so they keep their order in one partition."""
     user_attributes = event.get("user_attributes") or {}
-    ident = (
-        event.get("uid") or user_attributes.get("moe_anonymous_id") or user_attributes.get("moengage_user_id")
-    )
+    ident = event.get("uid") or user_attributes.get("moe_anonymous_id") or user_attributes.get("moengage_user_id")
     return str(ident or "").encode()

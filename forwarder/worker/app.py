@@ -1,15 +1,23 @@
-"""The Faust worker: one agent that reads the source topic and acknowledges only final outcomes.
+"""The Faust worker: agents that acknowledge a Kafka message only once all its events have final outcomes.
 
 Delivery discipline (shared/spec/faust-delivery.md): ``noack_take`` (``take`` acks failed batches),
-one agent instance so acks stay in offset order, ``CrashingSupervisor`` so a failure never lets later
+one instance per agent so acks stay in offset order, ``CrashingSupervisor`` so a failure never lets later
 events be acked, ``stream_wait_empty=False`` so a stuck POST cannot block shutdown (the unacked batch is
-replayed after restart). Every event of a batch is acked only after its outcome is final.
+replayed after restart).
+
+Two agents: ``forward`` reads the source topic; ``retry`` reads the retry topic, where events that
+Amplitude throttled wait for their due time, so one hot user never holds back everybody else.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
@@ -18,7 +26,7 @@ from aiokafka import AIOKafkaProducer
 
 from forwarder.amplitude.client import AmplitudeClient
 from forwarder.amplitude.limits import LIMITS
-from forwarder.dead_letters import DeadLetterWriter, SourceRef
+from forwarder.dead_letters import DeadLetterWriter, SourceRef, header_map
 from forwarder.delivery import Deliverer, FatalDeliveryError
 from forwarder.metrics import Metrics
 from forwarder.settings import Settings
@@ -34,9 +42,101 @@ async def _sleep(seconds: float) -> bool:
     return True
 
 
-def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
+@dataclass
+class Drain:
+    """Shutdown in two steps: stop taking batches, let the in-flight ones finish (up to a deadline)."""
+
+    requested: asyncio.Event = field(default_factory=asyncio.Event)
+    busy: int = 0
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.idle.set()
+
+    @contextlib.contextmanager
+    def batch(self) -> Any:
+        self.busy += 1
+        self.idle.clear()
+        try:
+            yield
+        finally:
+            self.busy -= 1
+            if self.busy == 0:
+                self.idle.set()
+
+
+@contextlib.asynccontextmanager
+async def batch_processor(settings: Settings, metrics: Metrics) -> AsyncIterator[BatchProcessor]:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        acks="all",
+        enable_idempotence=True,
+        # Headers ride along with the value: leave them room.
+        max_request_size=settings.dlq_max_value_bytes + 64 * 1024,
+    )
+    await producer.start()
+    client = AmplitudeClient(
+        settings.amplitude_endpoint(),
+        settings.amplitude_api_key,
+        timeout_s=settings.amplitude_timeout_s,
+        min_id_length=settings.amplitude_min_id_length if settings.amplitude_min_id_length < 5 else None,
+        observer=metrics.observe_request,
+    )
+    try:
+        yield BatchProcessor(
+            settings.mapping_rules(),
+            Deliverer(client, LIMITS[settings.amplitude_api], _sleep, defer_throttled=True),
+            DeadLetterWriter(producer, settings.dlq_topic, settings.dlq_max_value_bytes),
+            metrics,
+            retries=DeadLetterWriter(producer, settings.retry_topic, settings.dlq_max_value_bytes),
+        )
+    finally:
+        await client.aclose()
+        await producer.stop()
+
+
+def _messages(batch: list[Any]) -> list[SourceMessage]:
+    return [
+        SourceMessage(SourceRef(e.message.topic, e.message.partition, e.message.offset, e.message.key), e.message.value)
+        for e in batch
+    ]
+
+
+def _by_size(batch: list[Any], max_bytes: int) -> list[list[Any]]:
+    """Consecutive runs of at most ``max_bytes`` of input, each acked as soon as it is final.
+
+    A taken batch can hold hundreds of 100-event messages; acking run by run bounds what a crash replays.
+    """
+    runs: list[list[Any]] = []
+    size = 0
+    for event in batch:
+        length = len(event.message.value or b"")
+        if runs and size + length <= max_bytes:
+            runs[-1].append(event)
+            size += length
+        else:
+            runs.append([event])
+            size = length
+    return runs
+
+
+def _not_before_s(batch: list[Any]) -> float:
+    due = 0.0
+    for event in batch:
+        headers = event.message.headers or []
+        if isinstance(headers, dict):
+            headers = list(headers.items())
+        value = header_map(list(headers)).get("not_before")
+        if value:
+            due = max(due, int(value) / 1000)
+    return due
+
+
+def create_app(
+    settings: Settings, drain: Drain, metrics: Metrics | None = None, health: Health | None = None
+) -> faust.App:
     metrics = metrics or Metrics()
-    health = Health()
+    health = health or Health()
     app = faust.App(
         settings.group_id,
         broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap_servers.split(",")],
@@ -51,58 +151,59 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         web_host=settings.web_host,
         web_port=settings.web_port,
         producer_acks=-1,
+        # How long a dead worker keeps its partitions before the group moves them (Kafka's default 45 s).
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         # Commit acked offsets often: after a crash less is replayed (insert_id makes replays harmless).
         broker_commit_interval=1.0,
     )
     source = app.topic(settings.source_topic, value_type=bytes, key_type=bytes)
-    rules = settings.mapping_rules()
+    retry_topic = app.topic(settings.retry_topic, value_type=bytes, key_type=bytes)
+
+    async def run(stream: Any, name: str, wait_until_due: bool) -> None:
+        async with batch_processor(settings, metrics) as processor:
+            health.consuming = True
+            async for batch in stream.noack_take(settings.batch_max_messages, within=settings.batch_window_s):
+                if drain.requested.is_set() or health.fatal:
+                    await asyncio.Event().wait()  # taken but not processed: replayed after restart
+                if wait_until_due and (delay := _not_before_s(batch) - time.time()) > 0:
+                    await asyncio.sleep(delay)
+                with drain.batch():
+                    for run_ in _by_size(batch, settings.batch_max_bytes):
+                        if drain.requested.is_set() or health.fatal:
+                            break
+                        messages = _messages(run_)
+                        try:
+                            await processor.process(messages)
+                        except FatalDeliveryError as exc:
+                            health.fatal = str(exc)
+                            first = messages[0].ref
+                            log.error(
+                                "delivery stopped: fatal configuration error; nothing past the last delivered "
+                                "batch is committed; fix the setting and restart",
+                                extra={
+                                    "fields": {
+                                        "agent": name,
+                                        "error": str(exc),
+                                        "first_unacked": f"{first.topic}/{first.partition}@{first.offset}",
+                                    }
+                                },
+                            )
+                            break  # parks at the top of the loop, alive and not ready
+                        for event in run_:
+                            event.ack()
 
     @app.agent(source, concurrency=1)
     async def forward(stream: Any) -> None:
-        producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
-            acks="all",
-            enable_idempotence=True,
-            # Headers ride along with the value: leave them room.
-            max_request_size=settings.dlq_max_value_bytes + 64 * 1024,
-        )
-        await producer.start()
-        client = AmplitudeClient(
-            settings.amplitude_endpoint(),
-            settings.amplitude_api_key,
-            timeout_s=settings.amplitude_timeout_s,
-            min_id_length=settings.amplitude_min_id_length if settings.amplitude_min_id_length < 5 else None,
-            observer=metrics.observe_request,
-        )
-        deliverer = Deliverer(client, LIMITS[settings.amplitude_api], _sleep)
-        dead_letters = DeadLetterWriter(producer, settings.dlq_topic, settings.dlq_max_value_bytes)
-        processor = BatchProcessor(rules, deliverer, dead_letters, metrics)
-        health.consuming = True
-        try:
-            async for batch in stream.noack_take(settings.batch_max_messages, within=settings.batch_window_s):
-                messages = [
-                    SourceMessage(
-                        SourceRef(e.message.topic, e.message.partition, e.message.offset, e.message.key),
-                        e.message.value,
-                    )
-                    for e in batch
-                ]
-                try:
-                    await processor.process(messages)
-                except FatalDeliveryError as exc:
-                    health.fatal = str(exc)
-                    log.error(
-                        "delivery stopped: fatal configuration error; nothing past the last delivered batch "
-                        "is committed",
-                        extra={"fields": {"error": str(exc), "first_unacked_offset": messages[0].ref.offset}},
-                    )
-                    raise
-                for event in batch:
-                    event.ack()
-        finally:
-            health.consuming = False
-            await client.aclose()
-            await producer.stop()
+        await run(stream, "forward", wait_until_due=False)
+
+    @app.agent(retry_topic, concurrency=1)
+    async def retry(stream: Any) -> None:
+        await run(stream, "retry", wait_until_due=True)
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        metrics.rebalances.inc()
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
@@ -120,12 +221,52 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     return app
 
 
+class ForwarderWorker(faust.Worker):
+    """SIGTERM/SIGINT: stop taking batches, give the in-flight one ``deadline_s`` to finish, then stop."""
+
+    def __init__(self, app: faust.App, drain: Drain, deadline_s: float, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self._drain = drain
+        self._deadline_s = deadline_s
+        self._draining = False
+
+    def _on_sigterm(self) -> None:
+        self._begin_drain(signal.SIGTERM)
+
+    def _on_sigint(self) -> None:
+        self._begin_drain(signal.SIGINT)
+
+    def _begin_drain(self, sig: signal.Signals) -> None:
+        if self._draining:
+            return
+        self._draining = True
+        self.add_future(self._drain_then_stop(sig))
+
+    async def _drain_then_stop(self, sig: signal.Signals) -> None:
+        drain = self._drain
+        drain.requested.set()
+        started = time.monotonic()
+        try:
+            await asyncio.wait_for(drain.idle.wait(), timeout=self._deadline_s)
+            outcome = "finished"
+        except TimeoutError:
+            outcome = "abandoned (it will be replayed after restart)"
+        log.info(
+            f"shutdown: in-flight batch {outcome}",
+            extra={"fields": {"signal": sig.name, "waited_s": round(time.monotonic() - started, 3)}},
+        )
+        self._schedule_shutdown(sig)
+
+
 def run_worker(settings: Settings) -> None:
     from forwarder.logs import logging_config
 
-    app = create_app(settings)
-    worker = faust.Worker(
+    drain = Drain()
+    app = create_app(settings, drain)
+    worker = ForwarderWorker(
         app,
+        drain,
+        settings.shutdown_deadline_s,
         loglevel=settings.log_level,
         logging_config=logging_config(settings.log_level),
         redirect_stdouts=False,

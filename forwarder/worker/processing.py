@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ class BatchSummary:
     dead_lettered: Counter[str] = field(default_factory=Counter)
     retries: int = 0
     throttled: int = 0
+    deferred: int = 0
 
     def add(self, other: BatchSummary) -> None:
         self.messages += other.messages
@@ -45,6 +47,7 @@ class BatchSummary:
         self.dead_lettered.update(other.dead_lettered)
         self.retries += other.retries
         self.throttled += other.throttled
+        self.deferred += other.deferred
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -54,6 +57,8 @@ class BatchSummary:
             "filtered": self.filtered,
             "dropped": dict(self.dropped),
             "dead_lettered": dict(self.dead_lettered),
+            "deferred": self.deferred,
+            "retries": self.retries,
         }
 
 
@@ -67,11 +72,18 @@ class _Pending:
 
 class BatchProcessor:
     def __init__(
-        self, rules: MappingRules, deliverer: Deliverer, dead_letters: DeadLetterWriter, metrics: Metrics
+        self,
+        rules: MappingRules,
+        deliverer: Deliverer,
+        dead_letters: DeadLetterWriter,
+        metrics: Metrics,
+        retries: DeadLetterWriter | None = None,
     ) -> None:
+        """``retries``: where throttled events wait (the retry topic) when the deliverer defers them."""
         self.rules = rules
         self._deliverer = deliverer
         self._dead_letters = dead_letters
+        self._retries = retries
         self._metrics = metrics
 
     async def process(self, messages: Sequence[SourceMessage]) -> BatchSummary:
@@ -89,9 +101,7 @@ class BatchProcessor:
             summary.read += len(result.outcomes)
             if result.error is not None:
                 dead.append(
-                    DeadLetterRecord(
-                        message.value, message.ref, result.error.reason, detail=result.error.detail
-                    )
+                    DeadLetterRecord(message.value, message.ref, result.error.reason, detail=result.error.detail)
                 )
                 summary.dead_lettered[result.error.reason] += 1
                 metrics.count(result.outcomes[0], delivered=False)
@@ -120,7 +130,24 @@ class BatchProcessor:
 
         report = await self._deliverer.deliver([p.outcome for p in pending])
         rejected = {d.index: d for d in report.dead}
+        deferred = set(report.deferred)
+        parked: list[DeadLetterRecord] = []
+        not_before_ms = int((time.time() + report.defer_s) * 1000)
         for position, item in enumerate(pending):
+            if position in deferred:
+                # Not final yet: the outcome is counted when the retry topic's pass settles it.
+                parked.append(
+                    DeadLetterRecord(
+                        orjson.dumps(item.raw, default=str),
+                        item.source,
+                        "throttled",
+                        event_index=item.index,
+                        event_code=item.outcome.code,
+                        status=429,
+                        not_before_ms=not_before_ms,
+                    )
+                )
+                continue
             letter = rejected.get(position)
             if letter is None:
                 metrics.count(item.outcome, delivered=True)
@@ -142,6 +169,11 @@ class BatchProcessor:
         summary.delivered = len(report.delivered)
         summary.retries = report.retries
         summary.throttled = report.throttled
+        summary.deferred = len(parked)
+        if parked:
+            if self._retries is None:
+                raise RuntimeError("the deliverer deferred events but there is no retry topic")
+            await self._retries.write(parked)
         await self._dead_letters.write(dead)
 
         metrics.messages.inc(len(messages))

@@ -144,6 +144,7 @@ def test_event_time_becomes_integer_milliseconds(given: Any, expected_ms: int) -
         (None, "missing_time"),
         ("", "missing_time"),
         (1.8e19, "invalid_time"),
+        (0.0001, "invalid_time"),
         ("yesterday", "invalid_time"),
         (True, "invalid_time"),
         (-5, "invalid_time"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import httpx
 import orjson
 import pytest
 
@@ -134,16 +135,29 @@ def test_an_invalid_key_stops_delivery_commits_nothing_and_says_why(kafka, ampli
 
     secret = "definitely-wrong-key-9f8e7d"
     worker = worker_factory(**worker_env(kafka, url, source, dlq, group, key=secret)).start()
-    deadline = time.monotonic() + 60
-    while worker.alive() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    code = worker.stop()
-    assert code != 0
-    log = worker.log()
-    assert "fatal configuration error" in log
-    assert "refused the API key" in log
-    assert secret not in log
+    readiness = wait_for_readiness(worker, lambda body: body.get("status") == "failed")
+    assert "refused the API key" in readiness["reason"]
+    time.sleep(2.5)  # past the commit interval
+    assert worker.alive()  # parked, not crash-looping: the orchestrator sees why
     _, committed = asyncio.run(partition_offsets(kafka, source, group))
     assert sum(committed.values()) == 0
     assert service.recorder.accepted == 0
+    assert worker.stop() == 0
+    log = worker.log()
+    assert "fatal configuration error" in log
+    assert secret not in log
     assert asyncio.run(read_all(kafka, dlq, timeout_s=3)) == []
+
+
+def wait_for_readiness(worker, predicate, timeout_s: float = 60) -> dict:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    body: dict = {}
+    while time.monotonic() < deadline:
+        try:
+            body = httpx.get(f"http://127.0.0.1:{worker.web_port}/readyz", timeout=2).json()
+            if predicate(body):
+                return body
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"readiness never matched; last {body}; log:\n{worker.log()[-3000:]}")
