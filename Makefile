@@ -27,7 +27,7 @@ test-fast: install
 	$(BIN)/python -m pytest -m "not kafka"
 
 lint: install
-	$(BIN)/ruff check forwarder schemas tests
+	$(BIN)/ruff check forwarder schemas tests bench
 	$(BIN)/mypy
 
 ## make kafka / make kafka-stop: a local broker in the background; the last line is its address

@@ -11,6 +11,26 @@ from forwarder.core.identify import AMPLITUDE_DEFAULT_MIN_ID_LENGTH
 
 def _cmd_worker(args: argparse.Namespace) -> int:
     from forwarder import logs
+    from forwarder.settings import SettingsError, WorkerSettings, load_settings
+
+    try:
+        settings = load_settings(WorkerSettings)
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    logs.setup(settings.log_level)
+    from forwarder.worker.app import run_worker
+
+    run_worker(settings)
+    return 0
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from forwarder import logs
+    from forwarder.ingest.app import KafkaSink, create_ingest_app
+    from forwarder.ingest.auth import Credentials
     from forwarder.settings import SettingsError, load_settings
 
     try:
@@ -19,9 +39,32 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 2
     logs.setup(settings.log_level)
-    from forwarder.worker.app import run_worker
-
-    run_worker(settings)
+    credentials = Credentials.parse(
+        settings.ingest_basic_auth.get_secret_value() if settings.ingest_basic_auth else None,
+        settings.ingest_header.get_secret_value() if settings.ingest_header else None,
+    )
+    if not credentials.required and not settings.ingest_allow_unauthenticated:
+        print(
+            "invalid settings:\n  FORWARDER_INGEST_BASIC_AUTH or FORWARDER_INGEST_HEADER: one is required; "
+            "set FORWARDER_INGEST_ALLOW_UNAUTHENTICATED=true only for a local demo",
+            file=sys.stderr,
+        )
+        return 2
+    sink = KafkaSink(
+        settings.kafka_bootstrap_servers,
+        settings.source_topic,
+        settings.ingest_kafka_timeout_s,
+        max_request_bytes=settings.ingest_max_body_bytes + 64 * 1024,
+    )
+    app = create_ingest_app(sink, credentials, settings.ingest_path, settings.ingest_max_body_bytes)
+    uvicorn.run(
+        app,
+        host=settings.ingest_host,
+        port=settings.ingest_port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.shutdown_deadline_s),
+    )
     return 0
 
 
@@ -116,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     commands.add_parser("worker", help="run the long-running worker (settings from the environment)")
+    commands.add_parser("ingest", help="receive MoEngage Streams over HTTP into the source topic")
 
     transform = commands.add_parser("transform", help="map MoEngage events offline to Amplitude events (JSON Lines)")
     transform.add_argument("input", nargs="?", help="a file; standard input when absent or '-'")
@@ -148,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 HANDLERS = {
     "worker": _cmd_worker,
+    "ingest": _cmd_ingest,
     "transform": _cmd_transform,
     "events": _cmd_events,
     "amplitude-local": _cmd_amplitude_local,

@@ -18,10 +18,11 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from tqdm import tqdm
 
+from forwarder.core.keys import partition_key
 from forwarder.kafka_admin import create_topics
 from forwarder.local.amplitude import AmplitudeService, ServiceThread
 from forwarder.local.kafka import broker_for, free_port, stop_pid
-from forwarder.local.traffic import partition_key, streams_requests
+from forwarder.local.traffic import streams_requests
 from forwarder.worker.observe import scrape_outcomes, wait_until_committed
 
 TOPIC = "moengage-streams"

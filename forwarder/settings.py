@@ -7,7 +7,7 @@ never the value, so a secret cannot leak through a typo in another variable.
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import Literal, TypeVar, overload
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -60,7 +60,8 @@ class Settings(BaseSettings):
         "INFO", validation_alias=_env("FORWARDER_LOG_LEVEL")
     )
 
-    amplitude_api_key: SecretStr = Field(validation_alias=_env("AMPLITUDE_API_KEY"))
+    # Required by the worker (``require``), not by the ingestion service, which never talks to Amplitude.
+    amplitude_api_key: SecretStr | None = Field(None, validation_alias=_env("AMPLITUDE_API_KEY"))
     amplitude_residency: Literal["us", "eu"] = Field("us", validation_alias=_env("AMPLITUDE_RESIDENCY"))
     amplitude_api: Literal["http", "batch"] = Field("http", validation_alias=_env("AMPLITUDE_API"))
     amplitude_api_url: str | None = Field(None, validation_alias=_env("AMPLITUDE_API_URL"))
@@ -79,11 +80,40 @@ class Settings(BaseSettings):
     def _upper(cls, value: object) -> object:
         return value.strip().upper() if isinstance(value, str) else value
 
-    @field_validator("amplitude_api_key", mode="after")
+    ingest_host: str = Field("127.0.0.1", validation_alias=_env("FORWARDER_INGEST_HOST"))
+    ingest_port: int = Field(8080, validation_alias=_env("FORWARDER_INGEST_PORT"), ge=0, le=65535)
+    ingest_path: str = Field("/moengage/streams", validation_alias=_env("FORWARDER_INGEST_PATH"), pattern=r"^/")
+    ingest_basic_auth: SecretStr | None = Field(None, validation_alias=_env("FORWARDER_INGEST_BASIC_AUTH"))
+    ingest_header: SecretStr | None = Field(None, validation_alias=_env("FORWARDER_INGEST_HEADER"))
+    ingest_allow_unauthenticated: bool = Field(False, validation_alias=_env("FORWARDER_INGEST_ALLOW_UNAUTHENTICATED"))
+    ingest_max_body_bytes: int = Field(
+        1_000_000, validation_alias=_env("FORWARDER_INGEST_MAX_BODY_BYTES"), gt=0, le=20_000_000
+    )
+    ingest_kafka_timeout_s: float = Field(10.0, validation_alias=_env("FORWARDER_INGEST_KAFKA_TIMEOUT_S"), gt=0)
+
+    @field_validator("amplitude_api_key", "ingest_basic_auth", "ingest_header", mode="after")
     @classmethod
-    def _key_not_blank(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().strip():
+    def _secret_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
             raise ValueError("must not be empty")
+        return value
+
+    @field_validator("ingest_basic_auth", mode="after")
+    @classmethod
+    def _basic_auth_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            user, sep, password = value.get_secret_value().partition(":")
+            if not (user and sep and password):
+                raise ValueError("must be user:password")
+        return value
+
+    @field_validator("ingest_header", mode="after")
+    @classmethod
+    def _header_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            name, sep, header_value = value.get_secret_value().partition(":")
+            if not (name.strip() and sep and header_value.strip()):
+                raise ValueError("must be 'Name: value'")
         return value
 
     @field_validator("events", mode="after")
@@ -116,7 +146,7 @@ class Settings(BaseSettings):
         )
 
 
-def _describe(error: ValidationError) -> str:
+def _describe(error: ValidationError) -> list[str]:
     lines = []
     for problem in error.errors(include_input=False, include_url=False):
         name = ".".join(str(part) for part in problem["loc"]) or "settings"
@@ -127,15 +157,28 @@ def _describe(error: ValidationError) -> str:
         if problem["type"] == "missing":
             message = "is required but not set"
         lines.append(f"{name.upper()}: {message}")
-    return "invalid settings:\n  " + "\n  ".join(lines)
+    return lines
 
 
-def load_settings() -> Settings:
+class WorkerSettings(Settings):
+    """The worker's view: the same settings, with the Amplitude key required."""
+
+    amplitude_api_key: SecretStr = Field(validation_alias=_env("AMPLITUDE_API_KEY"))
+
+
+S = TypeVar("S", bound=Settings)
+
+
+@overload
+def load_settings() -> Settings: ...
+@overload
+def load_settings(kind: type[S]) -> S: ...
+def load_settings(kind: type[Settings] = Settings) -> Settings:
     """Settings from the environment, then ``FORWARDER_SETTINGS_FILE`` if set; the environment wins."""
     env_file = os.environ.get(SETTINGS_FILE_VARIABLE)
     if env_file and not os.path.isfile(env_file):
         raise SettingsError(f"invalid settings:\n  {SETTINGS_FILE_VARIABLE}: file {env_file!r} does not exist")
     try:
-        return Settings(_env_file=env_file or None)  # type: ignore[call-arg]
+        return kind(_env_file=env_file or None)  # type: ignore[call-arg]
     except ValidationError as exc:
-        raise SettingsError(_describe(exc)) from None
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(_describe(exc))) from None

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from forwarder.settings import Settings, SettingsError, load_settings
+from forwarder.settings import Settings, SettingsError, WorkerSettings, load_settings
 
 SECRET = "amp-secret-key-do-not-print"
 BASE = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092", "AMPLITUDE_API_KEY": SECRET}
@@ -81,9 +83,43 @@ def test_a_bad_setting_is_named(env, overrides: dict[str, str], message: str) ->
 
 def test_missing_required_settings_are_named(env, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(SettingsError) as caught:
-        load_settings()
+        load_settings(WorkerSettings)
     assert "KAFKA_BOOTSTRAP_SERVERS: is required but not set" in str(caught.value)
     assert "AMPLITUDE_API_KEY: is required but not set" in str(caught.value)
+
+
+def test_the_ingestion_service_needs_no_amplitude_key(env, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    assert load_settings().amplitude_api_key is None
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        (
+            "FORWARDER_INGEST_BASIC_AUTH",
+            "no-colon-here",
+            "FORWARDER_INGEST_BASIC_AUTH: Value error, must be user:password",
+        ),
+        ("FORWARDER_INGEST_HEADER", "X-Api-Key", "FORWARDER_INGEST_HEADER: Value error, must be 'Name: value'"),
+        ("FORWARDER_INGEST_PATH", "no-slash", "FORWARDER_INGEST_PATH: String should match pattern"),
+    ],
+)
+def test_bad_ingest_settings_are_named_without_their_value(env, name: str, value: str, message: str) -> None:  # type: ignore[no-untyped-def]
+    env(**{name: value})
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert message in str(caught.value)
+    assert value not in str(caught.value)
+
+
+def test_ingest_refuses_to_start_without_authentication(env) -> None:  # type: ignore[no-untyped-def]
+    env()
+    result = subprocess.run(
+        [sys.executable, "-m", "forwarder", "ingest"], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert result.returncode == 2
+    assert "FORWARDER_INGEST_ALLOW_UNAUTHENTICATED=true only for a local demo" in result.stderr
 
 
 def test_a_secret_typed_into_the_wrong_setting_is_not_echoed(env) -> None:  # type: ignore[no-untyped-def]

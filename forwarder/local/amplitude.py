@@ -287,7 +287,7 @@ class ServiceThread:
     """Runs an ASGI app under uvicorn in a background thread on a loopback port (tests, demo, bench)."""
 
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="auto")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True, name="local-service")
 

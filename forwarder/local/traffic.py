@@ -90,10 +90,3 @@ def streams_requests(total_events: int, per_request: int = 100, seed: int = 7) -
             "moe_request_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
             "events": [make_event(rng, start + i) for i in range(count)],
         }
-
-
-def partition_key(event: dict[str, Any]) -> bytes:
-    """One user's events share a key, so they keep their order in one partition."""
-    user_attributes = event.get("user_attributes") or {}
-    ident = event.get("uid") or user_attributes.get("moe_anonymous_id") or user_attributes.get("moengage_user_id")
-    return str(ident or "").encode()

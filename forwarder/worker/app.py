@@ -29,7 +29,7 @@ from forwarder.amplitude.limits import LIMITS
 from forwarder.dead_letters import DeadLetterWriter, SourceRef, header_map
 from forwarder.delivery import Deliverer, FatalDeliveryError
 from forwarder.metrics import Metrics
-from forwarder.settings import Settings
+from forwarder.settings import WorkerSettings
 from forwarder.worker.health import Health
 from forwarder.worker.processing import BatchProcessor, SourceMessage
 
@@ -66,7 +66,7 @@ class Drain:
 
 
 @contextlib.asynccontextmanager
-async def batch_processor(settings: Settings, metrics: Metrics) -> AsyncIterator[BatchProcessor]:
+async def batch_processor(settings: WorkerSettings, metrics: Metrics) -> AsyncIterator[BatchProcessor]:
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         acks="all",
@@ -133,7 +133,7 @@ def _not_before_s(batch: list[Any]) -> float:
 
 
 def create_app(
-    settings: Settings, drain: Drain, metrics: Metrics | None = None, health: Health | None = None
+    settings: WorkerSettings, drain: Drain, metrics: Metrics | None = None, health: Health | None = None
 ) -> faust.App:
     metrics = metrics or Metrics()
     health = health or Health()
@@ -258,7 +258,7 @@ class ForwarderWorker(faust.Worker):
         self._schedule_shutdown(sig)
 
 
-def run_worker(settings: Settings) -> None:
+def run_worker(settings: WorkerSettings) -> None:
     from forwarder.logs import logging_config
 
     drain = Drain()

@@ -1,0 +1,172 @@
+"""The ingestion HTTP service (Starlette under uvicorn).
+
+MoEngage retries a failed batch three times (30, 60, 120 s) and then the data is gone, so this answers
+2xx only after Kafka acknowledged every record of the batch (acks=all, idempotent producer), 503 when Kafka
+cannot take it (so MoEngage retries), and 4xx for bad input, which retrying cannot fix. Never 500 for input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from forwarder.ingest.auth import Credentials
+from forwarder.ingest.records import Batch, NotStreamsRequest, parse_batch
+
+log = logging.getLogger("forwarder.ingest")
+
+
+def _json(status: int, body: dict[str, Any]) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+class KafkaSink:
+    """An idempotent producer that is (re)started on demand, so the service starts while Kafka is down."""
+
+    def __init__(self, servers: str, topic: str, timeout_s: float, max_request_bytes: int) -> None:
+        self.servers = servers
+        self.topic = topic
+        self.timeout_s = timeout_s
+        self._max_request_bytes = max_request_bytes
+        self._producer: AIOKafkaProducer | None = None
+        # Kafka's default (murmur2) partitioner: the partition a keyed record would get.
+        self._partitioner = DefaultPartitioner()
+        self._lock = asyncio.Lock()
+        self.last_ok = 0.0
+        self.last_error = ""
+
+    async def _ensure(self) -> AIOKafkaProducer:
+        async with self._lock:
+            if self._producer is None:
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=self.servers,
+                    acks="all",
+                    enable_idempotence=True,
+                    max_request_size=self._max_request_bytes,
+                    request_timeout_ms=int(self.timeout_s * 1000),
+                )
+                try:
+                    await producer.start()
+                except BaseException:
+                    await producer.stop()
+                    raise
+                self._producer = producer
+            return self._producer
+
+    async def store(self, batch: Batch, headers: list[tuple[str, bytes]]) -> int:
+        """Returns the number of events once Kafka acknowledged every record; raises otherwise."""
+
+        async def send_all() -> int:
+            producer = await self._ensure()
+            partitions = sorted(await producer.partitions_for(self.topic))
+            records = batch.records(lambda key: self._partitioner(key, partitions, partitions))
+            futures = [
+                await producer.send(self.topic, r.value, key=r.key, partition=r.partition, headers=headers)
+                for r in records
+            ]
+            await asyncio.gather(*futures)
+            return sum(r.events for r in records)
+
+        events = await asyncio.wait_for(send_all(), timeout=self.timeout_s)
+        self.last_ok = time.time()
+        return events
+
+    async def close(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+
+class IngestMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("ingest_requests_total", "Requests by HTTP status.", ["status"], registry=self.registry)
+        self.events = Counter("ingest_events_total", "Events stored in Kafka.", registry=self.registry)
+        self.latency = Histogram("ingest_request_seconds", "Time to answer a POST.", registry=self.registry)
+
+
+def create_ingest_app(
+    sink: KafkaSink, credentials: Credentials, path: str = "/moengage/streams", max_body_bytes: int = 1_000_000
+) -> Starlette:
+    metrics = IngestMetrics()
+
+    def answer(status: int, body: dict[str, Any], started: float) -> Response:
+        metrics.requests.labels(status=str(status)).inc()
+        metrics.latency.observe(time.perf_counter() - started)
+        return _json(status, body)
+
+    async def receive(request: Request) -> Response:
+        started = time.perf_counter()
+        if credentials.required and not credentials.allows(request.headers):
+            return answer(401, {"error": "missing or wrong credentials"}, started)
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            return answer(415, {"error": "Content-Type must be application/json"}, started)
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
+            return answer(413, {"error": f"the body is over {max_body_bytes} bytes"}, started)
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > max_body_bytes:
+                return answer(413, {"error": f"the body is over {max_body_bytes} bytes"}, started)
+        try:
+            batch = parse_batch(bytes(body))
+        except NotStreamsRequest as exc:
+            return answer(400, {"error": str(exc)}, started)
+        moe_request_id = request.headers.get("x-moe-request-id", "")
+        headers = [("ingested_at", str(int(time.time() * 1000)).encode())]
+        if moe_request_id:
+            headers.append(("moe_request_id", moe_request_id.encode()[:200]))
+        try:
+            events = await sink.store(batch, headers)
+        except (KafkaError, TimeoutError, OSError) as exc:
+            sink.last_error = type(exc).__name__
+            log.warning("kafka did not take the batch; answering 503", extra={"fields": {"error": type(exc).__name__}})
+            return answer(503, {"error": "the event store is unavailable; retry later"}, started)
+        metrics.events.inc(events)
+        return answer(200, {"status": "stored", "events": events}, started)
+
+    async def liveness(request: Request) -> Response:
+        return _json(200, {"status": "alive"})
+
+    async def readiness(request: Request) -> Response:
+        try:
+            await asyncio.wait_for(sink._ensure(), timeout=sink.timeout_s)
+        except (KafkaError, TimeoutError, OSError) as exc:
+            return _json(503, {"status": "kafka unavailable", "error": type(exc).__name__})
+        return _json(200, {"status": "ready"})
+
+    async def metrics_page(request: Request) -> Response:
+        return Response(generate_latest(metrics.registry), media_type="text/plain; version=0.0.4")
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await sink.close()
+
+    app = Starlette(
+        routes=[
+            Route(path, receive, methods=["POST"]),
+            Route("/healthz", liveness, methods=["GET"]),
+            Route("/readyz", readiness, methods=["GET"]),
+            Route("/metrics", metrics_page, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.metrics = metrics
+    return app
