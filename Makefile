@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-fast lint kafka kafka-stop bench clean
+.PHONY: install run test test-fast lint kafka kafka-stop replay replay-dlq bench clean
 
 install: $(STAMP)
 
@@ -36,6 +36,15 @@ kafka: install
 
 kafka-stop:
 	@if [ -x $(BIN)/forwarder ]; then $(BIN)/forwarder kafka stop; else echo "no local broker was running"; fi
+
+## make replay FROM=2026-11-01T00:00:00Z TO=2026-11-02T00:00:00Z [EVENTS=Email] [DRY_RUN=1]
+replay: install
+	@test -n "$(FROM)" -a -n "$(TO)" || { echo "usage: make replay FROM=<ISO time> TO=<ISO time> [EVENTS=...] [DRY_RUN=1]"; exit 2; }
+	$(BIN)/forwarder replay --from "$(FROM)" --to "$(TO)" $(if $(EVENTS),--events "$(EVENTS)") $(if $(DRY_RUN),--dry-run)
+
+## make replay-dlq [REASON=invalid_field] [DRY_RUN=1]
+replay-dlq: install
+	$(BIN)/forwarder replay-dlq $(if $(REASON),--reason "$(REASON)") $(if $(DRY_RUN),--dry-run)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .local

@@ -68,6 +68,35 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from forwarder import logs, replay
+    from forwarder.settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    logs.setup("WARNING")
+    try:
+        if args.command == "replay":
+            return replay.replay_window(
+                settings,
+                args.start,
+                args.end,
+                args.events,
+                args.dry_run,
+                args.api,
+                args.rate,
+                args.slack_s,
+                args.restart,
+            )
+        return replay.replay_dead_letters(settings, args.reason, args.dry_run, args.api, args.rate)
+    except ValueError as exc:
+        print(f"forwarder {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
 def _cmd_transform(args: argparse.Namespace) -> int:
     from forwarder.core.pipeline import MappingRules
     from forwarder.core.select import Selection
@@ -172,6 +201,31 @@ def build_parser() -> argparse.ArgumentParser:
     transform.add_argument("--min-id-length", type=int, default=AMPLITUDE_DEFAULT_MIN_ID_LENGTH, metavar="N")
     transform.add_argument("--summary", metavar="PATH", help="write outcome counts as JSON to PATH")
 
+    replay = commands.add_parser("replay", help="re-send the source topic's events whose time is in [from, to)")
+    replay.add_argument("--from", dest="start", required=True, metavar="ISO_TIME")
+    replay.add_argument("--to", dest="end", required=True, metavar="ISO_TIME")
+    replay.add_argument("--events", metavar="SELECTION", help="default: FORWARDER_EVENTS")
+    replay.add_argument(
+        "--slack-s",
+        type=float,
+        default=3600.0,
+        help="seek this much before --from by record time (records are written after events)",
+    )
+    replay.add_argument("--restart", action="store_true", help="ignore the progress of an earlier, interrupted run")
+    replay_dlq = commands.add_parser(
+        "replay-dlq", help="re-process dead letters; what still fails is dead-lettered again"
+    )
+    replay_dlq.add_argument("--reason", help="only dead letters whose reason starts with this")
+    for command in (replay, replay_dlq):
+        command.add_argument("--dry-run", action="store_true", help="send nothing; report what would be sent")
+        command.add_argument(
+            "--api",
+            choices=["batch", "http"],
+            default="batch",
+            help="Amplitude API (default: batch, meant for historical loads)",
+        )
+        command.add_argument("--rate", type=float, default=2000.0, help="events per second at most (0: no limit)")
+
     events = commands.add_parser("events", help="list the event catalogue")
     events.add_argument("--format", choices=["table", "json"], default="table")
 
@@ -193,6 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
 HANDLERS = {
     "worker": _cmd_worker,
     "ingest": _cmd_ingest,
+    "replay": _cmd_replay,
+    "replay-dlq": _cmd_replay,
     "transform": _cmd_transform,
     "events": _cmd_events,
     "amplitude-local": _cmd_amplitude_local,

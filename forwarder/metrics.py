@@ -67,7 +67,7 @@ class Metrics:
         elif isinstance(outcome, Forwarded):
             self.events.labels("delivered" if delivered else "dead_lettered", "", code).inc()
         elif isinstance(outcome, Filtered):
-            self.events.labels("filtered", "", code).inc()
+            self.events.labels("filtered", outcome.reason, code).inc()
         elif isinstance(outcome, Dropped):
             self.events.labels("dropped", outcome.reason, code).inc()
         elif isinstance(outcome, Invalid):

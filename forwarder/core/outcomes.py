@@ -23,9 +23,10 @@ class Forwarded:
 
 @dataclass(frozen=True, slots=True)
 class Filtered:
-    """Not selected by the operator: a normal outcome."""
+    """Not selected by the operator (``not_selected``), or outside a replay's time window: a normal outcome."""
 
     code: str
+    reason: str = "not_selected"
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,8 @@ class MappingRules:
     min_id_length: int = AMPLITUDE_DEFAULT_MIN_ID_LENGTH
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     catalogue: Catalogue = CATALOGUE
+    # A replay's [from, to) in epoch ms on the event's own time; None on the live path.
+    window: tuple[int, int] | None = None
 
 
 def _code_of(event: dict[str, Any], catalogue: Catalogue) -> str | None:
@@ -50,6 +52,14 @@ def process_event(event: Any, rules: MappingRules) -> Outcome:
         event_type = name.strip() if isinstance(name, str) and name.strip() else code
     else:
         event_type = target.name
+
+    if rules.window is not None:
+        # A replay acts only on its window: outside it nothing else about the event matters.
+        try:
+            if not rules.window[0] <= to_epoch_ms(event.get("event_time")) < rules.window[1]:
+                return Filtered(code, "outside_window")
+        except TimeError:
+            pass  # invalid either way; the checks below say why
 
     identity = identify(event, rules.min_id_length)
     if identity.drop_reason is not None:

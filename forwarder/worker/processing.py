@@ -31,7 +31,7 @@ class BatchSummary:
     messages: int = 0
     read: int = 0
     delivered: int = 0
-    filtered: int = 0
+    filtered: Counter[str] = field(default_factory=Counter)
     dropped: Counter[str] = field(default_factory=Counter)
     dead_lettered: Counter[str] = field(default_factory=Counter)
     retries: int = 0
@@ -42,7 +42,7 @@ class BatchSummary:
         self.messages += other.messages
         self.read += other.read
         self.delivered += other.delivered
-        self.filtered += other.filtered
+        self.filtered.update(other.filtered)
         self.dropped.update(other.dropped)
         self.dead_lettered.update(other.dead_lettered)
         self.retries += other.retries
@@ -54,7 +54,7 @@ class BatchSummary:
             "messages": self.messages,
             "read": self.read,
             "delivered": self.delivered,
-            "filtered": self.filtered,
+            "filtered": dict(self.filtered),
             "dropped": dict(self.dropped),
             "dead_lettered": dict(self.dead_lettered),
             "deferred": self.deferred,
@@ -112,7 +112,7 @@ class BatchProcessor:
                     continue
                 metrics.count(outcome, delivered=False)
                 if isinstance(outcome, Filtered):
-                    summary.filtered += 1
+                    summary.filtered[outcome.reason] += 1
                 elif isinstance(outcome, Dropped):
                     summary.dropped[outcome.reason] += 1
                 elif isinstance(outcome, Invalid):

@@ -1,0 +1,157 @@
+"""``forwarder replay`` and ``replay-dlq`` on the real broker with the local Amplitude service."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from forwarder.core import Forwarded, MappingRules, process_event
+from forwarder.dead_letters import DeadLetterRecord, DeadLetterWriter, SourceRef, header_map
+from forwarder.kafka_admin import create_topics
+from tests.kafka_helpers import produce, read_all
+
+pytestmark = pytest.mark.kafka
+BASE = int(datetime(2026, 11, 1, tzinfo=UTC).timestamp())  # events every minute from here
+
+
+def events(count: int, prefix: str) -> list[dict]:  # type: ignore[type-arg]
+    return [
+        {
+            "event_code": "MOE_EMAIL_SENT",
+            "event_uuid": f"{prefix}-{i}",
+            "uid": f"customer-{i:05d}",
+            "event_time": BASE + 60 * i,
+            "event_attributes": {"campaign_id": "c1"},
+        }
+        for i in range(count)
+    ]
+
+
+def run_cli(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "forwarder", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def setup(kafka, amplitude, topic_names):  # type: ignore[no-untyped-def]
+    service, url = amplitude
+    source, dlq = topic_names("src"), topic_names("dlq")
+    asyncio.run(create_topics(kafka, {source: 3, dlq: 1}))
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka,
+        "FORWARDER_SOURCE_TOPIC": source,
+        "FORWARDER_DLQ_TOPIC": dlq,
+        "FORWARDER_GROUP_ID": topic_names("grp"),
+        "AMPLITUDE_API_KEY": "test-key",
+        "AMPLITUDE_API_URL": url,
+    }
+    return service, env, source, dlq
+
+
+def test_a_window_replay_sends_exactly_the_events_in_from_to_with_the_live_insert_ids(kafka, setup) -> None:  # type: ignore[no-untyped-def]
+    service, env, source, _ = setup
+    sample = events(300, "w")  # 300 minutes: 00:00 .. 04:59
+    asyncio.run(produce(kafka, source, [orjson.dumps({"events": sample[i : i + 30]}) for i in range(0, 300, 30)]))
+
+    result = run_cli(env, "replay", "--from", "2026-11-01T01:00:00Z", "--to", "2026-11-01T02:30:00Z")
+    assert result.returncode == 0, result.stderr[-2000:]
+    expected = [e for e in sample if BASE + 3600 <= e["event_time"] < BASE + 9000]
+    live_ids = set()
+    for event in expected:
+        outcome = process_event(event, MappingRules())
+        assert isinstance(outcome, Forwarded)
+        live_ids.add(outcome.event["insert_id"])
+    assert set(service.recorder.by_insert_id) == live_ids
+    assert len(live_ids) == 90
+    assert service.recorder.responses == {200: service.recorder.requests}
+    assert "delivered 90" in result.stdout
+
+
+def test_dry_run_sends_nothing_and_reports_what_it_would_send(kafka, setup) -> None:  # type: ignore[no-untyped-def]
+    service, env, source, _ = setup
+    asyncio.run(produce(kafka, source, [orjson.dumps({"events": events(120, "d")})]))
+    result = run_cli(env, "replay", "--from", "2026-11-01T00:00:00Z", "--to", "2026-11-01T01:00:00Z", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "would send 60 events" in result.stdout
+    assert service.recorder.requests == 0
+
+
+def test_an_interrupted_replay_resumes_without_resending_beyond_the_in_flight_batch(kafka, setup) -> None:  # type: ignore[no-untyped-def]
+    service, env, source, _ = setup
+    sample = events(3000, "i")
+    asyncio.run(produce(kafka, source, [orjson.dumps({"events": [e]}) for e in sample]))
+    args = ["replay", "--from", "2026-11-01T00:00:00Z", "--to", "2026-11-04T00:00:00Z", "--rate", "1000"]
+    env = {**env, "FORWARDER_BATCH_MAX_MESSAGES": "100"}
+    first = subprocess.Popen(
+        [sys.executable, "-m", "forwarder", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 120
+    while service.recorder.accepted < 1000 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    interrupted_at = service.recorder.accepted
+    assert 0 < interrupted_at < 3000
+
+    second = run_cli(env, *args)
+    assert second.returncode == 0, second.stderr[-2000:]
+    counts = service.recorder.by_insert_id
+    assert set(counts) == {e["event_uuid"] for e in sample}
+    resent = sum(counts.values()) - len(counts)
+    print(
+        f"\nreplay killed after {interrupted_at} events and run again: {resent} re-sent "
+        f"(batch = 100 messages = 100 events)"
+    )
+    assert resent <= 100
+
+
+def test_replay_dlq_delivers_fixed_dead_letters_and_keeps_the_broken_ones_once(kafka, setup) -> None:  # type: ignore[no-untyped-def]
+    service, env, source, dlq = setup
+    good = events(5, "dl")
+
+    async def write_dead_letters() -> None:
+        from aiokafka import AIOKafkaProducer
+
+        producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all")
+        await producer.start()
+        try:
+            writer = DeadLetterWriter(producer, dlq, 900_000)
+            ref = SourceRef(source, 0, 7, b"k")
+            letters = [DeadLetterRecord(orjson.dumps(e), ref, "invalid_key", status=400) for e in good]
+            letters.append(DeadLetterRecord(b"{broken json", ref, "invalid_json"))
+            await writer.write(letters)
+        finally:
+            await producer.stop()
+
+    asyncio.run(write_dead_letters())
+    dry = run_cli(env, "replay-dlq", "--dry-run")
+    assert "would send 5 events" in dry.stdout
+    assert service.recorder.requests == 0
+
+    result = run_cli(env, "replay-dlq")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert set(service.recorder.by_insert_id) == {e["event_uuid"] for e in good}
+    letters = asyncio.run(read_all(kafka, dlq, expected=7))
+    reasons = [header_map(r.headers)["reason"] for r in letters]
+    assert reasons.count("invalid_json") == 2  # the original, and once more after this run: not a loop
+
+    again = run_cli(env, "replay-dlq")  # a second run sees only what the first one dead-lettered again
+    assert re.search(r"read 1 events in 1 messages", again.stdout), again.stdout
+    assert len(asyncio.run(read_all(kafka, dlq, expected=8))) == 8
+    assert sum(service.recorder.by_insert_id.values()) == 5
