@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-fast lint kafka kafka-stop replay replay-dlq bench clean
+
+.PHONY: install run test test-fast lint kafka kafka-stop topics replay replay-dlq bench clean
 
 install: $(STAMP)
 
@@ -36,6 +37,10 @@ kafka: install
 
 kafka-stop:
 	@if [ -x $(BIN)/forwarder ]; then $(BIN)/forwarder kafka stop; else echo "no local broker was running"; fi
+
+## make topics [APPLY=1]: create the topics, or report (and with APPLY=1 fix) drift
+topics: install
+	$(BIN)/forwarder topics $(if $(APPLY),--apply)
 
 ## make replay FROM=2026-11-01T00:00:00Z TO=2026-11-02T00:00:00Z [EVENTS=Email] [DRY_RUN=1]
 replay: install

@@ -19,8 +19,17 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 2
     logs.setup(settings.log_level)
+    import asyncio
+
+    from forwarder.kafka_admin import KafkaUnavailable, preflight
+    from forwarder.kafka_security import client_options
     from forwarder.worker.app import run_worker
 
+    try:
+        asyncio.run(preflight(client_options(settings)))
+    except KafkaUnavailable as exc:
+        print(f"forwarder worker: {exc}", file=sys.stderr)
+        return 1
     run_worker(settings)
     return 0
 
@@ -31,6 +40,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     from forwarder import logs
     from forwarder.ingest.app import KafkaSink, create_ingest_app
     from forwarder.ingest.auth import Credentials
+    from forwarder.kafka_security import client_options
     from forwarder.settings import SettingsError, load_settings
 
     try:
@@ -51,7 +61,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         )
         return 2
     sink = KafkaSink(
-        settings.kafka_bootstrap_servers,
+        client_options(settings),
         settings.source_topic,
         settings.ingest_kafka_timeout_s,
         max_request_bytes=settings.ingest_max_body_bytes + 64 * 1024,
@@ -95,6 +105,32 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"forwarder {args.command}: {exc}", file=sys.stderr)
         return 2
+
+
+def _cmd_topics(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from forwarder.kafka_admin import KafkaUnavailable, preflight
+    from forwarder.kafka_security import client_options
+    from forwarder.settings import SettingsError, load_settings
+    from forwarder.topics import desired_topics, reconcile
+
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    connection = client_options(settings)
+    try:
+        asyncio.run(preflight(connection))
+    except KafkaUnavailable as exc:
+        print(f"forwarder topics: {exc}", file=sys.stderr)
+        return 1
+    lines, drift = asyncio.run(reconcile(connection, desired_topics(settings), apply=args.apply))
+    print("\n".join(lines))
+    if drift:
+        print("drift remains" + ("" if args.apply else "; run with --apply to change the topics"), file=sys.stderr)
+    return 3 if drift else 0
 
 
 def _cmd_transform(args: argparse.Namespace) -> int:
@@ -226,6 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
         )
         command.add_argument("--rate", type=float, default=2000.0, help="events per second at most (0: no limit)")
 
+    topics = commands.add_parser("topics", help="create the source, retry and dead-letter topics; report drift")
+    topics.add_argument("--apply", action="store_true", help="change existing topics to match the settings")
+
     events = commands.add_parser("events", help="list the event catalogue")
     events.add_argument("--format", choices=["table", "json"], default="table")
 
@@ -248,6 +287,7 @@ HANDLERS = {
     "worker": _cmd_worker,
     "ingest": _cmd_ingest,
     "replay": _cmd_replay,
+    "topics": _cmd_topics,
     "replay-dlq": _cmd_replay,
     "transform": _cmd_transform,
     "events": _cmd_events,

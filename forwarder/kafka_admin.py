@@ -2,23 +2,46 @@
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
+import logging
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+
+Connection = str | dict[str, Any]
+
+
+def options_of(connection: Connection) -> dict[str, Any]:
+    """Bootstrap servers alone (tests, local broker), or the full options of ``kafka_security.client_options``."""
+    return {"bootstrap_servers": connection} if isinstance(connection, str) else dict(connection)
+
+
+async def create_topic(admin: AIOKafkaAdminClient, topic: NewTopic) -> bool:
+    """True when created, False when it already existed; raises on any other error.
+
+    aiokafka answers with error codes rather than raising, so a failed create would otherwise pass unseen.
+    """
+    response = await admin.create_topics([topic])
+    for _name, code, *rest in response.topic_errors:
+        if code == TopicAlreadyExistsError.errno:
+            return False
+        if code != 0:
+            message = rest[0] if rest else ""
+            raise for_code(code)(f"creating topic {topic.name!r}: {message}")
+    return True
 
 
 async def create_topics(
-    servers: str, topics: dict[str, int], replication: int = 1, config: dict[str, str] | None = None
+    connection: Connection, topics: dict[str, int], replication: int = 1, config: dict[str, str] | None = None
 ) -> None:
     """Creates each missing topic with its partition count; existing topics are left as they are."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=servers)
+    admin = AIOKafkaAdminClient(**options_of(connection))
     await admin.start()
     try:
         for name, partitions in topics.items():
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics([NewTopic(name, partitions, replication, topic_configs=dict(config or {}))])
+            await create_topic(admin, NewTopic(name, partitions, replication, topic_configs=dict(config or {})))
     finally:
         await admin.close()
 
@@ -43,3 +66,42 @@ async def partition_offsets(
         return {tp.partition: offset for tp, offset in ends.items()}, committed
     finally:
         await consumer.stop()
+
+
+class KafkaUnavailable(Exception):
+    """Kafka cannot be used with these settings: unreachable, or the credentials were refused."""
+
+
+class _Remember(logging.Handler):
+    """Keeps aiokafka's last connection complaint: its exceptions say less than its log does."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.last = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "Authentication" in message or "Sasl" in message or "SSL" in message:
+            self.last = message.split(": ", 1)[-1][:200]
+
+
+async def preflight(connection: Connection, timeout_s: float = 30.0) -> None:
+    """Connects once, so a wrong address or password fails at start-up with a clear line, not a retry loop."""
+    options = options_of(connection)
+    described = f"{options['bootstrap_servers']} ({options.get('security_protocol', 'PLAINTEXT')}"
+    if options.get("sasl_mechanism"):
+        described += f", SASL {options['sasl_mechanism']} as {options.get('sasl_plain_username')!r}"
+    described += ")"
+    remember = _Remember()
+    aiokafka_log = logging.getLogger("aiokafka")
+    aiokafka_log.addHandler(remember)
+    admin = AIOKafkaAdminClient(**options, request_timeout_ms=int(timeout_s * 1000))
+    try:
+        await asyncio.wait_for(admin.start(), timeout=timeout_s)
+        await asyncio.wait_for(admin.list_topics(), timeout=timeout_s)
+    except (KafkaError, TimeoutError, OSError) as exc:
+        reason = remember.last or type(exc).__name__
+        raise KafkaUnavailable(f"cannot use Kafka at {described}: {reason}") from None
+    finally:
+        aiokafka_log.removeHandler(remember)
+        await admin.close()

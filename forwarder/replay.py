@@ -28,6 +28,7 @@ from forwarder.core.outcomes import Filtered, OutcomeCounts
 from forwarder.core.pipeline import MappingRules, process_message
 from forwarder.dead_letters import DeadLetterWriter, SourceRef, header_map
 from forwarder.delivery import Deliverer
+from forwarder.kafka_security import client_options
 from forwarder.metrics import Metrics
 from forwarder.settings import Settings
 from forwarder.worker.processing import BatchProcessor, BatchSummary, SourceMessage
@@ -160,7 +161,7 @@ async def _run(
     label: str,
 ) -> tuple[BatchSummary, OutcomeCounts]:
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        **client_options(settings),
         group_id=group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -191,7 +192,7 @@ async def _run(
         if key is None:
             raise SystemExit("invalid settings:\n  AMPLITUDE_API_KEY: is required but not set")
         producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
+            **client_options(settings),
             acks="all",
             enable_idempotence=True,
             max_request_size=settings.dlq_max_value_bytes + 64 * 1024,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Literal, TypeVar, overload
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from forwarder.core.decode import DEFAULT_MAX_MESSAGE_BYTES
@@ -38,10 +38,27 @@ class Settings(BaseSettings):
     )
 
     kafka_bootstrap_servers: str = Field(validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS"), min_length=1)
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", validation_alias=_env("KAFKA_SECURITY_PROTOCOL")
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "PLAIN", validation_alias=_env("KAFKA_SASL_MECHANISM")
+    )
+    kafka_sasl_username: str | None = Field(None, validation_alias=_env("KAFKA_SASL_USERNAME"))
+    kafka_sasl_password: SecretStr | None = Field(None, validation_alias=_env("KAFKA_SASL_PASSWORD"))
+    kafka_ssl_cafile: str | None = Field(None, validation_alias=_env("KAFKA_SSL_CAFILE"))
+    kafka_ssl_certfile: str | None = Field(None, validation_alias=_env("KAFKA_SSL_CERTFILE"))
+    kafka_ssl_keyfile: str | None = Field(None, validation_alias=_env("KAFKA_SSL_KEYFILE"))
+    kafka_ssl_key_password: SecretStr | None = Field(None, validation_alias=_env("KAFKA_SSL_KEY_PASSWORD"))
     source_topic: str = Field("moengage-streams", validation_alias=_env("FORWARDER_SOURCE_TOPIC"), min_length=1)
     group_id: str = Field("moengage-amplitude-forwarder", validation_alias=_env("FORWARDER_GROUP_ID"), min_length=1)
     dlq_topic: str = Field("moengage-streams-dlq", validation_alias=_env("FORWARDER_DLQ_TOPIC"), min_length=1)
     retry_topic: str = Field("moengage-streams-retry", validation_alias=_env("FORWARDER_RETRY_TOPIC"), min_length=1)
+    topic_partitions: int = Field(6, validation_alias=_env("FORWARDER_TOPIC_PARTITIONS"), ge=1, le=10_000)
+    topic_replication: int = Field(3, validation_alias=_env("FORWARDER_TOPIC_REPLICATION"), ge=1, le=10)
+    source_retention_hours: float = Field(168, validation_alias=_env("FORWARDER_SOURCE_RETENTION_HOURS"), gt=0)
+    retry_retention_hours: float = Field(24, validation_alias=_env("FORWARDER_RETRY_RETENTION_HOURS"), gt=0)
+    dlq_retention_hours: float = Field(720, validation_alias=_env("FORWARDER_DLQ_RETENTION_HOURS"), gt=0)
     dlq_max_value_bytes: int = Field(
         900_000, validation_alias=_env("FORWARDER_DLQ_MAX_VALUE_BYTES"), gt=0, le=100 * 1024 * 1024
     )
@@ -69,6 +86,29 @@ class Settings(BaseSettings):
         AMPLITUDE_DEFAULT_MIN_ID_LENGTH, validation_alias=_env("AMPLITUDE_MIN_ID_LENGTH"), ge=1, le=1024
     )
     amplitude_timeout_s: float = Field(10.0, validation_alias=_env("AMPLITUDE_TIMEOUT_S"), gt=0, le=60)
+
+    @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
+    @classmethod
+    def _upper_kafka(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile", mode="after")
+    @classmethod
+    def _file_exists(cls, value: str | None) -> str | None:
+        if value is not None and not os.path.isfile(value):
+            raise ValueError("no such file")
+        return value
+
+    @model_validator(mode="after")
+    def _sasl_needs_credentials(self) -> Settings:
+        if self.kafka_security_protocol.startswith("SASL") and not (
+            self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError(
+                "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD are required with KAFKA_SECURITY_PROTOCOL="
+                + self.kafka_security_protocol
+            )
+        return self
 
     @field_validator("amplitude_residency", "amplitude_api", mode="before")
     @classmethod
@@ -156,6 +196,9 @@ def _describe(error: ValidationError) -> list[str]:
         message = problem["msg"]
         if problem["type"] == "missing":
             message = "is required but not set"
+        if not problem["loc"]:  # a rule across settings names them itself
+            lines.append(message.removeprefix("Value error, "))
+            continue
         lines.append(f"{name.upper()}: {message}")
     return lines
 

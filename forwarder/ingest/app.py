@@ -26,6 +26,7 @@ from starlette.routing import Route
 
 from forwarder.ingest.auth import Credentials
 from forwarder.ingest.records import Batch, NotStreamsRequest, parse_batch
+from forwarder.kafka_admin import Connection, options_of
 
 log = logging.getLogger("forwarder.ingest")
 
@@ -37,8 +38,8 @@ def _json(status: int, body: dict[str, Any]) -> Response:
 class KafkaSink:
     """An idempotent producer that is (re)started on demand, so the service starts while Kafka is down."""
 
-    def __init__(self, servers: str, topic: str, timeout_s: float, max_request_bytes: int) -> None:
-        self.servers = servers
+    def __init__(self, connection: Connection, topic: str, timeout_s: float, max_request_bytes: int) -> None:
+        self._options = options_of(connection)
         self.topic = topic
         self.timeout_s = timeout_s
         self._max_request_bytes = max_request_bytes
@@ -53,7 +54,7 @@ class KafkaSink:
         async with self._lock:
             if self._producer is None:
                 producer = AIOKafkaProducer(
-                    bootstrap_servers=self.servers,
+                    **self._options,
                     acks="all",
                     enable_idempotence=True,
                     max_request_size=self._max_request_bytes,

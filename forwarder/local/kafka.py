@@ -118,6 +118,9 @@ class LocalKafka:
     port: int = 0
     controller_port: int = 0
     extra_properties: dict[str, str] | None = None
+    # user -> password: adds a SASL_PLAINTEXT (PLAIN) listener on ``sasl_port`` for those users.
+    sasl_users: dict[str, str] | None = None
+    sasl_port: int = 0
     jvm_opts: tuple[str, ...] = DEFAULT_JVM_OPTS
     process: subprocess.Popen[bytes] | None = None
 
@@ -151,6 +154,20 @@ class LocalKafka:
             "group.initial.rebalance.delay.ms": "0",
             "num.partitions": "1",
         }
+        if self.sasl_users:
+            users = " ".join(f'user_{name}="{password}"' for name, password in self.sasl_users.items())
+            jaas = f"org.apache.kafka.common.security.plain.PlainLoginModule required {users};"
+            properties.update(
+                {
+                    "listeners": properties["listeners"] + f",SASL_PLAINTEXT://127.0.0.1:{self.sasl_port}",
+                    "advertised.listeners": properties["advertised.listeners"]
+                    + f",SASL_PLAINTEXT://127.0.0.1:{self.sasl_port}",
+                    "listener.security.protocol.map": properties["listener.security.protocol.map"]
+                    + ",SASL_PLAINTEXT:SASL_PLAINTEXT",
+                    "sasl.enabled.mechanisms": "PLAIN",
+                    "listener.name.sasl_plaintext.plain.sasl.jaas.config": jaas,
+                }
+            )
         properties.update(self.extra_properties or {})
         config = self.data_dir / "server.properties"
         config.write_text("".join(f"{k}={v}\n" for k, v in properties.items()), encoding="utf-8")
@@ -164,6 +181,8 @@ class LocalKafka:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
         self.controller_port = self.controller_port or free_port()
+        if self.sasl_users:
+            self.sasl_port = self.sasl_port or free_port()
         config = self._write_config()
         classpath = f"{libs}/*"
         java = shutil.which("java")

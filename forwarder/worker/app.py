@@ -28,6 +28,7 @@ from forwarder.amplitude.client import AmplitudeClient
 from forwarder.amplitude.limits import LIMITS
 from forwarder.dead_letters import DeadLetterWriter, SourceRef, header_map
 from forwarder.delivery import Deliverer, FatalDeliveryError
+from forwarder.kafka_security import client_options, faust_credentials
 from forwarder.metrics import Metrics
 from forwarder.settings import WorkerSettings
 from forwarder.worker.health import Health
@@ -68,7 +69,7 @@ class Drain:
 @contextlib.asynccontextmanager
 async def batch_processor(settings: WorkerSettings, metrics: Metrics) -> AsyncIterator[BatchProcessor]:
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        **client_options(settings),
         acks="all",
         enable_idempotence=True,
         # Headers ride along with the value: leave them room.
@@ -140,6 +141,7 @@ def create_app(
     app = faust.App(
         settings.group_id,
         broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap_servers.split(",")],
+        broker_credentials=faust_credentials(settings),
         value_serializer="raw",
         key_serializer="raw",
         agent_supervisor=mode.CrashingSupervisor,

@@ -1,0 +1,113 @@
+"""``forwarder topics``: create the source, retry and dead-letter topics, or report how they drifted.
+
+Idempotent: a missing topic is created; an existing one is compared with the settings and left alone
+unless ``--apply`` is given (configs altered, partitions added; partitions are never removed and the
+replication factor is only reported, since Kafka changes it by reassignment, not by config).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from forwarder.kafka_admin import Connection, create_topic, options_of
+from forwarder.settings import Settings
+
+HOUR_MS = 3600 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    replication: int
+    config: dict[str, str]
+
+
+def desired_topics(settings: Settings) -> list[TopicSpec]:
+    def spec(name: str, retention_hours: float) -> TopicSpec:
+        config = {"cleanup.policy": "delete", "retention.ms": str(int(retention_hours * HOUR_MS))}
+        return TopicSpec(name, settings.topic_partitions, settings.topic_replication, config)
+
+    return [
+        spec(settings.source_topic, settings.source_retention_hours),
+        spec(settings.retry_topic, settings.retry_retention_hours),
+        spec(settings.dlq_topic, settings.dlq_retention_hours),
+    ]
+
+
+async def reconcile(connection: Connection, specs: list[TopicSpec], apply: bool) -> tuple[list[str], bool]:
+    """(report lines, whether drift remains)."""
+    admin = AIOKafkaAdminClient(**options_of(connection))
+    await admin.start()
+    lines: list[str] = []
+    drift_remains = False
+    try:
+        # list_topics, not describe_topics: asking a broker with auto.create.topics.enable about a missing
+        # topic creates it with the broker's defaults.
+        existing = set(await admin.list_topics())
+        present = [s.name for s in specs if s.name in existing]
+        described = {t["topic"]: t for t in await admin.describe_topics(present)} if present else {}
+        for spec in specs:
+            topic = described.get(spec.name)
+            if topic is None:
+                await create_topic(
+                    admin, NewTopic(spec.name, spec.partitions, spec.replication, topic_configs=spec.config)
+                )
+                lines.append(
+                    f"created {spec.name}: {spec.partitions} partitions, replication {spec.replication}, "
+                    + ", ".join(f"{k}={v}" for k, v in spec.config.items())
+                )
+                continue
+            differences, fixable_configs, more_partitions = await _compare(admin, spec, topic)
+            if not differences:
+                lines.append(f"ok {spec.name}")
+                continue
+            if apply and (fixable_configs or more_partitions):
+                if fixable_configs:
+                    # AlterConfigs replaces the topic's whole set of overrides with the one given: the spec
+                    # lists every override this project manages.
+                    await admin.alter_configs(
+                        [ConfigResource(ConfigResourceType.TOPIC, spec.name, configs=spec.config)]
+                    )
+                if more_partitions:
+                    await admin.create_partitions({spec.name: NewPartitions(spec.partitions)})
+                unfixable = [d for d in differences if d.startswith("replication")]
+                lines.append(f"updated {spec.name}: " + "; ".join(d for d in differences if d not in unfixable))
+                if unfixable:
+                    lines.append(f"drift {spec.name}: " + "; ".join(unfixable) + " (change it by reassignment)")
+                    drift_remains = True
+            else:
+                lines.append(f"drift {spec.name}: " + "; ".join(differences))
+                drift_remains = True
+    finally:
+        await admin.close()
+    return lines, drift_remains
+
+
+async def _compare(admin: AIOKafkaAdminClient, spec: TopicSpec, topic: dict[str, Any]) -> tuple[list[str], bool, bool]:
+    differences: list[str] = []
+    partitions = len(topic["partitions"])
+    more_partitions = partitions < spec.partitions
+    if partitions != spec.partitions:
+        note = "" if more_partitions else " (partitions are never removed)"
+        differences.append(f"partitions {partitions} (want {spec.partitions}){note}")
+    replication = len(topic["partitions"][0]["replicas"])
+    if replication != spec.replication:
+        differences.append(f"replication {replication} (want {spec.replication})")
+    responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, spec.name)])
+    current = {
+        entry["config_names"]: entry["config_value"]
+        for response in responses
+        for resource in response.to_object()["resources"]
+        for entry in resource["config_entries"]
+    }
+    fixable = False
+    for key, want in spec.config.items():
+        if current.get(key) != want:
+            differences.append(f"{key} {current.get(key)} (want {want})")
+            fixable = True
+    return differences, fixable, more_partitions

@@ -1,0 +1,68 @@
+"""``forwarder topics`` against the real broker: creates, verifies, reports drift, fixes it when asked."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.kafka
+
+
+def topics(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "forwarder", "topics", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
+def test_create_verify_report_drift_and_apply(kafka, topic_names) -> None:  # type: ignore[no-untyped-def]
+    source = topic_names("src")
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka,
+        "FORWARDER_SOURCE_TOPIC": source,
+        "FORWARDER_RETRY_TOPIC": source + "-retry",
+        "FORWARDER_DLQ_TOPIC": source + "-dlq",
+        "FORWARDER_TOPIC_PARTITIONS": "3",
+        "FORWARDER_TOPIC_REPLICATION": "1",
+    }
+
+    created = topics(env)
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.count("created ") == 3
+    assert (
+        f"created {source}: 3 partitions, replication 1, cleanup.policy=delete, retention.ms=604800000"
+        in created.stdout
+    )
+
+    again = topics(env)  # idempotent
+    assert again.returncode == 0
+    assert again.stdout.splitlines() == [f"ok {source}", f"ok {source}-retry", f"ok {source}-dlq"]
+
+    drifted = {**env, "FORWARDER_TOPIC_PARTITIONS": "4", "FORWARDER_SOURCE_RETENTION_HOURS": "24"}
+    report = topics(drifted)
+    assert report.returncode == 3
+    assert f"drift {source}: partitions 3 (want 4); retention.ms 604800000 (want 86400000)" in report.stdout
+    assert "run with --apply" in report.stderr
+    assert topics(drifted).returncode == 3  # reporting changed nothing
+
+    applied = topics(drifted, "--apply")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert f"updated {source}: partitions 3 (want 4); retention.ms 604800000 (want 86400000)" in applied.stdout
+    assert topics(drifted).stdout.splitlines()[0] == f"ok {source}"
+
+
+def test_an_unreachable_broker_is_a_clear_error() -> None:
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "forwarder", "topics"], env=env, capture_output=True, text=True, check=False, timeout=120
+    )
+    assert result.returncode == 1
+    assert "cannot use Kafka at 127.0.0.1:1 (PLAINTEXT)" in result.stderr
