@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -67,7 +69,7 @@ class Drain:
 
 
 @contextlib.asynccontextmanager
-async def batch_processor(settings: WorkerSettings, metrics: Metrics) -> AsyncIterator[BatchProcessor]:
+async def batch_processor(settings: WorkerSettings, metrics: Metrics, health: Health) -> AsyncIterator[BatchProcessor]:
     producer = AIOKafkaProducer(
         **client_options(settings),
         acks="all",
@@ -76,12 +78,17 @@ async def batch_processor(settings: WorkerSettings, metrics: Metrics) -> AsyncIt
         max_request_size=settings.dlq_max_value_bytes + 64 * 1024,
     )
     await producer.start()
+
+    def observe(status: str, seconds: float) -> None:
+        metrics.observe_request(status, seconds)
+        health.amplitude_answered(status)
+
     client = AmplitudeClient(
         settings.amplitude_endpoint(),
         settings.amplitude_api_key,
         timeout_s=settings.amplitude_timeout_s,
         min_id_length=settings.amplitude_min_id_length if settings.amplitude_min_id_length < 5 else None,
-        observer=metrics.observe_request,
+        observer=observe,
     )
     try:
         yield BatchProcessor(
@@ -148,6 +155,8 @@ def create_app(
         consumer_auto_offset_reset="earliest",
         stream_wait_empty=False,
         topic_disable_leader=True,
+        # faust creates a data directory even without tables; keep it out of the working directory.
+        datadir=os.path.join(tempfile.gettempdir(), f"forwarder-{settings.group_id}-data"),
         web_enabled=True,
         web_bind=settings.web_host,
         web_host=settings.web_host,
@@ -163,7 +172,7 @@ def create_app(
     retry_topic = app.topic(settings.retry_topic, value_type=bytes, key_type=bytes)
 
     async def run(stream: Any, name: str, wait_until_due: bool) -> None:
-        async with batch_processor(settings, metrics) as processor:
+        async with batch_processor(settings, metrics, health) as processor:
             health.consuming = True
             async for batch in stream.noack_take(settings.batch_max_messages, within=settings.batch_window_s):
                 if drain.requested.is_set() or health.fatal:
@@ -202,6 +211,18 @@ def create_app(
     @app.agent(retry_topic, concurrency=1)
     async def retry(stream: Any) -> None:
         await run(stream, "retry", wait_until_due=True)
+
+    @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
+    async def measure_lag() -> None:
+        # highwater - committed: messages read but not yet final, plus those not yet read.
+        consumer = app.consumer
+        committed = getattr(consumer, "_committed_offset", {})
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue
+            done = committed.get(tp) or 0
+            metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, highwater - done))
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:

@@ -11,10 +11,18 @@ class Health:
     consuming: bool = False
     # Set when Amplitude refused the configuration (invalid key): not ready, and says why.
     fatal: str | None = None
+    # The last answer from Amplitude: an HTTP status, or "timeout" / "connection_error".
+    amplitude_status: str | None = None
+
+    def amplitude_answered(self, status: str) -> None:
+        self.amplitude_status = status
 
     def readiness(self) -> tuple[dict[str, Any], bool]:
         if self.fatal:
             return {"status": "failed", "reason": self.fatal}, False
         if not self.consuming:
             return {"status": "starting"}, False
-        return {"status": "ready"}, True
+        if self.amplitude_status in ("timeout", "connection_error"):
+            # Delivery is paused and retrying; nothing is lost, but an operator should see it.
+            return {"status": "amplitude unreachable", "last_answer": self.amplitude_status}, False
+        return {"status": "ready", "amplitude_last_answer": self.amplitude_status}, True

@@ -42,6 +42,17 @@ def test_events_arrive_and_committed_offsets_cover_exactly_the_delivered(kafka, 
     worker = worker_factory(**worker_env(kafka, url, source, dlq, group)).start()
     committed = asyncio.run(wait_until_committed(kafka, source, group, 120, worker.alive))
     totals = scrape_outcomes(f"http://127.0.0.1:{worker.web_port}/metrics")
+    deadline = time.monotonic() + 20
+    lag_lines: list[str] = []
+    while time.monotonic() < deadline:  # the lag gauge is refreshed every 5 s
+        lag_lines = [line for line in worker.metrics().splitlines() if line.startswith("forwarder_consumer_lag{")]
+        if len([line for line in lag_lines if f'topic="{source}"' in line]) == 3 and all(
+            line.endswith(" 0.0") for line in lag_lines
+        ):
+            break
+        time.sleep(0.5)
+    assert len([line for line in lag_lines if f'topic="{source}"' in line]) == 3, lag_lines
+    assert all(line.endswith(" 0.0") for line in lag_lines), lag_lines
     assert worker.stop() == 0
 
     ends, _ = asyncio.run(partition_offsets(kafka, source))
@@ -57,6 +68,12 @@ def test_events_arrive_and_committed_offsets_cover_exactly_the_delivered(kafka, 
     assert set(service.recorder.by_insert_id) == expected_sendable
     assert totals.by_outcome["delivered"] == len(expected_sendable)
     assert totals.read == len(events)
+    campaign = [e for e in events if e["event_code"] != "ADD_TO_CART"]
+    no_ids = [e for e in campaign if not e["uid"] and not e["user_attributes"].get("moe_anonymous_id")]
+    short = [e for e in campaign if e["uid"] == "u1" and not e["user_attributes"].get("moe_anonymous_id")]
+    assert totals.by_reason["dropped", "unidentifiable"] == len(no_ids) > 0
+    assert totals.by_reason["dropped", "id_too_short"] == len(short) > 0
+    assert totals.by_reason["filtered", "not_selected"] == len(events) - len(campaign) > 0
     accepted = service.recorder.events
     assert all(e["event_properties"]["$source"] == "MOENGAGE" for e in accepted)
 
