@@ -35,7 +35,8 @@ def documents(path: Path) -> list[dict[str, Any]]:
 def test_dockerfile_is_slim_pinned_non_root_with_a_health_check_and_real_paths() -> None:
     text = (DOCKER / "Dockerfile").read_text()
     bases = re.findall(r"^FROM (\S+)", text, re.M)
-    assert bases and all(re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+", b) for b in bases)
+    assert bases
+    assert all(re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+", b) for b in bases)
     assert re.search(r"^USER 10001$", text, re.M)
     assert "HEALTHCHECK" in text
     for source in re.findall(r"^COPY (?!--from)(.+) \S+$", text, re.M):
