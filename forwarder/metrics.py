@@ -3,10 +3,28 @@
 from __future__ import annotations
 
 import time
+from collections import Counter as Counter_
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from forwarder.core.outcomes import Dropped, Filtered, Forwarded, Invalid, Outcome
+
+OutcomeTally = Counter_[tuple[str, str, str]]
+
+
+def tally(into: OutcomeTally, outcome: Outcome, delivered: bool, dead_reason: str | None = None) -> None:
+    """Counts one final outcome under its (outcome, reason, event_code) labels."""
+    code = outcome.code or ""
+    if dead_reason is not None:
+        into["dead_lettered", dead_reason, code] += 1
+    elif isinstance(outcome, Forwarded):
+        into["delivered" if delivered else "dead_lettered", "", code] += 1
+    elif isinstance(outcome, Filtered):
+        into["filtered", outcome.reason, code] += 1
+    elif isinstance(outcome, Dropped):
+        into["dropped", outcome.reason, code] += 1
+    elif isinstance(outcome, Invalid):
+        into["dead_lettered", outcome.reason, code] += 1
 
 
 class Metrics:
@@ -60,18 +78,10 @@ class Metrics:
     def observe_request(self, status: str, seconds: float) -> None:
         self.request_seconds.labels(status=status).observe(seconds)
 
-    def count(self, outcome: Outcome, delivered: bool, dead_reason: str | None = None) -> None:
-        code = outcome.code or ""
-        if dead_reason is not None:
-            self.events.labels("dead_lettered", dead_reason, code).inc()
-        elif isinstance(outcome, Forwarded):
-            self.events.labels("delivered" if delivered else "dead_lettered", "", code).inc()
-        elif isinstance(outcome, Filtered):
-            self.events.labels("filtered", outcome.reason, code).inc()
-        elif isinstance(outcome, Dropped):
-            self.events.labels("dropped", outcome.reason, code).inc()
-        elif isinstance(outcome, Invalid):
-            self.events.labels("dead_lettered", outcome.reason, code).inc()
+    def add_outcomes(self, tally: OutcomeTally) -> None:
+        """One label lookup per (outcome, reason, code) of a batch, not one per event."""
+        for labels, count in tally.items():
+            self.events.labels(*labels).inc(count)
 
     def delivered_now(self) -> None:
         self.last_delivery.set(time.time())

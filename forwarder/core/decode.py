@@ -55,12 +55,14 @@ def decode_message(raw: bytes, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> li
     if len(raw) > max_bytes:
         return DecodeError("too_large", f"message is {len(raw)} bytes, the limit is {max_bytes}")
     try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return DecodeError("not_utf8", f"byte {exc.start} is not UTF-8")
-    try:
-        # orjson refuses nesting deeper than 1024 levels with an error, not a stack overflow.
+        # orjson validates UTF-8 itself and refuses nesting deeper than 1024 levels with an error, not a
+        # stack overflow.
         document = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
+        # Only now tell the two apart: decoding every message up front cost a copy of each.
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            return DecodeError("not_utf8", f"byte {bad.start} is not UTF-8")
         return DecodeError("invalid_json", str(exc)[:200])
     return events_of(document)

@@ -56,30 +56,48 @@ def clean_id(value: Any) -> str | None:
     return None if text.casefold() in PLACEHOLDER_IDS else text
 
 
-def _anonymous_id(event: dict[str, Any]) -> Any:
-    user_attributes = event.get("user_attributes")
-    if isinstance(user_attributes, dict) and user_attributes.get("moe_anonymous_id") is not None:
-        return user_attributes["moe_anonymous_id"]
-    # Some feeds put it at the top level.
-    return event.get("moe_anonymous_id")
+# The longest placeholder; a longer string cannot be one, so it skips the casefold.
+_LONGEST_PLACEHOLDER = max(len(p) for p in PLACEHOLDER_IDS)
+
+
+def _usable(value: Any) -> str | None:
+    """``clean_id`` with a fast path for the common case, a plain string."""
+    if type(value) is str:
+        text = value.strip()
+        if len(text) > _LONGEST_PLACEHOLDER or text.casefold() not in PLACEHOLDER_IDS:
+            return text
+        return None
+    return clean_id(value)
 
 
 def identify(event: dict[str, Any], min_id_length: int) -> Identity:
     raw_uid = event.get("uid")
-    raw_anon = _anonymous_id(event)
+    user_attributes = event.get("user_attributes")
+    raw_anon = user_attributes.get("moe_anonymous_id") if type(user_attributes) is dict else None
+    if raw_anon is None:
+        raw_anon = event.get("moe_anonymous_id")  # some feeds put it at the top level
+    user_id = _usable(raw_uid)
+    device_id = _usable(raw_anon)
+    if (
+        user_id is not None
+        and device_id is not None
+        and len(user_id) >= min_id_length
+        and len(device_id) >= min_id_length
+    ):
+        return Identity(user_id, device_id, None)
+
     warnings: list[str] = []
-    ids: list[str | None] = []
     too_short = False
-    for name, raw in (("user_id", raw_uid), ("device_id", raw_anon)):
+    checked: list[str | None] = []
+    for name, raw, cleaned in (("user_id", raw_uid, user_id), ("device_id", raw_anon, device_id)):
         if isinstance(raw, list | dict):
             warnings.append(f"{name}: source value is a {type(raw).__name__}, not an id; left out")
-        cleaned = clean_id(raw)
         if cleaned is not None and len(cleaned) < min_id_length:
             warnings.append(f"{name}: {len(cleaned)} characters is below the minimum {min_id_length}; left out")
             too_short = True
             cleaned = None
-        ids.append(cleaned)
-    user_id, device_id = ids
+        checked.append(cleaned)
+    user_id, device_id = checked
     if user_id is None and device_id is None:
         return Identity(None, None, "id_too_short" if too_short else "unidentifiable", tuple(warnings))
     return Identity(user_id, device_id, None, tuple(warnings))

@@ -28,8 +28,12 @@ _CONSUMED_ATTRIBUTES = frozenset(key for _, _, keys in CHANNEL_IDS for key in ke
 def insert_id(event: dict[str, Any], code: str) -> str:
     """``event_uuid``, else a hash of what identifies the event, so a replay yields the same id."""
     uuid = event.get("event_uuid")
-    if isinstance(uuid, str | int) and not isinstance(uuid, bool) and str(uuid).strip():
-        return str(uuid).strip()
+    if type(uuid) is str:
+        uuid = uuid.strip()
+        if uuid:
+            return uuid
+    elif type(uuid) is int:
+        return str(uuid)
     attributes = event.get("event_attributes")
     campaign_id = attributes.get("campaign_id") if isinstance(attributes, dict) else None
     user_attributes = event.get("user_attributes")
@@ -43,6 +47,9 @@ def insert_id(event: dict[str, Any], code: str) -> str:
 
 
 def _cut(value: Any, path: str, warnings: list[str]) -> Any:
+    kind = type(value)
+    if kind is not str and kind is not dict and kind is not list:
+        return value
     if isinstance(value, str):
         if len(value) > MAX_STRING_LENGTH:
             warnings.append(f"{path}: {len(value)} characters cut to {MAX_STRING_LENGTH}")
@@ -56,38 +63,45 @@ def _cut(value: Any, path: str, warnings: list[str]) -> Any:
 
 
 def event_properties(event: dict[str, Any], code: str, warnings: list[str]) -> dict[str, Any]:
+    # The hot path: one pass over event_attributes, long strings cut as they pass (a second pass over every
+    # property cost more than the rest of the mapping).
     attributes = event.get("event_attributes")
-    if not isinstance(attributes, dict):
+    if type(attributes) is not dict:
         attributes = {}
     user_attributes = event.get("user_attributes")
-    if not isinstance(user_attributes, dict):
-        user_attributes = {}
 
     props: dict[str, Any] = {}
     # Every event_attributes key passes through unchanged (campaign_*, parent_flow_*, variation_id,
     # locale_*, custom attributes); values vary in case across accounts and are never switched on.
     for key, value in attributes.items():
-        if value is not None and key not in _CONSUMED_ATTRIBUTES:
-            props[key] = value
+        if value is None or key in _CONSUMED_ATTRIBUTES:
+            continue
+        kind = type(value)
+        if kind is str:
+            if len(value) > MAX_STRING_LENGTH:
+                value = _cut(value, f"event_properties.{key}", warnings)
+        elif kind is dict or kind is list:
+            value = _cut(value, f"event_properties.{key}", warnings)
+        props[key] = value
     for prop, top_level, attribute_keys in CHANNEL_IDS:
         value = event.get(top_level)
-        for key in attribute_keys:
-            if value is not None:
-                break
-            value = attributes.get(key)
+        if value is None and attributes:
+            for attribute_key in attribute_keys:
+                value = attributes.get(attribute_key)
+                if value is not None:
+                    break
         if value is not None:
-            props[prop] = value
+            props[prop] = _cut(value, f"event_properties.{prop}", warnings)
     # The fixed keys last, so an event attribute of the same name cannot override them.
     props["$source"] = SOURCE
-    props["event_code"] = code
-    if event.get("uid") is not None:
-        props["UID"] = event["uid"]
-    if user_attributes.get("moengage_user_id") is not None:
-        props["moengage_user_id"] = user_attributes["moengage_user_id"]
-
-    for key, value in props.items():
-        if isinstance(value, str | dict | list):
-            props[key] = _cut(value, f"event_properties.{key}", warnings)
+    props["event_code"] = _cut(code, "event_properties.event_code", warnings)
+    uid = event.get("uid")
+    if uid is not None:
+        props["UID"] = _cut(uid, "event_properties.UID", warnings)
+    if type(user_attributes) is dict:
+        moengage_user_id = user_attributes.get("moengage_user_id")
+        if moengage_user_id is not None:
+            props["moengage_user_id"] = _cut(moengage_user_id, "event_properties.moengage_user_id", warnings)
     return props
 
 

@@ -2,7 +2,8 @@
 
 It validates requests as Amplitude documents them (shared/spec/amplitude-api.md), answers with Amplitude's
 response bodies, injects faults on demand, and records what it accepted so a run can be checked:
-``GET /_local/stats``, ``GET /_local/events``, ``POST /_local/faults``, ``POST /_local/reset``.
+``GET /_local/stats``, ``GET /_local/events``, ``GET /_local/arrivals``, ``POST /_local/faults``,
+``POST /_local/reset``.
 """
 
 from __future__ import annotations
@@ -77,6 +78,8 @@ class Recorder:
     by_insert_id: Counter[str] = field(default_factory=Counter)
     # When each insert_id was first accepted (wall clock): end-to-end latency without polling.
     first_accepted_at: dict[str, float] = field(default_factory=dict)
+    first_at: float | None = None
+    last_at: float | None = None
     responses: Counter[int] = field(default_factory=Counter)
     requests: int = 0
     accepted: int = 0
@@ -84,6 +87,8 @@ class Recorder:
     def stats(self) -> dict[str, Any]:
         unique = len(self.by_insert_id)
         return {
+            "first_accepted_at": self.first_at,
+            "last_accepted_at": self.last_at,
             "requests": self.requests,
             "events_accepted": self.accepted,
             "unique_insert_ids": unique,
@@ -121,6 +126,7 @@ class AmplitudeService:
                 Route("/batch", self._ingest, methods=["POST"]),
                 Route("/_local/stats", self._stats, methods=["GET"]),
                 Route("/_local/events", self._events, methods=["GET"]),
+                Route("/_local/arrivals", self._arrivals, methods=["GET"]),
                 Route("/_local/faults", self._set_faults, methods=["POST"]),
                 Route("/_local/reset", self._reset, methods=["POST"]),
             ]
@@ -242,6 +248,8 @@ class AmplitudeService:
             recorder = self.recorder
             recorder.accepted += len(events)
             now = time.time()
+            recorder.first_at = recorder.first_at or now
+            recorder.last_at = now
             for event in events:
                 insert_id = str(event.get("insert_id"))
                 recorder.by_insert_id[insert_id] += 1
@@ -265,6 +273,11 @@ class AmplitudeService:
     async def _events(self, request: Request) -> Response:
         with self.lock:
             return _json(200, {"events": list(self.recorder.events)})
+
+    async def _arrivals(self, request: Request) -> Response:
+        """insert_id -> when it was first accepted (epoch seconds): end-to-end latency for benchmarks."""
+        with self.lock:
+            return _json(200, dict(self.recorder.first_accepted_at))
 
     async def _set_faults(self, request: Request) -> Response:
         try:

@@ -165,6 +165,9 @@ def create_app(
         # How long a dead worker keeps its partitions before the group moves them (Kafka's default 45 s).
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
+        # faust buffers up to 4,096 messages per stream by default: with 100-event Streams bodies (~55 KB)
+        # that is ~225 MB before any work. Two batches' worth keeps the agent fed and memory bounded.
+        stream_buffer_maxsize=2 * settings.batch_max_messages,
         # Commit acked offsets often: after a crash less is replayed (insert_id makes replays harmless).
         broker_commit_interval=1.0,
     )

@@ -15,7 +15,7 @@ from forwarder.core.outcomes import Dropped, Filtered, Forwarded, Invalid
 from forwarder.core.pipeline import MappingRules, process_message
 from forwarder.dead_letters import DeadLetterRecord, DeadLetterWriter, SourceRef
 from forwarder.delivery import Deliverer
-from forwarder.metrics import Metrics
+from forwarder.metrics import Metrics, OutcomeTally, tally
 
 log = logging.getLogger("forwarder.batch")
 
@@ -96,6 +96,7 @@ class BatchProcessor:
         metrics = self._metrics
         pending: list[_Pending] = []
         dead: list[DeadLetterRecord] = []
+        outcomes: OutcomeTally = Counter()
         for message in messages:
             result = process_message(message.value, self.rules)
             summary.read += len(result.outcomes)
@@ -104,13 +105,13 @@ class BatchProcessor:
                     DeadLetterRecord(message.value, message.ref, result.error.reason, detail=result.error.detail)
                 )
                 summary.dead_lettered[result.error.reason] += 1
-                metrics.count(result.outcomes[0], delivered=False)
+                tally(outcomes, result.outcomes[0], delivered=False)
                 continue
             for index, outcome in enumerate(result.outcomes):
                 if isinstance(outcome, Forwarded):
                     pending.append(_Pending(message.ref, index, result.events[index], outcome))
                     continue
-                metrics.count(outcome, delivered=False)
+                tally(outcomes, outcome, delivered=False)
                 if isinstance(outcome, Filtered):
                     summary.filtered[outcome.reason] += 1
                 elif isinstance(outcome, Dropped):
@@ -150,9 +151,9 @@ class BatchProcessor:
                 continue
             letter = rejected.get(position)
             if letter is None:
-                metrics.count(item.outcome, delivered=True)
+                tally(outcomes, item.outcome, delivered=True)
                 continue
-            metrics.count(item.outcome, delivered=False, dead_reason=letter.reason)
+            tally(outcomes, item.outcome, delivered=False, dead_reason=letter.reason)
             summary.dead_lettered[letter.reason] += 1
             dead.append(
                 DeadLetterRecord(
@@ -176,6 +177,7 @@ class BatchProcessor:
             await self._retries.write(parked)
         await self._dead_letters.write(dead)
 
+        metrics.add_outcomes(outcomes)
         metrics.messages.inc(len(messages))
         metrics.dead_letters.inc(len(dead))
         metrics.retries.inc(report.retries)

@@ -1,0 +1,435 @@
+"""``make bench``: the worker against the read ceiling and the official SDK, measured side by side in one run.
+
+On the local broker (or KAFKA_BOOTSTRAP_SERVERS) it fills a 4-partition topic with realistic MoEngage traffic
+(Streams bodies of 100 events, as MoEngage sends them, plus single-event records) and measures:
+
+  (a) ceiling: a bare aiokafka consumer that reads and JSON-parses the topic, nothing else;
+  (b) worker:  ``forwarder worker`` end to end into the local Amplitude service (a separate process);
+  (c) sdk:     an aiokafka loop handing each event to the official ``amplitude-analytics`` SDK, pointed at
+               the same local service: what a user would write instead;
+
+then the worker's end-to-end latency at half its measured maximum rate, two workers against one, and the
+worker's peak RSS with a large backlog. Every process is on loopback; every loop is bounded.
+The last line printed is a JSON summary; a PNG chart is written to ``bench/out/``.
+
+    .venv/bin/python -m bench.run [--events 200000] [--backlog 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import psutil
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from tqdm import tqdm
+
+from forwarder.core.keys import partition_key
+from forwarder.kafka_admin import create_topics
+from forwarder.local.kafka import broker_for, free_port, stop_pid
+from forwarder.local.traffic import make_event, streams_requests
+from forwarder.worker.observe import wait_until_committed
+
+OUT = Path(__file__).resolve().parent / "out"
+API_KEY = "bench-key"
+PARTITIONS = 4
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+# -- traffic ------------------------------------------------------------------------------------------------
+
+def traffic(total: int, seed: int) -> Iterator[tuple[bytes, bytes]]:
+    """(key, value): 90 % of the events in Streams bodies of 100, 10 % as single-event records."""
+    import random
+
+    bodies_events = total * 9 // 10
+    for body in streams_requests(bodies_events, per_request=100, seed=seed):
+        yield partition_key(body["events"][0]), orjson.dumps(body)
+    rng = random.Random(seed + 1)
+    for index in range(total - bodies_events):
+        event = make_event(rng, bodies_events + index)
+        yield partition_key(event), orjson.dumps(event)
+
+
+async def produce(servers: str, topic: str, records: Iterator[tuple[bytes, bytes]], total_events: int,
+                  label: str) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all", linger_ms=20,
+                                max_batch_size=1024 * 1024, max_request_size=4 * 1024 * 1024)
+    await producer.start()
+    try:
+        pending = []
+        with tqdm(total=total_events, desc=label, unit="ev", file=sys.stderr) as bar:
+            for key, value in records:
+                pending.append(await producer.send(topic, value, key=key))
+                bar.update(value.count(b'"event_code"'))
+                if len(pending) >= 500:
+                    await asyncio.gather(*pending)
+                    pending.clear()
+            await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+def sendable(value: bytes) -> list[str]:
+    """The insert_ids the forwarder (and a careful peer) would deliver from one record."""
+    from forwarder.core import Forwarded, MappingRules, process_message
+
+    return [o.event["insert_id"] for o in process_message(value, MappingRules()).outcomes if isinstance(o, Forwarded)]
+
+
+# -- processes ----------------------------------------------------------------------------------------------
+
+@dataclass
+class Measured:
+    events: int
+    seconds: float
+    cpu_s: float
+    peak_rss_mb: float
+
+    @property
+    def eps(self) -> float:
+        return self.events / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_s_per_million(self) -> float:
+        return self.cpu_s / self.events * 1e6 if self.events else 0.0
+
+
+def peak_rss_mb(pid: int) -> float:
+    """VmHWM: the process's peak resident set, as the kernel counted it."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+class AmplitudeProcess:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "forwarder", "amplitude-local", "--port", str(self.port), "--no-keep-events"],
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(self.url + "/_local/stats", timeout=2)
+                return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError("the local Amplitude service did not start")
+
+    def stats(self) -> dict[str, Any]:
+        return dict(httpx.get(self.url + "/_local/stats", timeout=10).json())
+
+    def reset(self) -> None:
+        httpx.post(self.url + "/_local/reset", timeout=10)
+
+    def wait_for(self, accepted: int, timeout_s: float, alive: Any = None) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            stats = self.stats()
+            if stats["unique_insert_ids"] >= accepted:
+                return stats
+            if time.monotonic() > deadline or (alive is not None and not alive()):
+                raise RuntimeError(f"only {stats['unique_insert_ids']} of {accepted} events arrived")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        stop_pid(self.process.pid, 10, self.process)  # type: ignore[arg-type]
+
+
+def start_workers(count: int, servers: str, topic: str, group: str, amplitude_url: str) -> list[subprocess.Popen[bytes]]:
+    workers = []
+    for _ in range(count):
+        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": servers, "FORWARDER_SOURCE_TOPIC": topic,
+               "FORWARDER_GROUP_ID": group, "FORWARDER_DLQ_TOPIC": topic + "-dlq",
+               "FORWARDER_RETRY_TOPIC": topic + "-retry", "AMPLITUDE_API_KEY": API_KEY,
+               "AMPLITUDE_API_URL": amplitude_url, "FORWARDER_WEB_PORT": str(free_port()),
+               "FORWARDER_LOG_LEVEL": "WARNING", "FORWARDER_SESSION_TIMEOUT_S": "10"}
+        workers.append(subprocess.Popen([sys.executable, "-m", "forwarder", "worker"], env=env,
+                                        stderr=subprocess.DEVNULL))
+    return workers
+
+
+def run_workers(count: int, servers: str, topic: str, group: str, amplitude: AmplitudeProcess,
+                expected: int, timeout_s: float = 600) -> Measured:
+    amplitude.reset()
+    workers = start_workers(count, servers, topic, group, amplitude.url)
+    handles = [psutil.Process(w.pid) for w in workers]
+    try:
+        stats = amplitude.wait_for(expected, timeout_s, lambda: all(w.poll() is None for w in workers))
+        asyncio.run(wait_until_committed(servers, topic, group, timeout_s))
+        cpu = sum(cpu_seconds(h) for h in handles)
+        rss = max(peak_rss_mb(w.pid) for w in workers)
+    finally:
+        for worker in workers:
+            stop_pid(worker.pid, 30, worker)  # type: ignore[arg-type]
+    seconds = stats["last_accepted_at"] - stats["first_accepted_at"]
+    return Measured(stats["unique_insert_ids"], seconds, cpu, rss)
+
+
+# -- (a) the read ceiling -----------------------------------------------------------------------------------
+
+async def read_ceiling(servers: str, topic: str, total_events: int) -> Measured:
+    process = psutil.Process()
+    cpu_before = cpu_seconds(process)
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=servers, group_id=None, auto_offset_reset="earliest",
+                                enable_auto_commit=False, max_partition_fetch_bytes=4 * 1024 * 1024)
+    await consumer.start()
+    events = 0
+    started = None
+    try:
+        while events < total_events:
+            batch = await consumer.getmany(timeout_ms=1000)
+            for records in batch.values():
+                for record in records:
+                    started = started or time.perf_counter()
+                    document = orjson.loads(record.value)
+                    events += len(document["events"]) if "events" in document else 1
+        elapsed = time.perf_counter() - (started or time.perf_counter())
+    finally:
+        await consumer.stop()
+    return Measured(events, elapsed, cpu_seconds(process) - cpu_before, 0.0)
+
+
+# -- (c) the peer: the official SDK -------------------------------------------------------------------------
+
+PEER = r'''
+import sys, time, orjson, asyncio
+from aiokafka import AIOKafkaConsumer
+from amplitude import Amplitude, BaseEvent, Config
+
+servers, topic, url, total = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+client = Amplitude("bench-key", Config(server_url=url + "/2/httpapi"))
+
+def track(e):
+    attrs = e.get("event_attributes") or {}
+    user = e.get("user_attributes") or {}
+    uid = e.get("uid")
+    client.track(BaseEvent(
+        event_type=e.get("event_name") or e.get("event_code"),
+        user_id=str(uid) if uid is not None else None,
+        device_id=user.get("moe_anonymous_id"),
+        time=int(e["event_time"]) * 1000,
+        insert_id=e.get("event_uuid"),
+        event_properties={**attrs, "$source": "MOENGAGE", "event_code": e.get("event_code")},
+    ))
+
+async def main():
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=servers, group_id=None, auto_offset_reset="earliest",
+                                enable_auto_commit=False)
+    await consumer.start()
+    seen = 0
+    try:
+        while seen < total:
+            batch = await consumer.getmany(timeout_ms=1000)
+            for records in batch.values():
+                for r in records:
+                    doc = orjson.loads(r.value)
+                    for e in (doc["events"] if "events" in doc else [doc]):
+                        seen += 1
+                        if e.get("uid") is None and not (e.get("user_attributes") or {}).get("moe_anonymous_id"):
+                            continue
+                        track(e)
+    finally:
+        await consumer.stop()
+
+asyncio.run(main())
+client.shutdown()
+'''
+
+
+def run_peer(servers: str, topic: str, amplitude: AmplitudeProcess, total_events: int, expected: int) -> Measured:
+    amplitude.reset()
+    peer = subprocess.Popen([sys.executable, "-c", PEER, servers, topic, amplitude.url, str(total_events)],
+                            stderr=subprocess.DEVNULL)
+    handle = psutil.Process(peer.pid)
+    cpu = 0.0
+    try:
+        deadline = time.monotonic() + 900
+        while peer.poll() is None and time.monotonic() < deadline:
+            cpu = cpu_seconds(handle)
+            rss = peak_rss_mb(peer.pid)
+            time.sleep(0.2)
+    finally:
+        if peer.poll() is None:
+            stop_pid(peer.pid, 10, peer)  # type: ignore[arg-type]
+    stats = amplitude.stats()
+    seconds = (stats["last_accepted_at"] or 0) - (stats["first_accepted_at"] or 0)
+    return Measured(stats["unique_insert_ids"], seconds, cpu, rss)
+
+
+# -- latency at half load -----------------------------------------------------------------------------------
+
+def latency_at(rate_eps: float, duration_s: float, servers: str, topic: str, amplitude: AmplitudeProcess,
+               group: str) -> tuple[float, float, int]:
+    """Produces single Streams bodies at ``rate_eps`` to a running worker; returns (p50, p99, events)."""
+    import random
+
+    amplitude.reset()
+    workers = start_workers(1, servers, topic, group, amplitude.url)
+    sent_at: dict[str, float] = {}
+    rng = random.Random(99)
+    try:
+        # The worker joins its group on an empty topic first: latency is measured in steady state.
+        warm = make_event(rng, 0)
+        warm["uid"] = "customer-warm-up"
+        asyncio.run(produce(servers, topic, iter([(b"w", orjson.dumps(warm))]), 1, "warm-up"))
+        amplitude.wait_for(1, 120, lambda: workers[0].poll() is None)
+
+        async def paced() -> None:
+            producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all", linger_ms=5)
+            await producer.start()
+            try:
+                per_message = 10
+                interval = per_message / rate_eps
+                started = time.perf_counter()
+                index = 1
+                while time.perf_counter() - started < duration_s:
+                    events = [make_event(rng, index + i) for i in range(per_message)]
+                    events = [e for e in events if e["event_code"] != "ADD_TO_CART" and e["uid"]
+                              and e["uid"] != "u1"]
+                    index += per_message
+                    now = time.time()
+                    for event in events:
+                        sent_at[event["event_uuid"]] = now
+                    await producer.send(topic, orjson.dumps({"events": events}), key=partition_key(events[0]))
+                    target = started + (index / per_message) * interval
+                    await asyncio.sleep(max(0.0, target - time.perf_counter()))
+                await producer.flush()
+            finally:
+                await producer.stop()
+
+        asyncio.run(paced())
+        amplitude.wait_for(len(sent_at) + 1, 120, lambda: workers[0].poll() is None)
+        arrivals = httpx.get(amplitude.url + "/_local/arrivals", timeout=30).json()
+    finally:
+        stop_pid(workers[0].pid, 30, workers[0])  # type: ignore[arg-type]
+    delays = sorted(arrivals[u] - t for u, t in sent_at.items() if u in arrivals)
+    return statistics.median(delays), delays[int(len(delays) * 0.99) - 1], len(delays)
+
+
+# -- the run ------------------------------------------------------------------------------------------------
+
+def chart(results: dict[str, Measured], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = ["ceiling (read + parse)", "forwarder worker", "official SDK peer"]
+    values = [results["ceiling"].eps, results["worker"].eps, results["sdk"].eps]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    bars = ax.bar(names, values, color=["#999999", "#1f77b4", "#ff7f0e"])
+    ax.bar_label(bars, labels=[f"{v:,.0f}" for v in values])
+    ax.set_ylabel("events per second")
+    ax.set_title("MoEngage -> Amplitude on one 2-core machine (same topic, same local service)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--backlog", type=int, default=1_000_000, help="events for the peak-RSS run (0: skip)")
+    parser.add_argument("--latency-seconds", type=float, default=20.0)
+    args = parser.parse_args()
+    OUT.mkdir(exist_ok=True)
+    run_id = str(int(time.time()))
+    topic = f"bench-{run_id}"
+
+    with broker_for("bench") as servers:
+        asyncio.run(create_topics(servers, {topic: PARTITIONS, topic + "-dlq": 1, topic + "-retry": 1}))
+        records = list(traffic(args.events, seed=1))
+        expected = sum(len(sendable(value)) for _, value in records)
+        asyncio.run(produce(servers, topic, iter(records), args.events, "filling the topic"))
+        del records
+        amplitude = AmplitudeProcess()
+        try:
+            say("(a) read ceiling ...")
+            ceiling = asyncio.run(read_ceiling(servers, topic, args.events))
+            say("(b) worker end to end ...")
+            worker = run_workers(1, servers, topic, f"bench-one-{run_id}", amplitude, expected)
+            say("(c) the official SDK peer ...")
+            sdk = run_peer(servers, topic, amplitude, args.events, expected)
+            say("scale: two workers on the 4-partition topic ...")
+            two = run_workers(2, servers, topic, f"bench-two-{run_id}", amplitude, expected)
+            say(f"latency at half the worker's rate ({worker.eps / 2:,.0f} events/s) ...")
+            latency_topic = topic + "-latency"
+            asyncio.run(create_topics(servers, {latency_topic: PARTITIONS}))
+            p50, p99, measured = latency_at(worker.eps / 2, args.latency_seconds, servers, latency_topic,
+                                            amplitude, f"bench-lat-{run_id}")
+            backlog = None
+            if args.backlog:
+                say(f"peak RSS with a {args.backlog:,}-event backlog ...")
+                backlog_topic = topic + "-backlog"
+                asyncio.run(create_topics(servers, {backlog_topic: PARTITIONS, backlog_topic + "-dlq": 1,
+                                                    backlog_topic + "-retry": 1}))
+                backlog_expected = 0
+                def counted() -> Iterator[tuple[bytes, bytes]]:
+                    nonlocal backlog_expected
+                    for key, value in traffic(args.backlog, seed=2):
+                        backlog_expected += len(sendable(value))
+                        yield key, value
+                asyncio.run(produce(servers, backlog_topic, counted(), args.backlog, "filling the backlog"))
+                backlog = run_workers(1, servers, backlog_topic, f"bench-backlog-{run_id}", amplitude,
+                                      backlog_expected, timeout_s=1800)
+        finally:
+            amplitude.stop()
+
+    results = {"ceiling": ceiling, "worker": worker, "sdk": sdk}
+    chart(results, OUT / "throughput.png")
+    for name, m in (("ceiling", ceiling), ("worker", worker), ("sdk", sdk), ("two workers", two)):
+        say(f"{name:>12}: {m.eps:>10,.0f} events/s  {m.cpu_s_per_million:>7.1f} CPU s per million events  "
+            f"peak RSS {m.peak_rss_mb:>6.1f} MB  ({m.events:,} events in {m.seconds:.1f} s)")
+    if backlog is not None:
+        say(f"     backlog: {backlog.events:,} events, {backlog.eps:,.0f} events/s, peak RSS {backlog.peak_rss_mb:.1f} MB")
+    say(f"     latency: p50 {p50:.3f} s, p99 {p99:.3f} s over {measured:,} events at {worker.eps / 2:,.0f} events/s")
+    say(f"chart: {OUT / 'throughput.png'}")
+    summary = {
+        "worker_eps": round(worker.eps),
+        "ceiling_eps": round(ceiling.eps),
+        "sdk_eps": round(sdk.eps),
+        "ratio_to_ceiling": round(worker.eps / ceiling.eps, 3),
+        "ratio_to_sdk": round(worker.eps / sdk.eps, 2) if sdk.eps else None,
+        "peak_rss_mb": round(backlog.peak_rss_mb if backlog else worker.peak_rss_mb, 1),
+        "p99_latency_s": round(p99, 3),
+        "p50_latency_s": round(p50, 3),
+        "two_worker_ratio": round(two.eps / worker.eps, 2),
+        "worker_cpu_s_per_million": round(worker.cpu_s_per_million, 1),
+        "two_workers_cpu_s_per_million": round(two.cpu_s_per_million, 1),
+        "sdk_cpu_s_per_million": round(sdk.cpu_s_per_million, 1),
+        "events": args.events,
+        "backlog_events": args.backlog,
+    }
+    (OUT / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
