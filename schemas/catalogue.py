@@ -11,7 +11,9 @@ from functools import cached_property
 from importlib import resources
 
 
-@dataclass(frozen=True, slots=True)
+# eq=False: identity equality and hashing. Each event is a catalogue singleton, and the selection checks
+# membership for every event read; hashing six fields each time showed up in the profile.
+@dataclass(frozen=True, slots=True, eq=False)
 class EventDefinition:
     name: str
     code: str

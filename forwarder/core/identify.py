@@ -30,7 +30,7 @@ PLACEHOLDER_IDS = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built for every event, and frozen __init__ costs a setattr per field
 class Identity:
     user_id: str | None
     device_id: str | None

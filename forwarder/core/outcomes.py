@@ -9,7 +9,7 @@ from typing import Any
 from schemas.amplitude import AmplitudeEvent
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per forwarded event, and frozen __init__ costs a setattr per field
 class Forwarded:
     """Selected, identified and mapped: to be sent to Amplitude."""
 

@@ -183,29 +183,45 @@ def create_app(
                 if wait_until_due and (delay := _not_before_s(batch) - time.time()) > 0:
                     await asyncio.sleep(delay)
                 with drain.batch():
-                    for run_ in _by_size(batch, settings.batch_max_bytes):
-                        if drain.requested.is_set() or health.fatal:
-                            break
-                        messages = _messages(run_)
-                        try:
-                            await processor.process(messages)
-                        except FatalDeliveryError as exc:
-                            health.fatal = str(exc)
-                            first = messages[0].ref
-                            log.error(
-                                "delivery stopped: fatal configuration error; nothing past the last delivered "
-                                "batch is committed; fix the setting and restart",
-                                extra={
-                                    "fields": {
-                                        "agent": name,
-                                        "error": str(exc),
-                                        "first_unacked": f"{first.topic}/{first.partition}@{first.offset}",
-                                    }
-                                },
-                            )
-                            break  # parks at the top of the loop, alive and not ready
-                        for event in run_:
-                            event.ack()
+                    await pipeline(batch, processor, name)
+
+    async def pipeline(batch: list[Any], processor: BatchProcessor, name: str) -> None:
+        """Runs of the batch in offset order: run N+1 is mapped while run N's POST is out; POSTs stay
+        sequential and runs are acked in order, each only once all its events are final."""
+        in_flight: tuple[asyncio.Task[Any], list[Any]] | None = None
+        try:
+            for run_ in _by_size(batch, settings.batch_max_bytes):
+                if drain.requested.is_set():
+                    break
+                prepared = processor.prepare(_messages(run_))
+                if in_flight is not None:
+                    await in_flight[0]
+                    for event in in_flight[1]:
+                        event.ack()
+                task = asyncio.ensure_future(processor.finish(prepared))
+                in_flight = (task, run_)
+                await asyncio.sleep(0)  # let it put its first request on the wire before mapping the next run
+            if in_flight is not None:
+                await in_flight[0]
+                for event in in_flight[1]:
+                    event.ack()
+        except FatalDeliveryError as exc:
+            health.fatal = str(exc)
+            first = in_flight[1][0].message if in_flight else batch[0].message
+            log.error(
+                "delivery stopped: fatal configuration error; nothing past the last delivered batch is committed; "
+                "fix the setting and restart",
+                extra={
+                    "fields": {
+                        "agent": name,
+                        "error": str(exc),
+                        "first_unacked": f"{first.topic}/{first.partition}@{first.offset}",
+                    }
+                },
+            )
+        finally:
+            if in_flight is not None and not in_flight[0].done():
+                in_flight[0].cancel()
 
     @app.agent(source, concurrency=1)
     async def forward(stream: Any) -> None:

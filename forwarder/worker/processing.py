@@ -70,6 +70,14 @@ class _Pending:
     outcome: Forwarded
 
 
+@dataclass
+class Prepared:
+    summary: BatchSummary
+    pending: list[_Pending]
+    dead: list[DeadLetterRecord]
+    outcomes: OutcomeTally
+
+
 class BatchProcessor:
     def __init__(
         self,
@@ -92,8 +100,11 @@ class BatchProcessor:
         Raises ``FatalDeliveryError`` or ``DeliveryAbandoned`` from the deliverer; then nothing of the
         batch may be acknowledged.
         """
+        return await self.finish(self.prepare(messages))
+
+    def prepare(self, messages: Sequence[SourceMessage]) -> Prepared:
+        """The CPU half: decode and map, no I/O. The worker maps the next run while this one's POST is out."""
         summary = BatchSummary(messages=len(messages))
-        metrics = self._metrics
         pending: list[_Pending] = []
         dead: list[DeadLetterRecord] = []
         outcomes: OutcomeTally = Counter()
@@ -129,6 +140,12 @@ class BatchProcessor:
                         )
                     )
 
+        return Prepared(summary, pending, dead, outcomes)
+
+    async def finish(self, prepared: Prepared) -> BatchSummary:
+        """The I/O half: deliver, store dead letters and parked events, count. Raises as ``process`` does."""
+        summary, pending, dead, outcomes = prepared.summary, prepared.pending, prepared.dead, prepared.outcomes
+        metrics = self._metrics
         report = await self._deliverer.deliver([p.outcome for p in pending])
         rejected = {d.index: d for d in report.dead}
         deferred = set(report.deferred)
@@ -178,7 +195,7 @@ class BatchProcessor:
         await self._dead_letters.write(dead)
 
         metrics.add_outcomes(outcomes)
-        metrics.messages.inc(len(messages))
+        metrics.messages.inc(summary.messages)
         metrics.dead_letters.inc(len(dead))
         metrics.retries.inc(report.retries)
         metrics.throttled.inc(report.throttled)
