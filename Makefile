@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
 
-.PHONY: install run test test-fast lint kafka kafka-stop topics replay replay-dlq bench clean
+.PHONY: install run test test-fast lint kafka kafka-stop topics replay replay-dlq bench bench-ingest clean
 
 install: $(STAMP)
 
@@ -50,6 +50,15 @@ replay: install
 ## make replay-dlq [REASON=invalid_field] [DRY_RUN=1]
 replay-dlq: install
 	$(BIN)/forwarder replay-dlq $(if $(REASON),--reason "$(REASON)") $(if $(DRY_RUN),--dry-run)
+
+## make bench: worker vs read ceiling vs the official SDK, latency, scale-out, peak RSS (JSON summary last)
+bench: install
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+## make bench-ingest: load on the ingestion endpoint over loopback
+bench-ingest: install
+	$(BIN)/python -m bench.ingest_load $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .local

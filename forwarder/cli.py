@@ -5,31 +5,54 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING, TypeVar
 
 from forwarder.core.identify import AMPLITUDE_DEFAULT_MIN_ID_LENGTH
 
+if TYPE_CHECKING:
+    from forwarder.settings import Settings
 
-def _cmd_worker(args: argparse.Namespace) -> int:
-    from forwarder import logs
-    from forwarder.settings import SettingsError, WorkerSettings, load_settings
+S = TypeVar("S", bound="Settings")
+
+
+def _settings(kind: type[S] | None = None) -> S | None:
+    """The validated settings, or None after printing why not (the caller exits 2)."""
+    from forwarder.settings import Settings, SettingsError, load_settings
 
     try:
-        settings = load_settings(WorkerSettings)
+        return load_settings(kind or Settings)  # type: ignore[return-value]
     except SettingsError as exc:
         print(exc, file=sys.stderr)
-        return 2
-    logs.setup(settings.log_level)
+        return None
+
+
+def _kafka_usable(settings: Settings, command: str) -> bool:
+    """Connects once; wrong addresses or credentials end here with one line (the caller exits 1)."""
     import asyncio
 
     from forwarder.kafka_admin import KafkaUnavailable, preflight
     from forwarder.kafka_security import client_options
-    from forwarder.worker.app import run_worker
 
     try:
         asyncio.run(preflight(client_options(settings)))
     except KafkaUnavailable as exc:
-        print(f"forwarder worker: {exc}", file=sys.stderr)
+        print(f"forwarder {command}: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from forwarder import logs
+    from forwarder.settings import WorkerSettings
+
+    settings = _settings(WorkerSettings)
+    if settings is None:
+        return 2
+    logs.setup(settings.log_level)
+    if not _kafka_usable(settings, "worker"):
         return 1
+    from forwarder.worker.app import run_worker
+
     run_worker(settings)
     return 0
 
@@ -41,12 +64,9 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     from forwarder.ingest.app import KafkaSink, create_ingest_app
     from forwarder.ingest.auth import Credentials
     from forwarder.kafka_security import client_options
-    from forwarder.settings import SettingsError, load_settings
 
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(exc, file=sys.stderr)
+    settings = _settings()
+    if settings is None:
         return 2
     logs.setup(settings.log_level)
     credentials = Credentials.parse(
@@ -80,12 +100,9 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 def _cmd_replay(args: argparse.Namespace) -> int:
     from forwarder import logs, replay
-    from forwarder.settings import SettingsError, load_settings
 
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(exc, file=sys.stderr)
+    settings = _settings()
+    if settings is None:
         return 2
     logs.setup("WARNING")
     try:
@@ -110,23 +127,15 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 def _cmd_topics(args: argparse.Namespace) -> int:
     import asyncio
 
-    from forwarder.kafka_admin import KafkaUnavailable, preflight
     from forwarder.kafka_security import client_options
-    from forwarder.settings import SettingsError, load_settings
     from forwarder.topics import desired_topics, reconcile
 
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(exc, file=sys.stderr)
+    settings = _settings()
+    if settings is None:
         return 2
-    connection = client_options(settings)
-    try:
-        asyncio.run(preflight(connection))
-    except KafkaUnavailable as exc:
-        print(f"forwarder topics: {exc}", file=sys.stderr)
+    if not _kafka_usable(settings, "topics"):
         return 1
-    lines, drift = asyncio.run(reconcile(connection, desired_topics(settings), apply=args.apply))
+    lines, drift = asyncio.run(reconcile(client_options(settings), desired_topics(settings), apply=args.apply))
     print("\n".join(lines))
     if drift:
         print("drift remains" + ("" if args.apply else "; run with --apply to change the topics"), file=sys.stderr)
