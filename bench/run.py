@@ -53,6 +53,7 @@ def say(text: str) -> None:
 
 # -- traffic ------------------------------------------------------------------------------------------------
 
+
 def traffic(total: int, seed: int) -> Iterator[tuple[bytes, bytes]]:
     """(key, value): 90 % of the events in Streams bodies of 100, 10 % as single-event records."""
     import random
@@ -66,10 +67,16 @@ def traffic(total: int, seed: int) -> Iterator[tuple[bytes, bytes]]:
         yield partition_key(event), orjson.dumps(event)
 
 
-async def produce(servers: str, topic: str, records: Iterator[tuple[bytes, bytes]], total_events: int,
-                  label: str) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all", linger_ms=20,
-                                max_batch_size=1024 * 1024, max_request_size=4 * 1024 * 1024)
+async def produce(
+    servers: str, topic: str, records: Iterator[tuple[bytes, bytes]], total_events: int, label: str
+) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=servers,
+        acks="all",
+        linger_ms=20,
+        max_batch_size=1024 * 1024,
+        max_request_size=4 * 1024 * 1024,
+    )
     await producer.start()
     try:
         pending = []
@@ -93,6 +100,7 @@ def sendable(value: bytes) -> list[str]:
 
 
 # -- processes ----------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Measured:
@@ -163,21 +171,33 @@ class AmplitudeProcess:
         stop_pid(self.process.pid, 10, self.process)  # type: ignore[arg-type]
 
 
-def start_workers(count: int, servers: str, topic: str, group: str, amplitude_url: str) -> list[subprocess.Popen[bytes]]:
+def start_workers(
+    count: int, servers: str, topic: str, group: str, amplitude_url: str
+) -> list[subprocess.Popen[bytes]]:
     workers = []
     for _ in range(count):
-        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": servers, "FORWARDER_SOURCE_TOPIC": topic,
-               "FORWARDER_GROUP_ID": group, "FORWARDER_DLQ_TOPIC": topic + "-dlq",
-               "FORWARDER_RETRY_TOPIC": topic + "-retry", "AMPLITUDE_API_KEY": API_KEY,
-               "AMPLITUDE_API_URL": amplitude_url, "FORWARDER_WEB_PORT": str(free_port()),
-               "FORWARDER_LOG_LEVEL": "WARNING", "FORWARDER_SESSION_TIMEOUT_S": "10"}
-        workers.append(subprocess.Popen([sys.executable, "-m", "forwarder", "worker"], env=env,
-                                        stderr=subprocess.DEVNULL))
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": servers,
+            "FORWARDER_SOURCE_TOPIC": topic,
+            "FORWARDER_GROUP_ID": group,
+            "FORWARDER_DLQ_TOPIC": topic + "-dlq",
+            "FORWARDER_RETRY_TOPIC": topic + "-retry",
+            "AMPLITUDE_API_KEY": API_KEY,
+            "AMPLITUDE_API_URL": amplitude_url,
+            "FORWARDER_WEB_PORT": str(free_port()),
+            "FORWARDER_LOG_LEVEL": "WARNING",
+            "FORWARDER_SESSION_TIMEOUT_S": "10",
+        }
+        workers.append(
+            subprocess.Popen([sys.executable, "-m", "forwarder", "worker"], env=env, stderr=subprocess.DEVNULL)
+        )
     return workers
 
 
-def run_workers(count: int, servers: str, topic: str, group: str, amplitude: AmplitudeProcess,
-                expected: int, timeout_s: float = 600) -> Measured:
+def run_workers(
+    count: int, servers: str, topic: str, group: str, amplitude: AmplitudeProcess, expected: int, timeout_s: float = 600
+) -> Measured:
     amplitude.reset()
     workers = start_workers(count, servers, topic, group, amplitude.url)
     handles = [psutil.Process(w.pid) for w in workers]
@@ -195,11 +215,18 @@ def run_workers(count: int, servers: str, topic: str, group: str, amplitude: Amp
 
 # -- (a) the read ceiling -----------------------------------------------------------------------------------
 
+
 async def read_ceiling(servers: str, topic: str, total_events: int) -> Measured:
     process = psutil.Process()
     cpu_before = cpu_seconds(process)
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=servers, group_id=None, auto_offset_reset="earliest",
-                                enable_auto_commit=False, max_partition_fetch_bytes=4 * 1024 * 1024)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=servers,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
     await consumer.start()
     events = 0
     started = None
@@ -219,7 +246,7 @@ async def read_ceiling(servers: str, topic: str, total_events: int) -> Measured:
 
 # -- (c) the peer: the official SDK -------------------------------------------------------------------------
 
-PEER = r'''
+PEER = r"""
 import sys, time, orjson, asyncio
 from aiokafka import AIOKafkaConsumer
 from amplitude import Amplitude, BaseEvent, Config
@@ -261,13 +288,14 @@ async def main():
 
 asyncio.run(main())
 client.shutdown()
-'''
+"""
 
 
 def run_peer(servers: str, topic: str, amplitude: AmplitudeProcess, total_events: int, expected: int) -> Measured:
     amplitude.reset()
-    peer = subprocess.Popen([sys.executable, "-c", PEER, servers, topic, amplitude.url, str(total_events)],
-                            stderr=subprocess.DEVNULL)
+    peer = subprocess.Popen(
+        [sys.executable, "-c", PEER, servers, topic, amplitude.url, str(total_events)], stderr=subprocess.DEVNULL
+    )
     handle = psutil.Process(peer.pid)
     cpu = 0.0
     try:
@@ -286,8 +314,10 @@ def run_peer(servers: str, topic: str, amplitude: AmplitudeProcess, total_events
 
 # -- latency at half load -----------------------------------------------------------------------------------
 
-def latency_at(rate_eps: float, duration_s: float, servers: str, topic: str, amplitude: AmplitudeProcess,
-               group: str) -> tuple[float, float, int]:
+
+def latency_at(
+    rate_eps: float, duration_s: float, servers: str, topic: str, amplitude: AmplitudeProcess, group: str
+) -> tuple[float, float, int]:
     """Produces single Streams bodies at ``rate_eps`` to a running worker; returns (p50, p99, events)."""
     import random
 
@@ -312,8 +342,7 @@ def latency_at(rate_eps: float, duration_s: float, servers: str, topic: str, amp
                 index = 1
                 while time.perf_counter() - started < duration_s:
                     events = [make_event(rng, index + i) for i in range(per_message)]
-                    events = [e for e in events if e["event_code"] != "ADD_TO_CART" and e["uid"]
-                              and e["uid"] != "u1"]
+                    events = [e for e in events if e["event_code"] != "ADD_TO_CART" and e["uid"] and e["uid"] != "u1"]
                     index += per_message
                     now = time.time()
                     for event in events:
@@ -335,6 +364,7 @@ def latency_at(rate_eps: float, duration_s: float, servers: str, topic: str, amp
 
 
 # -- the run ------------------------------------------------------------------------------------------------
+
 
 def chart(results: dict[str, Measured], path: Path) -> None:
     import matplotlib
@@ -382,33 +412,45 @@ def main() -> None:
             say(f"latency at half the worker's rate ({worker.eps / 2:,.0f} events/s) ...")
             latency_topic = topic + "-latency"
             asyncio.run(create_topics(servers, {latency_topic: PARTITIONS}))
-            p50, p99, measured = latency_at(worker.eps / 2, args.latency_seconds, servers, latency_topic,
-                                            amplitude, f"bench-lat-{run_id}")
+            p50, p99, measured = latency_at(
+                worker.eps / 2, args.latency_seconds, servers, latency_topic, amplitude, f"bench-lat-{run_id}"
+            )
             backlog = None
             if args.backlog:
                 say(f"peak RSS with a {args.backlog:,}-event backlog ...")
                 backlog_topic = topic + "-backlog"
-                asyncio.run(create_topics(servers, {backlog_topic: PARTITIONS, backlog_topic + "-dlq": 1,
-                                                    backlog_topic + "-retry": 1}))
+                asyncio.run(
+                    create_topics(
+                        servers, {backlog_topic: PARTITIONS, backlog_topic + "-dlq": 1, backlog_topic + "-retry": 1}
+                    )
+                )
                 backlog_expected = 0
+
                 def counted() -> Iterator[tuple[bytes, bytes]]:
                     nonlocal backlog_expected
                     for key, value in traffic(args.backlog, seed=2):
                         backlog_expected += len(sendable(value))
                         yield key, value
+
                 asyncio.run(produce(servers, backlog_topic, counted(), args.backlog, "filling the backlog"))
-                backlog = run_workers(1, servers, backlog_topic, f"bench-backlog-{run_id}", amplitude,
-                                      backlog_expected, timeout_s=1800)
+                backlog = run_workers(
+                    1, servers, backlog_topic, f"bench-backlog-{run_id}", amplitude, backlog_expected, timeout_s=1800
+                )
         finally:
             amplitude.stop()
 
     results = {"ceiling": ceiling, "worker": worker, "sdk": sdk}
     chart(results, OUT / "throughput.png")
     for name, m in (("ceiling", ceiling), ("worker", worker), ("sdk", sdk), ("two workers", two)):
-        say(f"{name:>12}: {m.eps:>10,.0f} events/s  {m.cpu_s_per_million:>7.1f} CPU s per million events  "
-            f"peak RSS {m.peak_rss_mb:>6.1f} MB  ({m.events:,} events in {m.seconds:.1f} s)")
+        say(
+            f"{name:>12}: {m.eps:>10,.0f} events/s  {m.cpu_s_per_million:>7.1f} CPU s per million events  "
+            f"peak RSS {m.peak_rss_mb:>6.1f} MB  ({m.events:,} events in {m.seconds:.1f} s)"
+        )
     if backlog is not None:
-        say(f"     backlog: {backlog.events:,} events, {backlog.eps:,.0f} events/s, peak RSS {backlog.peak_rss_mb:.1f} MB")
+        say(
+            f"     backlog: {backlog.events:,} events, {backlog.eps:,.0f} events/s, "
+            f"peak RSS {backlog.peak_rss_mb:.1f} MB"
+        )
     say(f"     latency: p50 {p50:.3f} s, p99 {p99:.3f} s over {measured:,} events at {worker.eps / 2:,.0f} events/s")
     say(f"chart: {OUT / 'throughput.png'}")
     summary = {
