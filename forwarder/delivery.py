@@ -7,7 +7,6 @@ delivery, it never drops. An invalid API key is fatal configuration and raises.
 
 from __future__ import annotations
 
-import asyncio
 import random
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -30,10 +29,6 @@ from forwarder.core.outcomes import Forwarded
 
 class FatalDeliveryError(Exception):
     """Configuration Amplitude refuses (invalid API key): stop consuming, commit nothing past it."""
-
-
-class DeliveryAbandoned(Exception):
-    """The worker is stopping: the batch is left unacknowledged and will be replayed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +61,8 @@ class Backoff:
         return random.uniform(0, min(self.cap_s, self.base_s * 2 ** min(failures, 16)))
 
 
-Wait = Callable[[float], Awaitable[bool]]
+# Sleeps between attempts; the worker stops by cancelling it, leaving the batch unacked (replayed later).
+Wait = Callable[[float], Awaitable[object]]
 
 
 class Deliverer:
@@ -78,9 +74,7 @@ class Deliverer:
         backoff: Backoff = Backoff(),
         defer_throttled: bool = False,
     ) -> None:
-        """``wait(seconds)`` sleeps and returns False when the worker is stopping meanwhile.
-
-        ``defer_throttled``: hand throttled events back in the report instead of waiting for them, so the
+        """``defer_throttled``: hand throttled events back in the report instead of waiting for them, so the
         caller can park them (the worker's retry topic) and other users' events are not held back.
         """
         self._client = client
@@ -88,10 +82,6 @@ class Deliverer:
         self._wait = wait
         self._backoff = backoff
         self._defer_throttled = defer_throttled
-
-    async def _pause(self, seconds: float) -> None:
-        if not await self._wait(seconds):
-            raise DeliveryAbandoned
 
     async def deliver(self, items: Sequence[Forwarded]) -> DeliveryReport:
         """Indexes in the report refer to ``items``."""
@@ -153,22 +143,11 @@ class Deliverer:
                     report.deferred.extend(waiting)
                     report.defer_s = max(report.defer_s, result.pause_s)
                 elif waiting:
-                    await self._pause(result.pause_s)
+                    await self._wait(result.pause_s)
                     queue.append(waiting)
             elif isinstance(result, Unavailable):
                 failures += 1
                 report.retries += 1
                 queue.appendleft(run)
-                await self._pause(self._backoff.delay(failures))
+                await self._wait(self._backoff.delay(failures))
         return report
-
-
-def stop_aware_wait(stopping: asyncio.Event) -> Wait:
-    async def wait(seconds: float) -> bool:
-        try:
-            await asyncio.wait_for(stopping.wait(), timeout=seconds)
-        except TimeoutError:
-            return True
-        return False
-
-    return wait

@@ -205,14 +205,10 @@ async def _run(
             min_id_length=settings.amplitude_min_id_length if settings.amplitude_min_id_length < 5 else None,
         )
 
-        async def sleep(seconds: float) -> bool:
-            await asyncio.sleep(seconds)
-            return True
-
         # A replay may wait for a throttled user in place: it has no live traffic to hold back.
         processor = BatchProcessor(
             rules,
-            Deliverer(client, LIMITS[api], sleep),
+            Deliverer(client, LIMITS[api], asyncio.sleep),
             DeadLetterWriter(producer, settings.dlq_topic, settings.dlq_max_value_bytes),
             Metrics(),
         )

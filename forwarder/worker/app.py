@@ -39,12 +39,6 @@ from forwarder.worker.processing import BatchProcessor, SourceMessage
 log = logging.getLogger("forwarder.worker")
 
 
-async def _sleep(seconds: float) -> bool:
-    # Cancellation (worker stop) interrupts this; the batch is then left unacked and replayed.
-    await asyncio.sleep(seconds)
-    return True
-
-
 @dataclass
 class Drain:
     """Shutdown in two steps: stop taking batches, let the in-flight ones finish (up to a deadline)."""
@@ -93,7 +87,7 @@ async def batch_processor(settings: WorkerSettings, metrics: Metrics, health: He
     try:
         yield BatchProcessor(
             settings.mapping_rules(),
-            Deliverer(client, LIMITS[settings.amplitude_api], _sleep, defer_throttled=True),
+            Deliverer(client, LIMITS[settings.amplitude_api], asyncio.sleep, defer_throttled=True),
             DeadLetterWriter(producer, settings.dlq_topic, settings.dlq_max_value_bytes),
             metrics,
             retries=DeadLetterWriter(producer, settings.retry_topic, settings.dlq_max_value_bytes),

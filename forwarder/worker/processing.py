@@ -97,8 +97,8 @@ class BatchProcessor:
     async def process(self, messages: Sequence[SourceMessage]) -> BatchSummary:
         """Returns once every event of ``messages`` has a final outcome (dead letters stored).
 
-        Raises ``FatalDeliveryError`` or ``DeliveryAbandoned`` from the deliverer; then nothing of the
-        batch may be acknowledged.
+        Raises ``FatalDeliveryError`` (or is cancelled when the worker stops); then nothing of the batch may
+        be acknowledged.
         """
         return await self.finish(self.prepare(messages))
 
