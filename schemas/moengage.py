@@ -34,11 +34,14 @@ class StreamsEvent(BaseModel):
 
 
 class StreamsRequest(BaseModel):
+    """What the ingestion endpoint accepts. MoEngage drops a batch after three refused retries, so only what
+    makes a batch unusable is refused: the envelope's other fields are kept whatever their type."""
+
     model_config = ConfigDict(extra="allow")
 
-    app_name: str | None = None
+    app_name: Any = None
     source: str | None = None
-    moe_request_id: str | None = None
+    moe_request_id: Any = None
     events: list[dict[str, Any]] = Field(min_length=1)
 
     @field_validator("source")
@@ -46,5 +49,13 @@ class StreamsRequest(BaseModel):
     def _source_is_moengage(cls, value: str | None) -> str | None:
         # Samples say MOENGAGE, prose says MoEngage: compare without case.
         if value is not None and value.casefold() != "moengage":
-            raise ValueError(f"source must be MoEngage, got {value[:40]!r}")
+            raise ValueError("must be MoEngage")
         return value
+
+    @field_validator("events")
+    @classmethod
+    def _events_are_events(cls, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for index, event in enumerate(events):
+            if "event_code" not in event and "event_name" not in event:
+                raise ValueError(f"events[{index}] has neither event_code nor event_name")
+        return events

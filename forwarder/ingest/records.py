@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 
 from forwarder.core.keys import partition_key
+from schemas.moengage import StreamsRequest
 
 
 class NotStreamsRequest(ValueError):
@@ -48,6 +50,20 @@ class Batch:
         ]
 
 
+def _problem(error: ValidationError) -> str:
+    """The first problem, in words an integrator can act on; never the input itself."""
+    problem = error.errors(include_input=False, include_url=False)[0]
+    where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in problem["loc"]).lstrip(".")
+    kind, message = problem["type"], problem["msg"].removeprefix("Value error, ")
+    if where == "events" and kind in ("too_short", "list_type", "missing"):
+        return "'events' must be a non-empty array"
+    if kind == "dict_type":
+        return f"{where} must be an object"
+    if where == "events" and kind == "value_error":
+        return message
+    return f"'{where}' {message}" if where else message
+
+
 def parse_batch(body: bytes) -> Batch:
     try:
         document = orjson.loads(body)
@@ -55,16 +71,10 @@ def parse_batch(body: bytes) -> Batch:
         raise NotStreamsRequest(f"the body is not valid JSON: {str(exc)[:120]}") from None
     if not isinstance(document, dict):
         raise NotStreamsRequest(f"expected a JSON object, got {type(document).__name__}")
-    events = document.get("events")
-    if not isinstance(events, list) or not events:
-        raise NotStreamsRequest("'events' must be a non-empty array")
-    source = document.get("source")
-    if source is not None and (not isinstance(source, str) or source.casefold() != "moengage"):
-        raise NotStreamsRequest("'source' must be MoEngage")
-    for index, event in enumerate(events):
-        if not isinstance(event, dict):
-            raise NotStreamsRequest(f"events[{index}] must be an object, got {type(event).__name__}")
-        if "event_code" not in event and "event_name" not in event:
-            raise NotStreamsRequest(f"events[{index}] has neither event_code nor event_name")
+    try:
+        request = StreamsRequest.model_validate(document)
+    except ValidationError as exc:
+        raise NotStreamsRequest(_problem(exc)) from None
+    events = request.events
     envelope = {k: v for k, v in document.items() if k != "events"}
     return Batch(envelope, events, [partition_key(event) for event in events])

@@ -54,3 +54,11 @@ def test_bodies_that_are_not_streams_requests_are_refused_with_a_reason(body: by
 
 def test_source_is_compared_without_case() -> None:
     assert parse_batch(b'{"source": "MoEngage", "events": [{"event_code": "SMS_SENT"}]}').events
+
+
+def test_envelope_fields_of_unexpected_types_do_not_cost_a_batch() -> None:
+    # MoEngage drops a batch after three refused retries: only what makes it unusable is refused.
+    body = b'{"app_name": 7, "moe_request_id": 12345, "extra": [1], "events": [{"event_code": "SMS_SENT"}]}'
+    batch = parse_batch(body)
+    assert batch.envelope == {"app_name": 7, "moe_request_id": 12345, "extra": [1]}
+    assert len(batch.events) == 1
