@@ -378,7 +378,7 @@ def chart(results: dict[str, Measured], path: Path) -> None:
     bars = ax.bar(names, values, color=["#999999", "#1f77b4", "#ff7f0e"])
     ax.bar_label(bars, labels=[f"{v:,.0f}" for v in values])
     ax.set_ylabel("events per second")
-    ax.set_title("MoEngage -> Amplitude on one 2-core machine (same topic, same local service)")
+    ax.set_title("MoEngage -> Amplitude, one 2-core machine\n(same topic, same local Amplitude service)", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
