@@ -168,7 +168,7 @@ class AmplitudeProcess:
             time.sleep(0.2)
 
     def stop(self) -> None:
-        stop_pid(self.process.pid, 10, self.process)  # type: ignore[arg-type]
+        stop_pid(self.process.pid, 10, self.process)
 
 
 def start_workers(
@@ -208,7 +208,7 @@ def run_workers(
         rss = max(peak_rss_mb(w.pid) for w in workers)
     finally:
         for worker in workers:
-            stop_pid(worker.pid, 30, worker)  # type: ignore[arg-type]
+            stop_pid(worker.pid, 30, worker)
     seconds = stats["last_accepted_at"] - stats["first_accepted_at"]
     return Measured(stats["unique_insert_ids"], seconds, cpu, rss)
 
@@ -306,7 +306,7 @@ def run_peer(servers: str, topic: str, amplitude: AmplitudeProcess, total_events
             time.sleep(0.2)
     finally:
         if peer.poll() is None:
-            stop_pid(peer.pid, 10, peer)  # type: ignore[arg-type]
+            stop_pid(peer.pid, 10, peer)
     stats = amplitude.stats()
     seconds = (stats["last_accepted_at"] or 0) - (stats["first_accepted_at"] or 0)
     return Measured(stats["unique_insert_ids"], seconds, cpu, rss)
@@ -358,7 +358,7 @@ def latency_at(
         amplitude.wait_for(len(sent_at) + 1, 120, lambda: workers[0].poll() is None)
         arrivals = httpx.get(amplitude.url + "/_local/arrivals", timeout=30).json()
     finally:
-        stop_pid(workers[0].pid, 30, workers[0])  # type: ignore[arg-type]
+        stop_pid(workers[0].pid, 30, workers[0])
     delays = sorted(arrivals[u] - t for u, t in sent_at.items() if u in arrivals)
     return statistics.median(delays), delays[int(len(delays) * 0.99) - 1], len(delays)
 

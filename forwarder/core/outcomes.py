@@ -51,30 +51,24 @@ Outcome = Forwarded | Filtered | Dropped | Invalid
 
 @dataclass
 class OutcomeCounts:
-    """Tallies of outcomes by kind, reason and event code, shared by the CLI, the worker and the demo."""
+    """Tallies of outcomes by kind and reason: what ``forwarder transform --summary`` reports."""
 
     read: int = 0
     forwarded: int = 0
     filtered: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
     invalid: Counter[str] = field(default_factory=Counter)
-    by_code: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def add(self, outcome: Outcome) -> None:
         self.read += 1
-        code = outcome.code or "(none)"
         if isinstance(outcome, Forwarded):
             self.forwarded += 1
-            self.by_code["forwarded", code] += 1
         elif isinstance(outcome, Filtered):
             self.filtered += 1
-            self.by_code["filtered", code] += 1
         elif isinstance(outcome, Dropped):
             self.dropped[outcome.reason] += 1
-            self.by_code["dropped", code] += 1
         else:
             self.invalid[outcome.reason] += 1
-            self.by_code["invalid", code] += 1
 
     def summary(self) -> dict[str, Any]:
         return {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -40,7 +41,7 @@ def scrape_outcomes(metrics_url: str) -> OutcomeTotals:
 
 
 async def wait_until_committed(
-    servers: str, topic: str, group: str, timeout_s: float, alive: object = None
+    servers: str, topic: str, group: str, timeout_s: float, alive: Callable[[], bool] | None = None
 ) -> dict[int, int]:
     """Waits until the group's committed offsets reach the end of every partition of ``topic``."""
     deadline = time.monotonic() + timeout_s
@@ -50,6 +51,6 @@ async def wait_until_committed(
             return committed
         if time.monotonic() > deadline:
             raise TimeoutError(f"group {group} committed {committed}, partitions end at {ends}")
-        if callable(alive) and not alive():
+        if alive is not None and not alive():
             raise RuntimeError("the worker exited before it had committed everything")
         await asyncio.sleep(0.5)
