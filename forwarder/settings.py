@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(
         DEFAULT_MAX_MESSAGE_BYTES, validation_alias=_env("FORWARDER_MAX_MESSAGE_BYTES"), gt=0
     )
-    batch_max_messages: int = Field(200, validation_alias=_env("FORWARDER_BATCH_MAX_MESSAGES"), gt=0, le=10_000)
+    batch_max_messages: int = Field(1000, validation_alias=_env("FORWARDER_BATCH_MAX_MESSAGES"), gt=0, le=10_000)
     batch_max_bytes: int = Field(1_000_000, validation_alias=_env("FORWARDER_BATCH_MAX_BYTES"), gt=0)
     batch_window_s: float = Field(1.0, validation_alias=_env("FORWARDER_BATCH_WINDOW_S"), gt=0, le=30)
     session_timeout_s: float = Field(45.0, validation_alias=_env("FORWARDER_SESSION_TIMEOUT_S"), ge=6, le=1800)

@@ -62,6 +62,13 @@ def _cut(value: Any, path: str, warnings: list[str]) -> Any:
     return value
 
 
+def _short(value: Any, path: str, warnings: list[str]) -> Any:
+    """``_cut`` with the common case, a short string, decided without a call."""
+    if type(value) is str and len(value) <= MAX_STRING_LENGTH:
+        return value
+    return _cut(value, path, warnings)
+
+
 def event_properties(event: dict[str, Any], code: str, warnings: list[str]) -> dict[str, Any]:
     # The hot path: one pass over event_attributes, long strings cut as they pass (a second pass over every
     # property cost more than the rest of the mapping).
@@ -73,35 +80,41 @@ def event_properties(event: dict[str, Any], code: str, warnings: list[str]) -> d
     props: dict[str, Any] = {}
     # Every event_attributes key passes through unchanged (campaign_*, parent_flow_*, variation_id,
     # locale_*, custom attributes); values vary in case across accounts and are never switched on.
+    consumed = False
     for key, value in attributes.items():
-        if value is None or key in _CONSUMED_ATTRIBUTES:
-            continue
         kind = type(value)
         if kind is str:
             if len(value) > MAX_STRING_LENGTH:
                 value = _cut(value, f"event_properties.{key}", warnings)
+        elif value is None:
+            continue
         elif kind is dict or kind is list:
             value = _cut(value, f"event_properties.{key}", warnings)
         props[key] = value
+        if key in _CONSUMED_ATTRIBUTES:
+            consumed = True
+    if consumed:
+        for key in _CONSUMED_ATTRIBUTES:
+            props.pop(key, None)
     for prop, top_level, attribute_keys in CHANNEL_IDS:
         value = event.get(top_level)
-        if value is None and attributes:
+        if value is None and consumed:
             for attribute_key in attribute_keys:
                 value = attributes.get(attribute_key)
                 if value is not None:
                     break
         if value is not None:
-            props[prop] = _cut(value, f"event_properties.{prop}", warnings)
+            props[prop] = _short(value, f"event_properties.{prop}", warnings)
     # The fixed keys last, so an event attribute of the same name cannot override them.
     props["$source"] = SOURCE
-    props["event_code"] = _cut(code, "event_properties.event_code", warnings)
+    props["event_code"] = _short(code, "event_properties.event_code", warnings)
     uid = event.get("uid")
     if uid is not None:
-        props["UID"] = _cut(uid, "event_properties.UID", warnings)
+        props["UID"] = _short(uid, "event_properties.UID", warnings)
     if type(user_attributes) is dict:
         moengage_user_id = user_attributes.get("moengage_user_id")
         if moengage_user_id is not None:
-            props["moengage_user_id"] = _cut(moengage_user_id, "event_properties.moengage_user_id", warnings)
+            props["moengage_user_id"] = _short(moengage_user_id, "event_properties.moengage_user_id", warnings)
     return props
 
 

@@ -13,7 +13,7 @@ from forwarder.core.mapping import to_amplitude
 from forwarder.core.outcomes import Dropped, Filtered, Forwarded, Invalid, Outcome
 from forwarder.core.select import Selection
 from forwarder.core.timeparse import TimeError, to_epoch_ms
-from schemas.catalogue import CATALOGUE, Catalogue
+from schemas.catalogue import CATALOGUE, Catalogue, EventDefinition
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +24,21 @@ class MappingRules:
     catalogue: Catalogue = CATALOGUE
     # A replay's [from, to) in epoch ms on the event's own time; None on the live path.
     window: tuple[int, int] | None = None
+    # code -> what the selection made of it: a few dozen codes cover a whole stream.
+    _targets: dict[str, EventDefinition | str | None] = field(default_factory=dict, compare=False, repr=False)
+
+    def target(self, code: str) -> EventDefinition | str | None:
+        targets = self._targets
+        try:
+            return targets[code]
+        except KeyError:
+            target = self.selection.resolve(code, self.catalogue)
+            if len(targets) < _MAX_CACHED_CODES:  # unknown codes are unbounded; the cache is not
+                targets[code] = target
+            return target
+
+
+_MAX_CACHED_CODES = 4096
 
 
 def _code_of(event: dict[str, Any], catalogue: Catalogue) -> str | None:
@@ -40,11 +55,13 @@ def _code_of(event: dict[str, Any], catalogue: Catalogue) -> str | None:
 def process_event(event: Any, rules: MappingRules) -> Outcome:
     if not isinstance(event, dict):
         return Invalid(None, "wrong_type", f"an event must be a JSON object, got {type(event).__name__}")
-    code = _code_of(event, rules.catalogue)
-    if code is None:
-        return Invalid(None, "missing_event_code", "the event has no usable event_code or known event_name")
+    code = event.get("event_code")
+    if type(code) is not str or not code or code[0].isspace() or code[-1].isspace():
+        code = _code_of(event, rules.catalogue)
+        if code is None:
+            return Invalid(None, "missing_event_code", "the event has no usable event_code or known event_name")
 
-    target = rules.selection.resolve(code, rules.catalogue)
+    target = rules.target(code)
     if target is None:
         return Filtered(code)
     if isinstance(target, str):
@@ -71,7 +88,7 @@ def process_event(event: Any, rules: MappingRules) -> Outcome:
         return Invalid(code, exc.reason, str(exc))
     for key in ("event_attributes", "user_attributes"):
         value = event.get(key)
-        if value is not None and not isinstance(value, dict):
+        if type(value) is not dict and value is not None and not isinstance(value, dict):
             return Invalid(code, "wrong_type", f"{key} must be an object, got {type(value).__name__}")
 
     amplitude_event, warnings = to_amplitude(event, code, event_type, time_ms, identity)

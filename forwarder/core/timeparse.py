@@ -30,6 +30,8 @@ def _from_number(value: float) -> int:
 
 
 def to_epoch_ms(value: Any) -> int:
+    if type(value) is int and 0 < value < MILLISECONDS_THRESHOLD:
+        return value * 1000  # the common case: whole epoch seconds, as Streams sends them
     if value is None:
         raise TimeError("missing_time", "event_time is missing")
     if isinstance(value, bool):

