@@ -312,6 +312,64 @@ def run_peer(servers: str, topic: str, amplitude: AmplitudeProcess, total_events
     return Measured(stats["unique_insert_ids"], seconds, cpu, rss)
 
 
+# -- (d) the framework's floor: faust reading the topic and doing nothing else --------------------------------
+
+FLOOR = r"""
+import json, os, sys, tempfile, time
+import mode
+from forwarder.worker.app import ForwarderApp
+
+servers, topic, total, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+batch, window = int(sys.argv[5]), float(sys.argv[6])
+sys.argv = [sys.argv[0], "worker", "-l", "warn"]
+app = ForwarderApp(
+    f"bench-floor-{time.time()}", broker=f"kafka://{servers}", value_serializer="raw", key_serializer="raw",
+    agent_supervisor=mode.CrashingSupervisor, consumer_auto_offset_reset="earliest", stream_wait_empty=False,
+    topic_disable_leader=True, web_enabled=False, stream_buffer_maxsize=2 * batch,
+    datadir=os.path.join(tempfile.gettempdir(), "forwarder-bench-floor"),
+)
+state = {"events": 0}
+
+@app.agent(app.topic(topic, value_type=bytes, key_type=bytes), concurrency=1)
+async def floor(stream):
+    async for taken in stream.noack_take(batch, within=window):
+        if "started" not in state:
+            state["started"], state["cpu"] = time.perf_counter(), time.process_time()
+        for event in taken:
+            state["events"] += event.message.value.count(b'"event_code"')
+            event.ack()
+        if state["events"] >= total:
+            seconds, cpu = time.perf_counter() - state["started"], time.process_time() - state["cpu"]
+            with open(out, "w") as f:
+                json.dump({"events": state["events"], "seconds": seconds, "cpu_s": cpu}, f)
+            os._exit(0)
+
+app.main()
+"""
+
+
+def faust_floor(servers: str, topic: str, total_events: int) -> Measured:
+    """The worker's faust app (same transport, same batch size) with an agent that only acks."""
+    from forwarder.settings import WorkerSettings
+
+    batch = WorkerSettings.model_fields["batch_max_messages"].default
+    window = WorkerSettings.model_fields["batch_window_s"].default
+    out = OUT / "floor.json"
+    out.unlink(missing_ok=True)
+    floor = subprocess.Popen(
+        [sys.executable, "-c", FLOOR, servers, topic, str(total_events), str(out), str(batch), str(window)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        floor.wait(timeout=300)
+    finally:
+        if floor.poll() is None:
+            stop_pid(floor.pid, 10, floor)
+    result = json.loads(out.read_text())
+    return Measured(result["events"], result["seconds"], result["cpu_s"], 0.0)
+
+
 # -- latency at half load -----------------------------------------------------------------------------------
 
 
@@ -372,10 +430,10 @@ def chart(results: dict[str, Measured], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = ["ceiling (read + parse)", "forwarder worker", "official SDK peer"]
-    values = [results["ceiling"].eps, results["worker"].eps, results["sdk"].eps]
+    names = ["ceiling\n(read + parse)", "faust floor\n(read + ack)", "forwarder\nworker", "official\nSDK peer"]
+    values = [results["ceiling"].eps, results["floor"].eps, results["worker"].eps, results["sdk"].eps]
     fig, ax = plt.subplots(figsize=(7, 4))
-    bars = ax.bar(names, values, color=["#999999", "#1f77b4", "#ff7f0e"])
+    bars = ax.bar(names, values, color=["#999999", "#c7c7c7", "#1f77b4", "#ff7f0e"])
     ax.bar_label(bars, labels=[f"{v:,.0f}" for v in values])
     ax.set_ylabel("events per second")
     ax.set_title("MoEngage -> Amplitude, one 2-core machine\n(same topic, same local Amplitude service)", fontsize=11)
@@ -405,6 +463,8 @@ def main() -> None:
             ceiling = asyncio.run(read_ceiling(servers, topic, args.events))
             say("(b) worker end to end ...")
             worker = run_workers(1, servers, topic, f"bench-one-{run_id}", amplitude, expected)
+            say("(d) the framework's floor: faust reading the topic, acking, nothing else ...")
+            floor = faust_floor(servers, topic, args.events)
             say("(c) the official SDK peer ...")
             sdk = run_peer(servers, topic, amplitude, args.events, expected)
             say("scale: two workers on the 4-partition topic ...")
@@ -439,9 +499,10 @@ def main() -> None:
         finally:
             amplitude.stop()
 
-    results = {"ceiling": ceiling, "worker": worker, "sdk": sdk}
+    results = {"ceiling": ceiling, "floor": floor, "worker": worker, "sdk": sdk}
     chart(results, OUT / "throughput.png")
-    for name, m in (("ceiling", ceiling), ("worker", worker), ("sdk", sdk), ("two workers", two)):
+    measured = {"ceiling": ceiling, "faust floor": floor, "worker": worker, "sdk": sdk, "two workers": two}
+    for name, m in measured.items():
         say(
             f"{name:>12}: {m.eps:>10,.0f} events/s  {m.cpu_s_per_million:>7.1f} CPU s per million events  "
             f"peak RSS {m.peak_rss_mb:>6.1f} MB  ({m.events:,} events in {m.seconds:.1f} s)"
@@ -462,6 +523,8 @@ def main() -> None:
         "peak_rss_mb": round(backlog.peak_rss_mb if backlog else worker.peak_rss_mb, 1),
         "p99_latency_s": round(p99, 3),
         "p50_latency_s": round(p50, 3),
+        "faust_floor_eps": round(floor.eps),
+        "floor_ratio_to_ceiling": round(floor.eps / ceiling.eps, 3),
         "two_worker_ratio": round(two.eps / worker.eps, 2),
         "worker_cpu_s_per_million": round(worker.cpu_s_per_million, 1),
         "two_workers_cpu_s_per_million": round(two.cpu_s_per_million, 1),

@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     )
     batch_max_messages: int = Field(1000, validation_alias=_env("FORWARDER_BATCH_MAX_MESSAGES"), gt=0, le=10_000)
     batch_max_bytes: int = Field(1_000_000, validation_alias=_env("FORWARDER_BATCH_MAX_BYTES"), gt=0)
-    batch_window_s: float = Field(1.0, validation_alias=_env("FORWARDER_BATCH_WINDOW_S"), gt=0, le=30)
+    batch_window_s: float = Field(0.5, validation_alias=_env("FORWARDER_BATCH_WINDOW_S"), gt=0, le=30)
     session_timeout_s: float = Field(45.0, validation_alias=_env("FORWARDER_SESSION_TIMEOUT_S"), ge=6, le=1800)
     shutdown_deadline_s: float = Field(20.0, validation_alias=_env("FORWARDER_SHUTDOWN_DEADLINE_S"), gt=0, le=600)
     web_host: str = Field("127.0.0.1", validation_alias=_env("FORWARDER_WEB_HOST"))
