@@ -7,6 +7,8 @@ On the local broker (or KAFKA_BOOTSTRAP_SERVERS) it fills a 4-partition topic wi
   (b) worker:  ``forwarder worker`` end to end into the local Amplitude service (a separate process);
   (c) sdk:     an aiokafka loop handing each event to the official ``amplitude-analytics`` SDK, pointed at
                the same local service: what a user would write instead;
+  (d) floor:   the worker's faust app (same transport, same batch size) with an agent that only acks: what
+               the framework costs before the forwarder does any work;
 
 then the worker's end-to-end latency at half its measured maximum rate, two workers against one, and the
 worker's peak RSS with a large backlog. Every process is on loopback; every loop is bounded.
@@ -501,8 +503,8 @@ def main() -> None:
 
     results = {"ceiling": ceiling, "floor": floor, "worker": worker, "sdk": sdk}
     chart(results, OUT / "throughput.png")
-    measured = {"ceiling": ceiling, "faust floor": floor, "worker": worker, "sdk": sdk, "two workers": two}
-    for name, m in measured.items():
+    rows = {"ceiling": ceiling, "faust floor": floor, "worker": worker, "sdk": sdk, "two workers": two}
+    for name, m in rows.items():
         say(
             f"{name:>12}: {m.eps:>10,.0f} events/s  {m.cpu_s_per_million:>7.1f} CPU s per million events  "
             f"peak RSS {m.peak_rss_mb:>6.1f} MB  ({m.events:,} events in {m.seconds:.1f} s)"
