@@ -82,20 +82,18 @@ def event_properties(event: dict[str, Any], code: str, warnings: list[str]) -> d
     # locale_*, custom attributes); values vary in case across accounts and are never switched on.
     consumed = False
     for key, value in attributes.items():
+        if value is None:
+            continue
+        if key in _CONSUMED_ATTRIBUTES:
+            consumed = True  # a channel id: the loop below files it under its canonical name
+            continue
         kind = type(value)
         if kind is str:
             if len(value) > MAX_STRING_LENGTH:
                 value = _cut(value, f"event_properties.{key}", warnings)
-        elif value is None:
-            continue
         elif kind is dict or kind is list:
             value = _cut(value, f"event_properties.{key}", warnings)
         props[key] = value
-        if key in _CONSUMED_ATTRIBUTES:
-            consumed = True
-    if consumed:
-        for key in _CONSUMED_ATTRIBUTES:
-            props.pop(key, None)
     for prop, top_level, attribute_keys in CHANNEL_IDS:
         value = event.get(top_level)
         if value is None and consumed:

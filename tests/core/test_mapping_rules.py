@@ -325,3 +325,13 @@ def test_an_event_without_code_or_known_name_is_invalid() -> None:
     outcome = process_event({"event_name": "Something Else", "uid": "customer-1", "event_time": 1}, RULES)
     assert isinstance(outcome, Invalid)
     assert outcome.reason == "missing_event_code"
+
+
+def test_a_long_channel_id_in_the_attributes_is_cut_once_under_its_canonical_name() -> None:
+    out = forwarded(event(event_attributes={"campaign_id": "c1", "email_id": "e" * 2000}))
+    props = out.event["event_properties"]
+    assert props["moe_email_id"] == "e" * MAX_STRING_LENGTH
+    assert "email_id" not in props
+    assert [w for w in out.warnings if "2000 characters" in w] == [
+        f"event_properties.moe_email_id: 2000 characters cut to {MAX_STRING_LENGTH}"
+    ]
