@@ -39,8 +39,14 @@ async def _resume(coroutine: Coroutine[Any, Any, Any], awaiting: Any) -> Any:
                 await asyncio.sleep(0)  # a bare yield: it asked for one turn of the loop
             else:
                 await _WaitFor(awaiting)
-        except asyncio.CancelledError:
-            coroutine.close()
+        except asyncio.CancelledError as cancelled:
+            # As a task's cancellation would: the callback sees CancelledError at its await and may clean up.
+            try:
+                coroutine.throw(cancelled)
+            except (asyncio.CancelledError, StopIteration):
+                pass
+            else:
+                coroutine.close()  # it swallowed the cancellation and waits again: stop it here
             raise
         try:
             awaiting = coroutine.send(None)

@@ -69,3 +69,22 @@ async def test_cancelling_the_rest_runs_the_callbacks_cleanup() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert cleaned == ["cleanup"]
+
+
+async def test_the_callback_sees_the_cancellation_as_cancelled_error() -> None:
+    seen: list[str] = []
+
+    async def callback() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            raise
+
+    coroutine = callback()
+    task = asyncio.ensure_future(_resume(coroutine, first_step(coroutine)))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert seen == ["cancelled"]
