@@ -18,6 +18,15 @@ def first_step(coroutine: Any) -> Any:
         pytest.fail("the coroutine finished in its first step; the test needs one that suspends")
 
 
+async def cancel_midway(coroutine: Any) -> None:
+    """Step it inline, resume the rest as the fetcher would, then cancel that while it waits."""
+    task = asyncio.ensure_future(_resume(coroutine, first_step(coroutine)))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
 async def test_a_callback_waiting_on_a_future_sees_its_result_and_returns_its_value() -> None:
     future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     seen: list[int] = []
@@ -62,12 +71,7 @@ async def test_cancelling_the_rest_runs_the_callbacks_cleanup() -> None:
         finally:
             cleaned.append("cleanup")
 
-    coroutine = callback()
-    task = asyncio.ensure_future(_resume(coroutine, first_step(coroutine)))
-    await asyncio.sleep(0.01)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    await cancel_midway(callback())
     assert cleaned == ["cleanup"]
 
 
@@ -81,10 +85,5 @@ async def test_the_callback_sees_the_cancellation_as_cancelled_error() -> None:
             seen.append("cancelled")
             raise
 
-    coroutine = callback()
-    task = asyncio.ensure_future(_resume(coroutine, first_step(coroutine)))
-    await asyncio.sleep(0.01)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    await cancel_midway(callback())
     assert seen == ["cancelled"]
