@@ -25,7 +25,9 @@ class MappingRules:
     # A replay's [from, to) in epoch ms on the event's own time; None on the live path.
     window: tuple[int, int] | None = None
     # code -> what the selection made of it: a few dozen codes cover a whole stream.
-    _targets: dict[str, EventDefinition | str | None] = field(default_factory=dict, compare=False, repr=False)
+    _targets: dict[str, EventDefinition | str | None] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
 
     def target(self, code: str) -> EventDefinition | str | None:
         targets = self._targets

@@ -188,7 +188,6 @@ def create_app(
     async def run(stream: Any, name: str, wait_until_due: bool) -> None:
         async with batch_processor(settings, metrics, health) as processor:
             health.consuming = True
-            settle_heap()
             async for batch in stream.noack_take(settings.batch_max_messages, within=settings.batch_window_s):
                 if drain.requested.is_set() or health.fatal:
                     await asyncio.Event().wait()  # taken but not processed: replayed after restart
@@ -237,6 +236,7 @@ def create_app(
 
     @app.agent(source, concurrency=1)
     async def forward(stream: Any) -> None:
+        settle_heap()  # once per process, when the main agent starts
         await run(stream, "forward", wait_until_due=False)
 
     @app.agent(retry_topic, concurrency=1)

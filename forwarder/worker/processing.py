@@ -78,6 +78,10 @@ class Prepared:
     dead: list[DeadLetterRecord]
     outcomes: OutcomeTally
 
+    @classmethod
+    def empty(cls, messages: int) -> Prepared:
+        return cls(BatchSummary(messages=messages), [], [], Counter())
+
 
 class BatchProcessor:
     def __init__(
@@ -105,7 +109,7 @@ class BatchProcessor:
 
     def prepare(self, messages: Sequence[SourceMessage]) -> Prepared:
         """The CPU half: decode and map, no I/O."""
-        prepared = Prepared(BatchSummary(messages=len(messages)), [], [], Counter())
+        prepared = Prepared.empty(len(messages))
         self._prepare_into(prepared, messages)
         return prepared
 
@@ -115,7 +119,7 @@ class BatchProcessor:
         The worker maps the next run while this one's POST is out; mapping a 1 MB run holds the loop for tens
         of milliseconds, and without these pauses the request is not written, nor its answer read, until it ends.
         """
-        prepared = Prepared(BatchSummary(messages=len(messages)), [], [], Counter())
+        prepared = Prepared.empty(len(messages))
         start = size = 0
         for end, message in enumerate(messages, 1):
             size += len(message.value)
