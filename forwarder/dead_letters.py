@@ -41,6 +41,8 @@ class DeadLetterRecord:
     attempts: int = 0
     detail: str = ""
     not_before_ms: int | None = None
+    # A range of source offsets (records lost to retention): ``source.offset`` is the first, this the last.
+    last_offset: int | None = None
 
     def headers(self, value_omitted: bool = False) -> list[tuple[str, bytes]]:
         fields = {
@@ -57,6 +59,8 @@ class DeadLetterRecord:
             "attempts": str(self.attempts),
             "dead_lettered_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "not_before": "" if self.not_before_ms is None else str(self.not_before_ms),
+            "first_offset": "" if self.last_offset is None else str(self.source.offset),
+            "last_offset": "" if self.last_offset is None else str(self.last_offset),
         }
         return [(HEADER_PREFIX + k, v.encode()) for k, v in fields.items() if v != ""]
 

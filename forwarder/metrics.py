@@ -70,8 +70,26 @@ class Metrics:
         )
         self.consumer_lag = Gauge(
             "forwarder_consumer_lag",
-            "Messages behind the end of the partition.",
+            "Messages still to be read and finished: highwater - max(committed offset, log start offset).",
             ["topic", "partition"],
+            registry=self.registry,
+        )
+
+        self.offsets_lost = Counter(
+            "forwarder_offsets_lost",
+            "Offsets Kafka deleted (retention) before the worker read them; each range is in the dead-letter topic.",
+            ["topic", "partition"],
+            registry=self.registry,
+        )
+        self.oldest_unprocessed_age = Gauge(
+            "forwarder_oldest_unprocessed_age_seconds",
+            "Age (by record timestamp) of the oldest record read and not yet final; 0 when none is in hand.",
+            ["topic", "partition"],
+            registry=self.registry,
+        )
+        self.stalled = Gauge(
+            "forwarder_stalled",
+            "1 while partitions have lag and no message was taken for FORWARDER_STALL_TIMEOUT_S.",
             registry=self.registry,
         )
 

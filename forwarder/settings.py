@@ -71,6 +71,7 @@ class Settings(BaseSettings):
     batch_window_s: float = Field(0.5, validation_alias=_env("FORWARDER_BATCH_WINDOW_S"), gt=0, le=30)
     session_timeout_s: float = Field(45.0, validation_alias=_env("FORWARDER_SESSION_TIMEOUT_S"), ge=6, le=1800)
     shutdown_deadline_s: float = Field(20.0, validation_alias=_env("FORWARDER_SHUTDOWN_DEADLINE_S"), gt=0, le=600)
+    stall_timeout_s: float = Field(120.0, validation_alias=_env("FORWARDER_STALL_TIMEOUT_S"), ge=10, le=86_400)
     web_host: str = Field("127.0.0.1", validation_alias=_env("FORWARDER_WEB_HOST"))
     web_port: int = Field(6066, validation_alias=_env("FORWARDER_WEB_PORT"), ge=0, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(

@@ -36,9 +36,15 @@ from forwarder.metrics import Metrics
 from forwarder.settings import WorkerSettings
 from forwarder.worker.fastpath import Transport
 from forwarder.worker.health import Health
+from forwarder.worker.lost_offsets import LossWatch, PullCounter
 from forwarder.worker.processing import BatchProcessor, SourceMessage
+from forwarder.worker.progress import Progress
+from forwarder.worker.watchdog import KafkaSide, Watchdog
 
 log = logging.getLogger("forwarder.worker")
+
+# How often the worker looks at its lag, its losses, the age of what it holds, and whether it stalls.
+WATCHDOG_INTERVAL_S = 5.0
 
 
 @dataclass
@@ -147,6 +153,18 @@ def settle_heap() -> None:
 
 
 class ForwarderApp(faust.App):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Filled by the consumer (seeks and pulls), read by the watchdog.
+        self.loss_watch = LossWatch()
+        self.pulls = PullCounter()
+        self.watchdog_kafka: KafkaSide | None = None
+
+    async def on_stop(self) -> None:
+        await super().on_stop()
+        if self.watchdog_kafka is not None:
+            await self.watchdog_kafka.close()
+
     def _new_transport(self) -> Transport:
         return Transport(self.conf.broker_consumer, self)
 
@@ -182,19 +200,25 @@ def create_app(
         # Commit acked offsets often: after a crash less is replayed (insert_id makes replays harmless).
         broker_commit_interval=1.0,
     )
+    progress = Progress(settings.stall_timeout_s)
+    kafka_side = KafkaSide(client_options(settings), settings.dlq_topic, settings.dlq_max_value_bytes)
+    app.watchdog_kafka = kafka_side
     source = app.topic(settings.source_topic, value_type=bytes, key_type=bytes)
     retry_topic = app.topic(settings.retry_topic, value_type=bytes, key_type=bytes)
 
-    async def run(stream: Any, name: str, wait_until_due: bool) -> None:
+    async def run(stream: Any, topic: str, name: str, wait_until_due: bool) -> None:
         async with batch_processor(settings, metrics, health) as processor:
             health.consuming = True
             async for batch in stream.noack_take(settings.batch_max_messages, within=settings.batch_window_s):
+                progress.taken(topic, [(e.message.partition, e.message.timestamp) for e in batch])
                 if drain.requested.is_set() or health.fatal:
                     await asyncio.Event().wait()  # taken but not processed: replayed after restart
-                if wait_until_due and (delay := _not_before_s(batch) - time.time()) > 0:
-                    await asyncio.sleep(delay)
-                with drain.batch():
-                    await pipeline(batch, processor, name)
+                with progress.working(topic):
+                    if wait_until_due and (delay := _not_before_s(batch) - time.time()) > 0:
+                        await asyncio.sleep(delay)
+                    with drain.batch():
+                        await pipeline(batch, processor, name)
+                progress.finished(topic)
 
     async def pipeline(batch: list[Any], processor: BatchProcessor, name: str) -> None:
         """Runs of the batch in offset order: run N+1 is mapped while run N's POST is out; POSTs stay
@@ -237,23 +261,26 @@ def create_app(
     @app.agent(source, concurrency=1)
     async def forward(stream: Any) -> None:
         settle_heap()  # once per process, when the main agent starts
-        await run(stream, "forward", wait_until_due=False)
+        await run(stream, settings.source_topic, "forward", wait_until_due=False)
 
     @app.agent(retry_topic, concurrency=1)
     async def retry(stream: Any) -> None:
-        await run(stream, "retry", wait_until_due=True)
+        await run(stream, settings.retry_topic, "retry", wait_until_due=True)
 
-    @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
-    async def measure_lag() -> None:
-        # highwater - committed: messages read but not yet final, plus those not yet read.
-        consumer = app.consumer
-        committed = getattr(consumer, "_committed_offset", {})
-        for tp in consumer.assignment():
-            highwater = consumer.highwater(tp)
-            if highwater is None:
-                continue
-            done = committed.get(tp) or 0
-            metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, highwater - done))
+    watchdog: Watchdog | None = None
+
+    @app.timer(interval=WATCHDOG_INTERVAL_S)  # type: ignore[untyped-decorator]
+    async def look_at_self() -> None:
+        nonlocal watchdog
+        if watchdog is None:  # the consumer exists once the app runs
+            consumer: Any = app.consumer
+            # faust's own record of the group's committed offsets (its version is pinned; see fastpath).
+            committed = consumer._committed_offset
+            watchdog = Watchdog(
+                consumer, committed, app.loss_watch, progress, metrics, health, kafka_side, app.pulls
+            )
+        health.stopping = drain.requested.is_set()
+        await watchdog.tick()
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
@@ -265,7 +292,8 @@ def create_app(
 
     @app.page("/healthz")
     async def liveness(web: Any, request: Any) -> Any:
-        return web.json({"status": "alive"})
+        body, alive = health.liveness()
+        return web.json(body, status=200 if alive else 503)
 
     @app.page("/readyz")
     async def readiness(web: Any, request: Any) -> Any:

@@ -11,6 +11,9 @@ no task is created. When it does suspend (flow control during a rebalance, a ful
 the rest of it runs as a task raced against ``suspend_flow``, exactly as faust does it. Offsets, gaps and
 commits are handled as in faust's own loop.
 
+It also tells the ``LossWatch`` (``forwarder.worker.lost_offsets``) where each partition was seeked to and which
+offsets each pull returned, so offsets Kafka deleted before they were read are found rather than skipped in silence.
+
 Measured on a topic of 21,800 records (200,000 events), a no-op faust agent that only acks: 3,505 -> 6,162
 records/s with the fetcher hand-off alone.
 """
@@ -24,6 +27,8 @@ from typing import Any, cast
 
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
+
+from forwarder.worker.lost_offsets import LossWatch, PullCounter
 
 # faust waits up to a second for records of the partitions whose buffers have room; a partition that drains
 # meanwhile is not fetched until that wait ends, and the agent idles. A short wait costs an idle worker ten
@@ -71,6 +76,27 @@ class FastDrainConsumer(faust_aiokafka.Consumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._buffer_drained = asyncio.Event()
+        # Only ever created by ForwarderApp, which owns both.
+        app: Any = self.app
+        self._loss_watch: LossWatch = app.loss_watch
+        self._pulls: PullCounter = app.pulls
+
+    async def seek_to_committed(self) -> Any:
+        offsets = await super().seek_to_committed()
+        for tp, offset in offsets.items():
+            self._loss_watch.seeked(tp.topic, tp.partition, offset)
+        return offsets
+
+    async def _getmany(self, active_partitions: Any, timeout: float) -> Any:  # noqa: ASYNC109 - faust's signature
+        self._pulls.begin()
+        try:
+            records = await super()._getmany(active_partitions, timeout)
+            for tp, messages in records.items():
+                if messages:
+                    self._loss_watch.pulled(tp.topic, tp.partition, messages[0].offset, messages[-1].offset)
+            return records
+        finally:
+            self._pulls.end()
 
     def on_buffer_drop(self, tp: Any) -> None:
         super().on_buffer_drop(tp)

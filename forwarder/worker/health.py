@@ -1,4 +1,4 @@
-"""What the worker reports to orchestrators: alive, and ready only while it is consuming."""
+"""What the worker reports to orchestrators: alive unless stalled, and ready only while it is consuming."""
 
 from __future__ import annotations
 
@@ -13,9 +13,19 @@ class Health:
     fatal: str | None = None
     # The last answer from Amplitude: an HTTP status, or "timeout" / "connection_error".
     amplitude_status: str | None = None
+    # Set by the watchdog while partitions have lag and nothing is taken (the reason, for /healthz).
+    stalled: str | None = None
+    # Shutting down: an idle agent is expected then, not a stall.
+    stopping: bool = False
 
     def amplitude_answered(self, status: str) -> None:
         self.amplitude_status = status
+
+    def liveness(self) -> tuple[dict[str, Any], bool]:
+        """Alive unless stalled: an orchestrator restarts a worker that is running but not reading."""
+        if self.stalled:
+            return {"status": "stalled", "reason": self.stalled}, False
+        return {"status": "alive"}, True
 
     def readiness(self) -> tuple[dict[str, Any], bool]:
         if self.fatal:
