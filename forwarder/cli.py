@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from typing import TYPE_CHECKING, TypeVar
 
@@ -41,7 +42,14 @@ def _kafka_usable(settings: Settings, command: str) -> bool:
     return True
 
 
+def _exit_before_consuming(signum: int, frame: object) -> None:
+    """SIGTERM while starting (imports, preflight): nothing was taken, so there is nothing to finish."""
+    raise SystemExit(0)
+
+
 def _cmd_worker(args: argparse.Namespace) -> int:
+    # Until faust installs its own handlers (drain, then stop), a stop request ends the start cleanly.
+    signal.signal(signal.SIGTERM, _exit_before_consuming)
     from forwarder import logs
     from forwarder.settings import WorkerSettings
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaProducer
 
 HEADER_PREFIX = "dlq."
+# A record of source offsets Kafka deleted before they were read: its value describes the range, not an event.
+LOST_TO_RETENTION = "lost_to_retention"
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ from forwarder.amplitude.client import AmplitudeClient
 from forwarder.amplitude.limits import LIMITS
 from forwarder.core.outcomes import Filtered, OutcomeCounts
 from forwarder.core.pipeline import MappingRules, process_message
-from forwarder.dead_letters import DeadLetterWriter, SourceRef, header_map
+from forwarder.dead_letters import LOST_TO_RETENTION, DeadLetterWriter, SourceRef, header_map
 from forwarder.delivery import Deliverer
 from forwarder.kafka_security import client_options
 from forwarder.metrics import Metrics
@@ -295,6 +295,16 @@ def replay_dead_letters(settings: Settings, reason: str | None, dry_run: bool, a
             log.warning(
                 "skipping a dead letter whose value was too large to store; replay it from the source offset",
                 extra={"fields": {k: headers.get(k) for k in ("source_topic", "source_partition", "source_offset")}},
+            )
+            return False
+        if headers.get("reason") == LOST_TO_RETENTION:
+            log.warning(
+                "skipping a record of offsets Kafka deleted before they were read: there is nothing to re-send",
+                extra={
+                    "fields": {
+                        k: headers.get(k) for k in ("source_topic", "source_partition", "first_offset", "last_offset")
+                    }
+                },
             )
             return False
         # "invalid_field" matches "invalid_field:time"; no reason: every dead letter.

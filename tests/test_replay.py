@@ -17,6 +17,8 @@ import pytest
 from forwarder.core import Forwarded, MappingRules, process_event
 from forwarder.dead_letters import DeadLetterRecord, DeadLetterWriter, SourceRef, header_map
 from forwarder.kafka_admin import create_topics
+from forwarder.worker.lost_offsets import LostRange
+from forwarder.worker.watchdog import lost_range_record
 from tests.kafka_helpers import produce, read_all
 
 pytestmark = pytest.mark.kafka
@@ -155,3 +157,28 @@ def test_replay_dlq_delivers_fixed_dead_letters_and_keeps_the_broken_ones_once(k
     assert re.search(r"read 1 events in 1 messages", again.stdout), again.stdout
     assert len(asyncio.run(read_all(kafka, dlq, expected=8))) == 8
     assert sum(service.recorder.by_insert_id.values()) == 5
+
+
+def test_replay_dlq_skips_records_of_offsets_lost_to_retention(kafka, setup) -> None:  # type: ignore[no-untyped-def]
+    """Their bytes are gone: re-processing the range's description as an event would invent a dead letter."""
+    service, env, source, dlq = setup
+    good = events(1, "after-loss")
+
+    async def write_dead_letters() -> None:
+        from aiokafka import AIOKafkaProducer
+
+        producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all")
+        await producer.start()
+        try:
+            writer = DeadLetterWriter(producer, dlq, 900_000)
+            lost = lost_range_record(LostRange(source, 0, 5, 19), 604_800_000)
+            await writer.write([lost, DeadLetterRecord(orjson.dumps(good[0]), SourceRef(source, 0, 20, b"k"), "x")])
+        finally:
+            await producer.stop()
+
+    asyncio.run(write_dead_letters())
+    result = run_cli(env, "replay-dlq")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert set(service.recorder.by_insert_id) == {"after-loss-0"}
+    assert "deleted before they were read" in result.stderr
+    assert len(asyncio.run(read_all(kafka, dlq, expected=3, timeout_s=5))) == 2  # nothing new dead-lettered

@@ -71,12 +71,24 @@ class KafkaSink:
     async def store(self, batch: Batch, headers: list[tuple[str, bytes]]) -> int:
         """Returns the number of events once Kafka acknowledged every record; raises otherwise."""
 
+        # Each record carries the time it was received, never the events' own times: Kafka's retention deletes by
+        # record timestamp, so a batch of old events (a backfill, a late retry) stamped with their event times
+        # could be deleted before the worker reads it.
+        received_ms = int(time.time() * 1000)
+
         async def send_all() -> int:
             producer = await self._ensure()
             partitions = sorted(await producer.partitions_for(self.topic))
             records = batch.records(lambda key: self._partitioner(key, partitions, partitions))
             futures = [
-                await producer.send(self.topic, r.value, key=r.key, partition=r.partition, headers=headers)
+                await producer.send(
+                    self.topic,
+                    r.value,
+                    key=r.key,
+                    partition=r.partition,
+                    headers=headers,
+                    timestamp_ms=received_ms,
+                )
                 for r in records
             ]
             await asyncio.gather(*futures)

@@ -66,6 +66,7 @@ class LossWatch:
 
     def pulled(self, topic: str, partition: int, first: int, last: int) -> None:
         key = (topic, partition)
+        self._close(key, first)
         expected = self._next.get(key)
         if expected is not None and first > expected:
             self._suspect(key, expected, first)
@@ -74,14 +75,11 @@ class LossWatch:
 
     def at_position(self, topic: str, partition: int, position: int) -> None:
         key = (topic, partition)
+        self._close(key, position)
         expected = self._next.get(key)
         if expected is not None and position > expected:
             self._suspect(key, expected, position)
             self._next[key] = position
-
-    def forget(self, topic: str, partition: int) -> None:
-        """The partition was revoked: its next offset is unknown until it is assigned again."""
-        self._next.pop((topic, partition), None)
 
     def take_suspects(self) -> list[Suspect]:
         suspects, self._suspects = self._suspects, []
@@ -96,6 +94,13 @@ class LossWatch:
             return None
         self._reported[key] = end
         return LostRange(suspect.topic, suspect.partition, start, end - 1)
+
+    def _close(self, key: Partition, reached: int) -> None:
+        """A seek's suspect ends where the worker next got to: what it pulls from there on is in its hands."""
+        for i, suspect in enumerate(self._suspects):
+            if suspect.end is None and (suspect.topic, suspect.partition) == key:
+                end = max(suspect.start, reached)
+                self._suspects[i] = Suspect(suspect.topic, suspect.partition, suspect.start, end)
 
     def _suspect(self, key: Partition, start: int, end: int | None) -> None:
         # Kept apart, not merged: records read between two skips must not be counted with them.

@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from forwarder.dead_letters import DeadLetterRecord, DeadLetterWriter, SourceRef
+from forwarder.dead_letters import LOST_TO_RETENTION, DeadLetterRecord, DeadLetterWriter, SourceRef
 from forwarder.metrics import Metrics
 from forwarder.worker.health import Health
 from forwarder.worker.lost_offsets import LossWatch, LostRange, PullCounter
@@ -33,7 +33,6 @@ from forwarder.worker.progress import Partition, Progress
 
 log = logging.getLogger("forwarder.watchdog")
 
-LOST_TO_RETENTION = "lost_to_retention"
 RETENTION_REFRESH_S = 600.0
 AGE_WARNING_EVERY_S = 300.0
 # How long to wait for the pulls that were under way when a position was read (each lasts ~0.1 s).

@@ -67,6 +67,20 @@ def test_a_stored_batch_is_answered_200_and_each_users_events_share_a_partition(
     assert [u for _, u in same_user] == [e["event_uuid"] for e in body["events"][:10]]
 
 
+def test_records_are_stamped_with_the_time_they_were_received_not_the_events_time(kafka, ingest) -> None:  # type: ignore[no-untyped-def]
+    """Kafka's retention deletes by record timestamp: old events stamped with their own times would not wait."""
+    service, topic = ingest
+    body = next(streams_requests(20, seed=22))
+    for event in body["events"]:
+        event["event_time"] = 1_500_000_000  # 2017
+    before_ms = int(time.time() * 1000)
+    assert service.post(orjson.dumps(body)).status_code == 200
+    after_ms = int(time.time() * 1000)
+    records = asyncio.run(read_all(kafka, topic))
+    assert records
+    assert all(r.timestamp_type == 0 and before_ms <= r.timestamp <= after_ms for r in records)
+
+
 @pytest.mark.parametrize(
     "headers",
     [

@@ -229,3 +229,16 @@ def test_a_broker_restart_mid_run_loses_nothing(amplitude, topic_names, worker_f
         broker.stop()
         if broker.data_dir is not None:
             shutil.rmtree(broker.data_dir, ignore_errors=True)
+
+
+@pytest.mark.parametrize("after_s", [0.3, 1.0, 2.5, 5.0])
+def test_sigterm_at_any_moment_of_start_up_exits_cleanly(kafka, amplitude, topic_names, worker_factory, after_s):
+    """Orchestrators stop pods that are still starting (a rollout, a scale-down): that is a clean stop, not a crash."""
+    _, url = amplitude
+    source, dlq, group = topic_names("src"), topic_names("dlq"), topic_names("grp")
+    asyncio.run(create_topics(kafka, {source: 1, dlq: 1}))
+    worker = worker_factory(**worker_env(kafka, url, source, dlq, group)).start()
+    time.sleep(after_s)
+    assert worker.process is not None
+    worker.process.send_signal(signal.SIGTERM)
+    assert worker.process.wait(timeout=60) == 0, worker.log()[-2000:]

@@ -1,0 +1,118 @@
+"""The watchdog over a fake consumer view: true lag, losses stored before they are counted, stalls to /healthz."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from forwarder.dead_letters import DeadLetterRecord, header_map
+from forwarder.metrics import Metrics
+from forwarder.worker.health import Health
+from forwarder.worker.lost_offsets import LossWatch, PullCounter
+from forwarder.worker.progress import Progress
+from forwarder.worker.watchdog import Watchdog
+
+
+class TP(NamedTuple):
+    topic: str
+    partition: int
+
+
+class Consumer:
+    def __init__(self, highwater: dict[TP, int], log_start: dict[TP, int], position: dict[TP, int]) -> None:
+        self._highwater, self._log_start, self._position = highwater, log_start, position
+
+    def assignment(self) -> set[Any]:
+        return set(self._highwater)
+
+    def highwater(self, tp: Any) -> int | None:
+        return self._highwater[tp]
+
+    async def earliest_offsets(self, *partitions: Any) -> Any:
+        return {tp: self._log_start[tp] for tp in partitions}
+
+    async def position(self, tp: Any) -> int | None:
+        return self._position[tp]
+
+
+class Kafka:
+    def __init__(self) -> None:
+        self.written: list[DeadLetterRecord] = []
+
+    async def write(self, records: list[DeadLetterRecord]) -> None:
+        self.written.extend(records)
+
+    async def retention_ms(self, topic: str) -> int | None:
+        return 3_600_000
+
+
+class Clock:
+    now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def watchdog(consumer: Consumer, committed: dict[TP, int], watch: LossWatch | None = None, clock: Clock | None = None):  # type: ignore[no-untyped-def]
+    metrics, health, kafka = Metrics(), Health(), Kafka()
+    progress = Progress(120, clock or Clock())
+    dog = Watchdog(consumer, committed, watch or LossWatch(), progress, metrics, health, kafka, PullCounter())  # type: ignore[arg-type]
+    return dog, metrics, health, kafka
+
+
+def sample(metrics: Metrics, name: str, **labels: str) -> float | None:
+    return metrics.registry.get_sample_value(name, labels)
+
+
+async def test_lag_counts_only_what_can_still_be_read() -> None:
+    a, b = TP("src", 0), TP("src", 1)
+    consumer = Consumer({a: 100, b: 100}, {a: 100, b: 10}, {a: 100, b: 40})
+    dog, metrics, _, _ = watchdog(consumer, {a: 40, b: 40})
+    await dog.tick()
+    # a: everything below 100 was deleted, nothing is left to read; b: 60 records after the committed 40.
+    assert sample(metrics, "forwarder_consumer_lag", topic="src", partition="0") == 0
+    assert sample(metrics, "forwarder_consumer_lag", topic="src", partition="1") == 60
+
+
+async def test_a_loss_is_stored_in_the_dead_letter_topic_and_counted_once() -> None:
+    a = TP("src", 0)
+    watch = LossWatch()
+    watch.seeked("src", 0, 40)
+    dog, metrics, _, kafka = watchdog(Consumer({a: 100}, {a: 100}, {a: 100}), {a: 40}, watch)
+    await dog.tick()
+    await dog.tick()
+    assert sample(metrics, "forwarder_offsets_lost_total", topic="src", partition="0") == 60
+    [letter] = kafka.written
+    headers = header_map(letter.headers())
+    assert (headers["reason"], headers["first_offset"], headers["last_offset"]) == ("lost_to_retention", "40", "99")
+    assert letter.source.key == b"src/0/40-99"
+
+
+async def test_a_stall_makes_healthz_fail_and_clears_when_messages_are_taken_again() -> None:
+    a = TP("src", 0)
+    clock = Clock()
+    dog, metrics, health, _ = watchdog(Consumer({a: 100}, {a: 0}, {a: 50}), {a: 40}, clock=clock)
+    await dog.tick()
+    assert health.liveness()[1]
+    clock.now += 121
+    await dog.tick()
+    body, alive = health.liveness()
+    assert not alive
+    assert "src/0" in body["reason"]
+    assert sample(metrics, "forwarder_stalled") == 1
+    dog._progress.taken("src", [(0, None)])
+    await dog.tick()
+    assert health.liveness()[1]
+    assert sample(metrics, "forwarder_stalled") == 0
+
+
+async def test_a_worker_parked_on_a_fatal_error_or_shutting_down_is_not_called_stalled() -> None:
+    a = TP("src", 0)
+    clock = Clock()
+    dog, _, health, _ = watchdog(Consumer({a: 100}, {a: 0}, {a: 50}), {a: 40}, clock=clock)
+    clock.now += 500
+    health.fatal = "invalid API key"
+    await dog.tick()
+    assert health.liveness()[1]
+    health.fatal, health.stopping = None, True
+    await dog.tick()
+    assert health.liveness()[1]
