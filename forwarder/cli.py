@@ -168,6 +168,8 @@ def _cmd_transform(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"forwarder transform: cannot read {args.input}: {exc.strerror}", file=sys.stderr)
         return 2
+    if (note := selection.describe_extra()) is not None:
+        print(f"forwarder transform: --events: {note}", file=sys.stderr)
     rules = MappingRules(selection=selection, min_id_length=args.min_id_length)
     counts = transform(data, rules, sys.stdout.buffer, sys.stderr)
     sys.stdout.buffer.flush()

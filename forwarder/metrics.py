@@ -75,6 +75,19 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.events_repaired = Counter(
+            "forwarder_events_repaired",
+            "Events kept after repairing their input (invalid_utf8: bytes that are not UTF-8 became U+FFFD).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.event_warnings = Counter(
+            "forwarder_event_warnings",
+            "Events sent with something a user would want to know (duplicate_insert_id, missing_campaign_id, "
+            "implausible_time, cut_string, id_not_scalar, id_too_short).",
+            ["kind", "event_code"],
+            registry=self.registry,
+        )
         self.offsets_lost = Counter(
             "forwarder_offsets_lost",
             "Offsets Kafka deleted (retention) before the worker read them; each range is in the dead-letter topic.",

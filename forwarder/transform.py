@@ -1,61 +1,71 @@
-"""``forwarder transform``: the pure core over a file, for dry runs and for checking a captured payload."""
+"""``forwarder transform``: the pure core over a file, for dry runs and for checking a captured payload.
+
+Each input goes through ``process_message``, as a Kafka message does in the worker, so the same bytes are counted
+the same way (the worker's size limit aside: a file may be larger than a message).
+"""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO
 
-import orjson
-
-from forwarder.core.decode import DecodeError, events_of
-from forwarder.core.outcomes import Forwarded, Invalid, Outcome, OutcomeCounts
-from forwarder.core.pipeline import MappingRules, process_event
+from forwarder.core.decode import DecodeError, load_json
+from forwarder.core.outcomes import EventWarning, Forwarded, Invalid, OutcomeCounts
+from forwarder.core.pipeline import MappingRules, process_message
 
 
-def _documents(data: bytes, errors: IO[str]) -> Iterator[tuple[int, Any]]:
-    """(line number, JSON document): the whole input as one document, else JSON Lines."""
-    try:
-        yield 1, orjson.loads(data)
+def _is_record(line: bytes) -> bool:
+    loaded = load_json(line)
+    return not isinstance(loaded, DecodeError) and isinstance(loaded[0], dict | list)
+
+
+def inputs(data: bytes) -> Iterator[tuple[str, bytes]]:
+    """(where, bytes of one input): the whole data when it is one JSON document, else JSON Lines.
+
+    Data that does not parse whole is JSON Lines only when its first or second non-blank line is a whole JSON
+    object or array by itself: the lines of a pretty-printed document never are, so a broken document is one
+    invalid input with its real reason, not one per physical line.
+    """
+    lines = [(number, line) for number, line in enumerate(data.splitlines(), start=1) if line.strip()]
+    if len(lines) > 1 and isinstance(load_json(data), DecodeError) and any(_is_record(line) for _, line in lines[:2]):
+        for number, line in lines:
+            yield f"line {number}", line
         return
-    except orjson.JSONDecodeError:
-        pass
-    for number, line in enumerate(data.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield number, orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            print(f"line {number}: invalid JSON: {str(exc)[:120]}", file=errors)
-            yield number, _INVALID_JSON
-
-
-_INVALID_JSON = object()
+    yield "input", data
 
 
 def transform(data: bytes, rules: MappingRules, out: IO[bytes], errors: IO[str]) -> OutcomeCounts:
     counts = OutcomeCounts()
+    seen_insert_ids: set[str] = set()
     position = 0
-    for line, document in _documents(data, errors):
-        outcomes: list[Outcome]
-        if document is _INVALID_JSON:
-            outcomes = [Invalid(None, "invalid_json")]
-        else:
-            events = events_of(document)
-            if isinstance(events, DecodeError):
-                print(f"line {line}: {events.detail}", file=errors)
-                outcomes = [Invalid(None, events.reason, events.detail)]
-            else:
-                outcomes = [process_event(event, rules) for event in events]
-        for outcome in outcomes:
+
+    def warn(where: str, warning: EventWarning) -> None:
+        counts.warnings[warning.kind] += 1
+        print(f"{where}: {warning.text}", file=errors)
+
+    for where, raw in inputs(data):
+        result = process_message(raw, rules, max_bytes=len(raw))
+        if result.error is not None:
+            print(f"{where}: invalid ({result.error.reason}): {result.error.detail}", file=errors)
+        for outcome in result.outcomes:
             position += 1
             counts.add(outcome)
+            label = f"event {position} ({outcome.code})" if outcome.code else f"event {position}"
+            if result.repaired:
+                request = f" (moe_request_id {result.request_id})" if result.request_id else ""
+                warn(label, EventWarning("repaired_utf8", f"bytes that are not UTF-8 were replaced{request}"))
             if isinstance(outcome, Forwarded):
                 out.write(outcome.encoded + b"\n")
                 for warning in outcome.warnings:
-                    print(f"event {position} ({outcome.code}): {warning}", file=errors)
-            elif isinstance(outcome, Invalid) and document is not _INVALID_JSON and outcome.detail:
-                print(f"event {position}: invalid ({outcome.reason}): {outcome.detail}", file=errors)
+                    warn(label, warning)
+                insert_id = outcome.event["insert_id"]
+                if insert_id in seen_insert_ids:
+                    text = f"insert_id {insert_id!r} repeats an earlier event's: Amplitude keeps only one of them"
+                    warn(label, EventWarning("duplicate_insert_id", text))
+                seen_insert_ids.add(insert_id)
+            elif isinstance(outcome, Invalid) and result.error is None and outcome.detail:
+                print(f"{label}: invalid ({outcome.reason}): {outcome.detail}", file=errors)
     return counts
 
 

@@ -68,7 +68,7 @@ def test_the_local_service_overrides_the_base_url(env) -> None:  # type: ignore[
     [
         ({"AMPLITUDE_RESIDENCY": "mars"}, "AMPLITUDE_RESIDENCY: Input should be 'us' or 'eu'"),
         ({"AMPLITUDE_API_KEY": "  "}, "AMPLITUDE_API_KEY: Value error, must not be empty"),
-        ({"FORWARDER_EVENTS": "Emial Campaigns"}, "FORWARDER_EVENTS: Value error, 'Emial Campaigns' is neither"),
+        ({"FORWARDER_EVENTS": "channel:Emial"}, "FORWARDER_EVENTS: Value error, 'Emial' is not a channel"),
         ({"AMPLITUDE_MIN_ID_LENGTH": "0"}, "AMPLITUDE_MIN_ID_LENGTH: Input should be greater than or equal to 1"),
         ({"AMPLITUDE_API_URL": "ftp://x"}, "AMPLITUDE_API_URL: Value error, must start with http"),
     ],

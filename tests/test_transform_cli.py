@@ -34,6 +34,7 @@ def test_the_shared_sample_gives_two_events_and_one_unidentifiable(tmp_path: Pat
         "filtered": 0,
         "dropped": {"unidentifiable": 1},
         "invalid": 0,
+        "warnings": {},
     }
 
 
@@ -44,7 +45,7 @@ def test_json_lines_with_a_broken_line_reports_it_and_goes_on(tmp_path: Path) ->
     result = run("-", "--summary", str(summary), stdin=data)
     assert result.returncode == 0
     assert len(result.stdout.splitlines()) == 2
-    assert b"line 2: invalid JSON" in result.stderr
+    assert b"line 2: invalid (invalid_json)" in result.stderr
     assert json.loads(summary.read_text())["invalid"] == 1
     assert json.loads(summary.read_text())["read"] == 3
 
@@ -73,6 +74,79 @@ def test_a_dry_run_reports_what_amplitude_would_change() -> None:
 
 
 def test_usage_errors_exit_2() -> None:
-    assert run("--events", "Emial Campaigns").returncode == 2
+    # Any code can be selected, spaces and all; a name that is no known code, channel or type is said aloud.
+    unknown = run("--events", "Emial Campaigns", stdin=b"[]")
+    assert unknown.returncode == 0
+    assert b"exactly: 'Emial Campaigns'" in unknown.stderr
+    assert run("--events", "channel:Emial").returncode == 2
     assert run("/no/such/file.json").returncode == 2
     assert run("--min-id-length", "zero").returncode == 2
+
+
+def test_a_pretty_printed_document_that_does_not_parse_is_one_invalid_input(tmp_path: Path) -> None:
+    document = json.dumps({"events": [{"event_code": "SMS_SENT", "uid": "customer-1", "event_time": 1}]}, indent=2)
+    truncated = document.encode()[:-10]  # a cut-off download: 7 physical lines, one document
+    summary = tmp_path / "s.json"
+    result = run("-", "--summary", str(summary), stdin=truncated)
+    assert result.returncode == 0
+    assert json.loads(summary.read_text())["read"] == 1
+    assert json.loads(summary.read_text())["invalid"] == 1
+    assert result.stderr.count(b"invalid (invalid_json)") == 1
+
+
+def test_warnings_are_counted_in_the_summary_and_said_on_stderr(tmp_path: Path) -> None:
+    campaign = {"campaign_id": "c1"}
+    lines = [
+        # MoEngage's documentation sample style: a placeholder event_uuid reused across users and codes.
+        {
+            "event_code": "SMS_SENT",
+            "event_uuid": "uuid",
+            "uid": "customer-1",
+            "event_time": 1.7e9,
+            "event_attributes": campaign,
+        },
+        {
+            "event_code": "MOE_EMAIL_SENT",
+            "event_uuid": "uuid",
+            "uid": "customer-2",
+            "event_time": 1.7e9,
+            "event_attributes": campaign,
+        },
+        {"event_code": "SMS_SENT", "event_uuid": "u3", "uid": "customer-3", "event_time": 1.7e9},
+        {
+            "event_code": "SMS_SENT",
+            "event_uuid": "u4",
+            "uid": "customer-4",
+            "event_time": 17,
+            "event_attributes": campaign,
+        },
+        {
+            "export_doc_id": "d5",
+            "event": {
+                "event_code": "SMS_SENT",
+                "event_uuid": "u5",
+                "uid": "customer-5",
+                "event_time": 1.7e9,
+                "event_attributes": {"campaign_id": "c", "campaign_name": "n" * 2000},
+            },
+        },
+    ]
+    data = b"\n".join(orjson.dumps(line) for line in lines)
+    data += (
+        b'\n{"event_code": "SMS_SENT", "event_uuid": "u6", "uid": "customer-6", "event_time": 1700000000, '
+        b'"event_attributes": {"campaign_id": "c\x92"}}\n'
+    )
+    summary = tmp_path / "s.json"
+    result = run("-", "--summary", str(summary), stdin=data)
+    assert result.returncode == 0, result.stderr
+    counts = json.loads(summary.read_text())
+    assert (counts["read"], counts["forwarded"]) == (6, 6)
+    assert counts["warnings"] == {
+        "cut_string": 1,
+        "duplicate_insert_id": 1,
+        "implausible_time": 1,
+        "missing_campaign_id": 1,
+        "repaired_utf8": 1,
+    }
+    assert b"repeats an earlier event's" in result.stderr
+    assert b"bytes that are not UTF-8 were replaced" in result.stderr

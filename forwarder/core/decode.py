@@ -17,8 +17,42 @@ class DecodeError:
     detail: str
 
 
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    events: list[Any]
+    # Bytes that were not UTF-8 were replaced with U+FFFD: the events are kept, and the repair is counted.
+    repaired: bool = False
+    # The Streams body's ``moe_request_id``, so a repair can be traced to MoEngage's request.
+    request_id: str | None = None
+
+
 def is_event(obj: object) -> bool:
     return isinstance(obj, dict) and ("event_code" in obj or "event_name" in obj)
+
+
+def is_export_record(obj: object) -> bool:
+    """A MoEngage data export line: ``{"export_doc_id": ..., "event": {...the Streams event...}}``."""
+    return isinstance(obj, dict) and isinstance(obj.get("event"), dict) and not is_event(obj)
+
+
+def load_json(raw: bytes) -> tuple[Any, bool] | DecodeError:
+    """(document, repaired). Bytes that are not UTF-8 (a cp1252 apostrophe in a user name) become U+FFFD
+    rather than costing the whole batch; only input that is not JSON even then is refused."""
+    try:
+        # orjson validates UTF-8 itself and refuses nesting deeper than 1024 levels with an error, not a
+        # stack overflow.
+        return orjson.loads(raw), False
+    except orjson.JSONDecodeError as exc:
+        error = exc
+    # Only now tell the two apart: decoding every message up front cost a copy of each.
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        try:
+            return orjson.loads(raw.decode("utf-8", "replace")), True
+        except orjson.JSONDecodeError as again:
+            error = again
+    return DecodeError("invalid_json", str(error)[:200])
 
 
 def events_of(document: Any) -> list[Any] | DecodeError:
@@ -35,7 +69,9 @@ def events_of(document: Any) -> list[Any] | DecodeError:
             return events
         if is_event(document):
             return [document]
-        return DecodeError("not_streams", "object is neither a Streams request body nor an event")
+        if is_export_record(document):
+            return [document["event"]]
+        return DecodeError("not_streams", "object is neither a Streams request body, an event nor an export record")
     if isinstance(document, list):
         flat: list[Any] = []
         for item in document:
@@ -45,24 +81,25 @@ def events_of(document: Any) -> list[Any] | DecodeError:
                     flat.append(item)
                 else:
                     flat.extend(inner)
+            elif is_export_record(item):
+                flat.append(item["event"])
             else:
                 flat.append(item)
         return flat
     return DecodeError("not_streams", f"expected a JSON object or array, got {type(document).__name__}")
 
 
-def decode_message(raw: bytes, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> list[Any] | DecodeError:
+def decode_message(raw: bytes, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Decoded | DecodeError:
     if len(raw) > max_bytes:
         return DecodeError("too_large", f"message is {len(raw)} bytes, the limit is {max_bytes}")
-    try:
-        # orjson validates UTF-8 itself and refuses nesting deeper than 1024 levels with an error, not a
-        # stack overflow.
-        document = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        # Only now tell the two apart: decoding every message up front cost a copy of each.
-        try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError as bad:
-            return DecodeError("not_utf8", f"byte {bad.start} is not UTF-8")
-        return DecodeError("invalid_json", str(exc)[:200])
-    return events_of(document)
+    loaded = load_json(raw)
+    if isinstance(loaded, DecodeError):
+        return loaded
+    document, repaired = loaded
+    events = events_of(document)
+    if isinstance(events, DecodeError):
+        return events
+    if not repaired:
+        return Decoded(events)
+    request_id = document.get("moe_request_id") if isinstance(document, dict) else None
+    return Decoded(events, True, request_id if isinstance(request_id, str) else None)

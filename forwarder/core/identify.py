@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from forwarder.core.outcomes import EventWarning
+
 # Amplitude's default minimum id length (HTTP V2 docs); below it, options.min_id_length must say so.
 AMPLITUDE_DEFAULT_MIN_ID_LENGTH = 5
 
@@ -36,7 +38,7 @@ class Identity:
     device_id: str | None
     # Set when no id is usable: "unidentifiable" (no id at all) or "id_too_short" (ids present, too short).
     drop_reason: str | None
-    warnings: tuple[str, ...] = ()
+    warnings: tuple[EventWarning, ...] = ()
 
 
 def clean_id(value: Any) -> str | None:
@@ -70,12 +72,25 @@ def _usable(value: Any) -> str | None:
     return clean_id(value)
 
 
+def raw_anonymous_id(event: dict[str, Any]) -> Any:
+    """``user_attributes.moe_anonymous_id``, or the top-level one (some feeds put it there) when the first is
+    not a usable id. The one reading of the anonymous id: identity, partition keys and insert ids all use it."""
+    user_attributes = event.get("user_attributes")
+    nested = user_attributes.get("moe_anonymous_id") if type(user_attributes) is dict else None
+    if _usable(nested) is not None:
+        return nested
+    top = event.get("moe_anonymous_id")
+    return top if top is not None else nested
+
+
+def raw_moengage_user_id(event: dict[str, Any]) -> Any:
+    user_attributes = event.get("user_attributes")
+    return user_attributes.get("moengage_user_id") if type(user_attributes) is dict else None
+
+
 def identify(event: dict[str, Any], min_id_length: int) -> Identity:
     raw_uid = event.get("uid")
-    user_attributes = event.get("user_attributes")
-    raw_anon = user_attributes.get("moe_anonymous_id") if type(user_attributes) is dict else None
-    if raw_anon is None:
-        raw_anon = event.get("moe_anonymous_id")  # some feeds put it at the top level
+    raw_anon = raw_anonymous_id(event)
     user_id = _usable(raw_uid)
     device_id = _usable(raw_anon)
     if (
@@ -86,14 +101,20 @@ def identify(event: dict[str, Any], min_id_length: int) -> Identity:
     ):
         return Identity(user_id, device_id, None)
 
-    warnings: list[str] = []
+    warnings: list[EventWarning] = []
     too_short = False
     checked: list[str | None] = []
     for name, raw, cleaned in (("user_id", raw_uid, user_id), ("device_id", raw_anon, device_id)):
         if isinstance(raw, list | dict):
-            warnings.append(f"{name}: source value is a {type(raw).__name__}, not an id; left out")
+            warnings.append(
+                EventWarning("id_not_scalar", f"{name}: source value is a {type(raw).__name__}, not an id; left out")
+            )
         if cleaned is not None and len(cleaned) < min_id_length:
-            warnings.append(f"{name}: {len(cleaned)} characters is below the minimum {min_id_length}; left out")
+            warnings.append(
+                EventWarning(
+                    "id_too_short", f"{name}: {len(cleaned)} characters is below the minimum {min_id_length}; left out"
+                )
+            )
             too_short = True
             cleaned = None
         checked.append(cleaned)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from forwarder.core.identify import clean_id
+from forwarder.core.identify import clean_id, raw_anonymous_id, raw_moengage_user_id
 
 
 def partition_key(event: Any) -> bytes:
@@ -15,14 +15,7 @@ def partition_key(event: Any) -> bytes:
     """
     if not isinstance(event, dict):
         return b""
-    user_attributes = event.get("user_attributes")
-    if not isinstance(user_attributes, dict):
-        user_attributes = {}
-    for raw in (
-        event.get("uid"),
-        user_attributes.get("moe_anonymous_id") or event.get("moe_anonymous_id"),
-        user_attributes.get("moengage_user_id"),
-    ):
+    for raw in (event.get("uid"), raw_anonymous_id(event), raw_moengage_user_id(event)):
         ident = clean_id(raw)
         if ident:
             return ident.encode()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from typing import Any
 
 import orjson
 
-from forwarder.core.identify import Identity
+from forwarder.core.identify import Identity, raw_anonymous_id, raw_moengage_user_id
+from forwarder.core.outcomes import EventWarning
 from schemas.amplitude import AmplitudeEvent
 
 # Amplitude caps every string value at 1024 characters.
@@ -23,6 +25,19 @@ CHANNEL_IDS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 )
 # event_attributes keys consumed by CHANNEL_IDS, so they are not passed through a second time.
 _CONSUMED_ATTRIBUTES = frozenset(key for _, _, keys in CHANNEL_IDS for key in keys)
+# Campaign, flow, variation and locale fields: in event_attributes, or at the event's top level in flat callbacks
+# (mapping.md; event_attributes wins when both have the key).
+TOP_LEVEL_FIELDS = (
+    "campaign_id",
+    "campaign_name",
+    "campaign_type",
+    "campaign_channel",
+    "parent_flow_id",
+    "parent_flow_name",
+    "variation_id",
+    "locale_id",
+    "locale_name",
+)
 
 
 def insert_id(event: dict[str, Any], code: str) -> str:
@@ -36,23 +51,23 @@ def insert_id(event: dict[str, Any], code: str) -> str:
         return str(uuid)
     attributes = event.get("event_attributes")
     campaign_id = attributes.get("campaign_id") if isinstance(attributes, dict) else None
-    user_attributes = event.get("user_attributes")
-    anon = user_attributes.get("moe_anonymous_id") if isinstance(user_attributes, dict) else None
+    if campaign_id is None:
+        campaign_id = event.get("campaign_id")
     key = orjson.dumps(
-        [code, event.get("uid"), anon or event.get("moe_anonymous_id"), event.get("event_time"), campaign_id],
+        [code, event.get("uid"), raw_anonymous_id(event), event.get("event_time"), campaign_id],
         option=orjson.OPT_NON_STR_KEYS,
         default=str,
     )
     return "moe-" + hashlib.sha256(key).hexdigest()[:40]
 
 
-def _cut(value: Any, path: str, warnings: list[str]) -> Any:
+def _cut(value: Any, path: str, warnings: list[EventWarning]) -> Any:
     kind = type(value)
     if kind is not str and kind is not dict and kind is not list:
         return value
     if isinstance(value, str):
         if len(value) > MAX_STRING_LENGTH:
-            warnings.append(f"{path}: {len(value)} characters cut to {MAX_STRING_LENGTH}")
+            warnings.append(EventWarning("cut_string", f"{path}: {len(value)} characters cut to {MAX_STRING_LENGTH}"))
             return value[:MAX_STRING_LENGTH]
         return value
     if isinstance(value, dict):
@@ -62,20 +77,19 @@ def _cut(value: Any, path: str, warnings: list[str]) -> Any:
     return value
 
 
-def _short(value: Any, path: str, warnings: list[str]) -> Any:
+def _short(value: Any, path: str, warnings: list[EventWarning]) -> Any:
     """``_cut`` with the common case, a short string, decided without a call."""
     if type(value) is str and len(value) <= MAX_STRING_LENGTH:
         return value
     return _cut(value, path, warnings)
 
 
-def event_properties(event: dict[str, Any], code: str, warnings: list[str]) -> dict[str, Any]:
+def event_properties(event: dict[str, Any], code: str, warnings: list[EventWarning]) -> dict[str, Any]:
     # The hot path: one pass over event_attributes, long strings cut as they pass (a second pass over every
     # property cost more than the rest of the mapping).
     attributes = event.get("event_attributes")
     if type(attributes) is not dict:
         attributes = {}
-    user_attributes = event.get("user_attributes")
 
     props: dict[str, Any] = {}
     # Every event_attributes key passes through unchanged (campaign_*, parent_flow_*, variation_id,
@@ -94,6 +108,11 @@ def event_properties(event: dict[str, Any], code: str, warnings: list[str]) -> d
         elif kind is dict or kind is list:
             value = _cut(value, f"event_properties.{key}", warnings)
         props[key] = value
+    for key in TOP_LEVEL_FIELDS:
+        if key not in props:
+            value = event.get(key)
+            if value is not None:
+                props[key] = _short(value, f"event_properties.{key}", warnings)
     for prop, top_level, attribute_keys in CHANNEL_IDS:
         value = event.get(top_level)
         if value is None and consumed:
@@ -109,23 +128,32 @@ def event_properties(event: dict[str, Any], code: str, warnings: list[str]) -> d
     uid = event.get("uid")
     if uid is not None:
         props["UID"] = _short(uid, "event_properties.UID", warnings)
-    if type(user_attributes) is dict:
-        moengage_user_id = user_attributes.get("moengage_user_id")
-        if moengage_user_id is not None:
-            props["moengage_user_id"] = _short(moengage_user_id, "event_properties.moengage_user_id", warnings)
+    moengage_user_id = raw_moengage_user_id(event)
+    if moengage_user_id is not None:
+        props["moengage_user_id"] = _short(moengage_user_id, "event_properties.moengage_user_id", warnings)
     return props
 
 
+# Before 2000, or more than a day ahead of the clock: most likely a unit or clock error at the source.
+EARLIEST_PLAUSIBLE_MS = 946_684_800_000
+FUTURE_SLACK_MS = 86_400_000
+
+
 def to_amplitude(
-    event: dict[str, Any], code: str, event_type: str, time_ms: int, identity: Identity
-) -> tuple[AmplitudeEvent, tuple[str, ...]]:
+    event: dict[str, Any], code: str, event_type: str, time_ms: int, identity: Identity, catalogue_event: bool
+) -> tuple[AmplitudeEvent, tuple[EventWarning, ...]]:
     warnings = list(identity.warnings)
+    props = event_properties(event, code, warnings)
     out: AmplitudeEvent = {
         "event_type": event_type[:MAX_STRING_LENGTH],
         "time": time_ms,
         "insert_id": insert_id(event, code)[:MAX_STRING_LENGTH],
-        "event_properties": event_properties(event, code, warnings),
+        "event_properties": props,
     }
+    if catalogue_event and "campaign_id" not in props:
+        warnings.append(EventWarning("missing_campaign_id", "a campaign event without campaign_id"))
+    if time_ms < EARLIEST_PLAUSIBLE_MS or time_ms > time.time() * 1000 + FUTURE_SLACK_MS:
+        warnings.append(EventWarning("implausible_time", f"time {time_ms} ms is before 2000 or over a day ahead"))
     if identity.user_id is not None:
         out["user_id"] = identity.user_id
     if identity.device_id is not None:

@@ -4,9 +4,20 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from schemas.amplitude import AmplitudeEvent
+
+
+class EventWarning(NamedTuple):
+    """Something a user would want to know about an event that is still sent: counted by ``kind``.
+
+    Kinds: ``cut_string``, ``id_not_scalar``, ``id_too_short``, ``missing_campaign_id``, ``implausible_time``;
+    and, across the events of one input, ``duplicate_insert_id`` and ``repaired_utf8``.
+    """
+
+    kind: str
+    text: str
 
 
 @dataclass(slots=True)  # not frozen: one per forwarded event, and frozen __init__ costs a setattr per field
@@ -18,7 +29,7 @@ class Forwarded:
     # The event as JSON, encoded once here: delivery sizes and sends these bytes as they are.
     encoded: bytes
     # What Amplitude would change or reject (a cut string, an id that was a list): a dry run tells the truth.
-    warnings: tuple[str, ...] = ()
+    warnings: tuple[EventWarning, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +69,8 @@ class OutcomeCounts:
     filtered: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
     invalid: Counter[str] = field(default_factory=Counter)
+    # EventWarning kinds: events still sent (or repaired) that a user would want to know about.
+    warnings: Counter[str] = field(default_factory=Counter)
 
     def add(self, outcome: Outcome) -> None:
         self.read += 1
@@ -77,4 +90,5 @@ class OutcomeCounts:
             "filtered": self.filtered,
             "dropped": dict(sorted(self.dropped.items())),
             "invalid": sum(self.invalid.values()),
+            "warnings": dict(sorted(self.warnings.items())),
         }

@@ -93,7 +93,9 @@ def process_event(event: Any, rules: MappingRules) -> Outcome:
         if type(value) is not dict and value is not None and not isinstance(value, dict):
             return Invalid(code, "wrong_type", f"{key} must be an object, got {type(value).__name__}")
 
-    amplitude_event, warnings = to_amplitude(event, code, event_type, time_ms, identity)
+    amplitude_event, warnings = to_amplitude(
+        event, code, event_type, time_ms, identity, catalogue_event=not isinstance(target, str)
+    )
     try:
         encoded = orjson.dumps(amplitude_event)
     except orjson.JSONEncodeError as exc:
@@ -109,10 +111,15 @@ class MessageResult:
     error: DecodeError | None
     events: list[Any]
     outcomes: list[Outcome]
+    # Bytes that were not UTF-8 were replaced (U+FFFD) and the events kept; ``request_id`` names MoEngage's request.
+    repaired: bool = False
+    request_id: str | None = None
 
 
-def process_message(raw: bytes, rules: MappingRules) -> MessageResult:
-    decoded = decode_message(raw, rules.max_message_bytes)
+def process_message(raw: bytes, rules: MappingRules, max_bytes: int | None = None) -> MessageResult:
+    """``max_bytes``: the size limit, when it is not the live path's ``rules.max_message_bytes`` (a file)."""
+    decoded = decode_message(raw, rules.max_message_bytes if max_bytes is None else max_bytes)
     if isinstance(decoded, DecodeError):
         return MessageResult(decoded, [], [Invalid(None, decoded.reason, decoded.detail)])
-    return MessageResult(None, decoded, [process_event(event, rules) for event in decoded])
+    outcomes = [process_event(event, rules) for event in decoded.events]
+    return MessageResult(None, decoded.events, outcomes, decoded.repaired, decoded.request_id)

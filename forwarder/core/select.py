@@ -1,7 +1,14 @@
-"""Which events the operator forwards: by code, channel, type, or ``all``."""
+"""Which events the operator forwards: by code, channel, type, or ``all``.
+
+A token is ``all``, a type or channel name (these win when a code has the same name), a catalogue code or alias,
+or else any other code exactly as MoEngage emits it, spaces and all (``Device Uninstall``). ``code:``,
+``channel:`` and ``type:`` say which is meant; a token in double quotes may hold commas
+(``"code:A, B",Email``).
+"""
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 
 from schemas.catalogue import CATALOGUE, Catalogue, EventDefinition
@@ -22,7 +29,11 @@ class Selection:
 
     @classmethod
     def parse(cls, text: str, catalogue: Catalogue = CATALOGUE) -> Selection:
-        tokens = [t.strip() for t in text.split(",") if t.strip()]
+        try:
+            fields = next(csv.reader([text], skipinitialspace=True, strict=True), [])
+        except csv.Error as exc:
+            raise ValueError(f"cannot split the selection: {exc}") from None
+        tokens = [t.strip() for t in fields if t.strip()]
         if not tokens:
             raise ValueError("the selection is empty; use 'all' or a comma-separated list")
         channels = {c.casefold(): c for c in catalogue.channels}
@@ -30,8 +41,25 @@ class Selection:
         events: set[EventDefinition] = set()
         extra: set[str] = set()
         for token in tokens:
+            kind, _, rest = token.partition(":")
+            kind = kind.strip().casefold()
+            rest = rest.strip()
             folded = token.casefold()
-            if folded == "all":
+            if kind == "code" and rest:
+                event = catalogue.by_code(rest)
+                if event is not None:
+                    events.add(event)
+                else:
+                    extra.add(rest)
+            elif kind == "channel":
+                if rest.casefold() not in channels:
+                    raise ValueError(f"{rest!r} is not a channel (known: {', '.join(catalogue.channels)})")
+                events.update(e for e in catalogue.events if e.channel == channels[rest.casefold()])
+            elif kind == "type":
+                if rest.casefold() not in types:
+                    raise ValueError(f"{rest!r} is not a type (known: {', '.join(catalogue.types)})")
+                events.update(e for e in catalogue.events if e.type == types[rest.casefold()])
+            elif folded == "all":
                 events.update(catalogue.events)
             elif folded in types:
                 events.update(e for e in catalogue.events if e.type == types[folded])
@@ -39,13 +67,16 @@ class Selection:
                 events.update(e for e in catalogue.events if e.channel == channels[folded])
             elif (event := catalogue.by_code(token)) is not None:
                 events.add(event)
-            elif any(ch.isspace() for ch in token):
-                # Codes have no spaces; a spaced token is a misspelt channel or type, not a code.
-                known = ", ".join((*catalogue.types, *catalogue.channels))
-                raise ValueError(f"{token!r} is neither a channel nor a type (known: {known})")
             else:
                 extra.add(token)
         return cls(frozenset(events), frozenset(extra), ",".join(tokens))
+
+    def describe_extra(self) -> str | None:
+        """A note for the operator when codes outside the catalogue were named: a typo there selects nothing."""
+        if not self.extra_codes:
+            return None
+        names = ", ".join(repr(c) for c in sorted(self.extra_codes))
+        return f"not catalogue codes, channels or types, so forwarded only where the code is exactly: {names}"
 
     def resolve(self, code: str, catalogue: Catalogue = CATALOGUE) -> EventDefinition | str | None:
         """The catalogue event or explicitly selected code to forward as, or None when not selected."""

@@ -110,6 +110,12 @@ class IngestMetrics:
         self.requests = Counter("ingest_requests_total", "Requests by HTTP status.", ["status"], registry=self.registry)
         self.events = Counter("ingest_events_total", "Events stored in Kafka.", registry=self.registry)
         self.latency = Histogram("ingest_request_seconds", "Time to answer a POST.", registry=self.registry)
+        self.repaired = Counter(
+            "forwarder_events_repaired",
+            "Events kept after repairing their input (invalid_utf8: bytes that are not UTF-8 became U+FFFD).",
+            ["reason"],
+            registry=self.registry,
+        )
 
 
 def create_ingest_app(
@@ -142,6 +148,13 @@ def create_ingest_app(
         except NotStreamsRequest as exc:
             return answer(400, {"error": str(exc)}, started)
         moe_request_id = request.headers.get("x-moe-request-id", "")
+        if batch.repaired:
+            metrics.repaired.labels("invalid_utf8").inc(len(batch.events))
+            body_request_id = batch.envelope.get("moe_request_id")
+            log.warning(
+                "repaired a batch: bytes that are not UTF-8 were replaced with U+FFFD and the events kept",
+                extra={"fields": {"moe_request_id": moe_request_id or body_request_id, "events": len(batch.events)}},
+            )
         headers = [("ingested_at", str(int(time.time() * 1000)).encode())]
         if moe_request_id:
             headers.append(("moe_request_id", moe_request_id.encode()[:200]))

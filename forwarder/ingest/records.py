@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from forwarder.core.decode import DecodeError, load_json
 from forwarder.core.keys import partition_key
 from schemas.moengage import StreamsRequest
 
@@ -39,6 +40,8 @@ class Batch:
     envelope: dict[str, Any]
     events: list[dict[str, Any]]
     keys: list[bytes]
+    # Bytes that were not UTF-8 became U+FFFD: the records are stored as valid UTF-8, the repair counted.
+    repaired: bool = False
 
     def records(self, partition_of: Callable[[bytes], int]) -> list[Record]:
         groups: dict[int, tuple[bytes, list[Any]]] = {}
@@ -65,10 +68,10 @@ def _problem(error: ValidationError) -> str:
 
 
 def parse_batch(body: bytes) -> Batch:
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise NotStreamsRequest(f"the body is not valid JSON: {str(exc)[:120]}") from None
+    loaded = load_json(body)
+    if isinstance(loaded, DecodeError):
+        raise NotStreamsRequest(f"the body is not valid JSON: {loaded.detail[:120]}")
+    document, repaired = loaded
     if not isinstance(document, dict):
         raise NotStreamsRequest(f"expected a JSON object, got {type(document).__name__}")
     try:
@@ -77,4 +80,4 @@ def parse_batch(body: bytes) -> Batch:
         raise NotStreamsRequest(_problem(exc)) from None
     events = request.events
     envelope = {k: v for k, v in document.items() if k != "events"}
-    return Batch(envelope, events, [partition_key(event) for event in events])
+    return Batch(envelope, events, [partition_key(event) for event in events], repaired)

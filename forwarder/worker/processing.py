@@ -77,6 +77,10 @@ class Prepared:
     pending: list[_Pending]
     dead: list[DeadLetterRecord]
     outcomes: OutcomeTally
+    # (kind, event code) -> events; and the insert_ids of the run, to see one used twice.
+    warnings: Counter[tuple[str, str]] = field(default_factory=Counter)
+    insert_ids: set[str] = field(default_factory=set)
+    repaired: int = 0
 
     @classmethod
     def empty(cls, messages: int) -> Prepared:
@@ -133,9 +137,22 @@ class BatchProcessor:
     def _prepare_into(self, prepared: Prepared, messages: Sequence[SourceMessage]) -> None:
         summary, pending, dead, outcomes = prepared.summary, prepared.pending, prepared.dead, prepared.outcomes
         rules = self.rules
+        warnings, insert_ids = prepared.warnings, prepared.insert_ids
         for message in messages:
             result = process_message(message.value, rules)
             summary.read += len(result.outcomes)
+            if result.repaired:
+                prepared.repaired += len(result.outcomes)
+                log.warning(
+                    "repaired input: bytes that are not UTF-8 were replaced with U+FFFD and the events kept",
+                    extra={
+                        "fields": {
+                            "moe_request_id": result.request_id,
+                            "events": len(result.outcomes),
+                            "source": f"{message.ref.topic}/{message.ref.partition}@{message.ref.offset}",
+                        }
+                    },
+                )
             if result.error is not None:
                 dead.append(
                     DeadLetterRecord(message.value, message.ref, result.error.reason, detail=result.error.detail)
@@ -146,6 +163,13 @@ class BatchProcessor:
             for index, outcome in enumerate(result.outcomes):
                 if isinstance(outcome, Forwarded):
                     pending.append(_Pending(message.ref, index, result.events[index], outcome))
+                    for warning in outcome.warnings:
+                        warnings[warning.kind, outcome.code] += 1
+                    insert_id = outcome.event["insert_id"]
+                    if insert_id in insert_ids:
+                        warnings["duplicate_insert_id", outcome.code] += 1
+                    else:
+                        insert_ids.add(insert_id)
                     continue
                 tally(outcomes, outcome, delivered=False)
                 if isinstance(outcome, Filtered):
@@ -223,6 +247,10 @@ class BatchProcessor:
         await self._dead_letters.write(dead)
 
         metrics.add_outcomes(outcomes)
+        for (kind, code), count in prepared.warnings.items():
+            metrics.event_warnings.labels(kind, code).inc(count)
+        if prepared.repaired:
+            metrics.events_repaired.labels("invalid_utf8").inc(prepared.repaired)
         metrics.messages.inc(summary.messages)
         metrics.dead_letters.inc(len(dead))
         metrics.retries.inc(report.retries)

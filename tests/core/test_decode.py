@@ -16,7 +16,7 @@ GOOD = {"event_code": "SMS_SENT", "uid": "customer-1", "event_time": 1_700_000_0
     ("raw", "reason"),
     [
         (b"{not json", "invalid_json"),
-        (b"\xff\xfe\x00garbage", "not_utf8"),
+        (b"\xff\xfe\x00garbage", "invalid_json"),  # not UTF-8 and, repaired, still not JSON
         (b"[" * 10_000 + b"]" * 10_000, "invalid_json"),  # 10,000-deep nesting
         (b'"a string"', "not_streams"),
         (b"42", "not_streams"),

@@ -91,7 +91,7 @@ def test_a_short_uid_is_left_out_when_the_device_id_is_usable() -> None:
     out = forwarded(event(uid="abc", user_attributes={"moe_anonymous_id": "anon-device"}))
     assert "user_id" not in out.event
     assert out.event["device_id"] == "anon-device"
-    assert any("below the minimum" in w for w in out.warnings)
+    assert any("below the minimum" in w.text for w in out.warnings)
 
 
 def test_min_id_length_is_configurable() -> None:
@@ -243,8 +243,8 @@ def test_long_strings_are_cut_to_1024_characters_with_a_warning() -> None:
     props = out.event["event_properties"]
     assert len(props["campaign_name"]) == MAX_STRING_LENGTH
     assert len(props["nested"]["deep"][0]) == MAX_STRING_LENGTH
-    assert any("campaign_name: 5000 characters cut" in w for w in out.warnings)
-    assert any("nested.deep[0]" in w for w in out.warnings)
+    assert any("campaign_name: 5000 characters cut" in w.text for w in out.warnings)
+    assert any("nested.deep[0]" in w.text for w in out.warnings)
 
 
 # -- selection --------------------------------------------------------------------------------------------
@@ -275,6 +275,13 @@ def test_an_explicitly_selected_non_catalogue_code_is_forwarded_under_its_own_na
         ("MOE_CARD_IMPRESSION", "MOE_CARD_CAMPAIGN_VIEWED", True),
         ("Push, SMS", "SMS_DELIVERED", True),
         ("All Campaigns", "MOE_CAMPAIGN_CONTROL_GROUP", True),
+        ("Device Uninstall", "Device Uninstall", True),  # MoEngage's codes may hold spaces
+        ("code:Device Uninstall, Email", "Device Uninstall", True),
+        ("code:Device Uninstall", "Device Install", False),
+        ("code:SMS_SENT", "SMS_SENT", True),
+        ('"code:A, B",SMS', "A, B", True),  # quoted: a code with a comma
+        ("channel:Email", "MOE_EMAIL_SENT", True),
+        ("type:Delivery", "MOE_EMAIL_DELIVERED", True),
     ],
 )
 def test_selection_by_code_channel_or_type(selection: str, code: str, selected: bool) -> None:
@@ -284,10 +291,18 @@ def test_selection_by_code_channel_or_type(selection: str, code: str, selected: 
         assert outcome == Filtered(code)
 
 
-@pytest.mark.parametrize("text", ["", " , ", "Emial Campaigns"])
+@pytest.mark.parametrize("text", ["", " , ", "channel:Emial", "type:Deliveries", '"unclosed'])
 def test_a_bad_selection_is_refused_with_a_reason(text: str) -> None:
-    with pytest.raises(ValueError, match=r"empty|neither a channel nor a type"):
+    with pytest.raises(ValueError, match=r"empty|is not a channel|is not a type|cannot split"):
         Selection.parse(text)
+
+
+def test_a_name_that_is_both_a_channel_and_a_code_means_the_channel_unless_prefixed() -> None:
+    selection = Selection.parse("SMS")
+    assert "SMS" not in selection.extra_codes
+    assert Selection.parse("code:SMS").extra_codes == {"SMS"}
+    assert Selection.parse("Device Uninstall").describe_extra() is not None
+    assert Selection.parse("Email").describe_extra() is None
 
 
 def test_filtering_happens_before_identification() -> None:
@@ -332,6 +347,6 @@ def test_a_long_channel_id_in_the_attributes_is_cut_once_under_its_canonical_nam
     props = out.event["event_properties"]
     assert props["moe_email_id"] == "e" * MAX_STRING_LENGTH
     assert "email_id" not in props
-    assert [w for w in out.warnings if "2000 characters" in w] == [
+    assert [w.text for w in out.warnings if "2000 characters" in w.text] == [
         f"event_properties.moe_email_id: 2000 characters cut to {MAX_STRING_LENGTH}"
     ]

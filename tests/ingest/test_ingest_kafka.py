@@ -67,6 +67,21 @@ def test_a_stored_batch_is_answered_200_and_each_users_events_share_a_partition(
     assert [u for _, u in same_user] == [e["event_uuid"] for e in body["events"][:10]]
 
 
+def test_one_byte_that_is_not_utf8_costs_no_batch_it_is_repaired_and_stored(kafka, ingest) -> None:  # type: ignore[no-untyped-def]
+    """MoEngage drops a batch after three refused retries: a Windows apostrophe must not cost 100 events."""
+    service, topic = ingest
+    body = next(streams_requests(10, seed=23))
+    body["events"][0]["event_attributes"]["campaign_name"] = "O_Brien"
+    raw = orjson.dumps(body).replace(b"O_Brien", b"O\x92Brien")
+    response = service.post(raw)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"status": "stored", "events": 10}
+    records = asyncio.run(read_all(kafka, topic))
+    stored = [e for r in records for e in orjson.loads(r.value)["events"]]  # valid UTF-8 now
+    assert len(stored) == 10
+    assert "O\ufffdBrien" in [e["event_attributes"].get("campaign_name") for e in stored]
+
+
 def test_records_are_stamped_with_the_time_they_were_received_not_the_events_time(kafka, ingest) -> None:  # type: ignore[no-untyped-def]
     """Kafka's retention deletes by record timestamp: old events stamped with their own times would not wait."""
     service, topic = ingest

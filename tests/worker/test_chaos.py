@@ -21,6 +21,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+import httpx
 import orjson
 import pytest
 
@@ -79,6 +80,17 @@ def waves(seed: int) -> list[list[dict]]:  # type: ignore[type-arg]
         ]
         wave.append({"app_name": "Demo App", "source": "MOENGAGE", "events": hot})
     return result
+
+
+def wait_until_answering(worker: WorkerProcess, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{worker.web_port}/healthz", timeout=2)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise AssertionError(f"the worker never answered; log:\n{worker.log()[-3000:]}")
 
 
 def test_chaos_two_workers_faults_outage_throttling_5xx_poison(kafka, amplitude, topic_names, worker_factory):
@@ -164,6 +176,8 @@ def test_chaos_two_workers_faults_outage_throttling_5xx_poison(kafka, amplitude,
     asyncio.run(wait_until_committed(kafka, retry, group, max(remaining, 1.0), alive))
     drain_s = time.monotonic() - drain_from
     for worker in workers:
+        # A worker restarted by the last fault may still be starting; let it come up, then stop it as usual.
+        wait_until_answering(worker)
         assert worker.stop() == 0, worker.log()[-3000:]
 
     accepted = set(service.recorder.by_insert_id)

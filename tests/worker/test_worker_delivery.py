@@ -113,9 +113,14 @@ def test_poison_messages_are_dead_lettered_with_reasons_and_the_worker_keeps_goi
     source, dlq, group = topic_names("src"), topic_names("dlq"), topic_names("grp")
     asyncio.run(create_topics(kafka, {source: 1, dlq: 1}, config={"max.message.bytes": str(8 * 1024 * 1024)}))
     good = {"event_code": "SMS_SENT", "event_uuid": "good-1", "uid": "customer-1", "event_time": 1_700_000_000}
+    # A Streams body whose campaign name holds one cp1252 byte (a Windows apostrophe): repaired, not refused.
+    cp1252 = (
+        b'{"moe_request_id": "req-cp1252", "events": [{"event_code": "SMS_SENT", "event_uuid": "repaired-1", '
+        b'"uid": "customer-4", "event_time": 1700000000, "event_attributes": {"campaign_name": "Summer\x92s sale"}}]}'
+    )
     poison = [
         b"{not json",
-        b"\xff\xfe\xfa not utf-8",
+        b"\xff\xfe\xfa not utf-8",  # not UTF-8, and not JSON once repaired either
         orjson.dumps({"events": [{"event_code": "SMS_SENT", "uid": "customer-2", "event_time": "soon"}]}),
         orjson.dumps(
             {"events": [{"event_code": "SMS_SENT", "uid": "customer-3", "event_time": 1, "event_attributes": [1]}]}
@@ -123,6 +128,7 @@ def test_poison_messages_are_dead_lettered_with_reasons_and_the_worker_keeps_goi
         orjson.dumps({"events": [good], "padding": "x" * (5 * 1024 * 1024)}),
         b"[" * 10_000 + b"]" * 10_000,
         orjson.dumps(good),
+        cp1252,
     ]
     asyncio.run(produce(kafka, source, poison))
 
@@ -130,19 +136,26 @@ def test_poison_messages_are_dead_lettered_with_reasons_and_the_worker_keeps_goi
     asyncio.run(wait_until_committed(kafka, source, group, 120, worker.alive))
     letters = asyncio.run(read_all(kafka, dlq, expected=6))
     assert worker.alive()
+    metrics = worker.metrics()
 
     reasons = sorted(header_map(r.headers)["reason"] for r in letters)
-    assert reasons == sorted(["invalid_json", "not_utf8", "invalid_time", "wrong_type", "too_large", "invalid_json"])
+    assert reasons == sorted(["invalid_json"] * 3 + ["invalid_time", "wrong_type", "too_large"])
+    by_offset = {header_map(r.headers)["source_offset"]: r for r in letters}
+    first = header_map(by_offset["1"].headers)
+    assert (first["source_topic"], first["source_partition"], first["reason"]) == (source, "0", "invalid_json")
+    assert by_offset["1"].value == poison[1]  # the original bytes
     by_reason = {header_map(r.headers)["reason"]: r for r in letters}
-    first = header_map(by_reason["not_utf8"].headers)
-    assert (first["source_topic"], first["source_partition"], first["source_offset"]) == (source, "0", "1")
-    assert by_reason["not_utf8"].value == poison[1]  # the original bytes
     assert orjson.loads(by_reason["invalid_time"].value)["uid"] == "customer-2"  # the single offending event
     too_large = header_map(by_reason["too_large"].headers)
     assert by_reason["too_large"].value == b""
     assert too_large["value_omitted"].startswith(f"{len(poison[4])} bytes")
     assert too_large["source_offset"] == "4"
-    assert set(service.recorder.by_insert_id) == {"good-1"}
+    assert set(service.recorder.by_insert_id) == {"good-1", "repaired-1"}
+    [repaired] = [e for e in service.recorder.events if e["insert_id"] == "repaired-1"]
+    assert repaired["event_properties"]["campaign_name"] == "Summer\ufffds sale"
+    assert 'forwarder_events_repaired_total{reason="invalid_utf8"} 1.0' in metrics
+    [line] = [orjson.loads(x) for x in worker.log().splitlines() if "repaired input" in x]
+    assert line["moe_request_id"] == "req-cp1252"
 
 
 def test_an_invalid_key_stops_delivery_commits_nothing_and_says_why(kafka, amplitude, topic_names, worker_factory):
