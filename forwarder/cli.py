@@ -113,6 +113,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     if settings is None:
         return 2
     logs.setup("WARNING")
+    if not _kafka_usable(settings, args.command):
+        return 1
     try:
         if args.command == "replay":
             return replay.replay_window(
@@ -136,14 +138,18 @@ def _cmd_topics(args: argparse.Namespace) -> int:
     import asyncio
 
     from forwarder.kafka_security import client_options
-    from forwarder.topics import desired_topics, reconcile
+    from forwarder.topics import TopicsError, desired_topics, reconcile
 
     settings = _settings()
     if settings is None:
         return 2
     if not _kafka_usable(settings, "topics"):
         return 1
-    lines, drift = asyncio.run(reconcile(client_options(settings), desired_topics(settings), apply=args.apply))
+    try:
+        lines, drift = asyncio.run(reconcile(client_options(settings), desired_topics(settings), apply=args.apply))
+    except TopicsError as exc:
+        print(f"forwarder topics: {exc}", file=sys.stderr)
+        return 1
     print("\n".join(lines))
     if drift:
         print("drift remains" + ("" if args.apply else "; run with --apply to change the topics"), file=sys.stderr)
@@ -174,9 +180,13 @@ def _cmd_transform(args: argparse.Namespace) -> int:
     counts = transform(data, rules, sys.stdout.buffer, sys.stderr)
     sys.stdout.buffer.flush()
     if args.summary:
-        with open(args.summary, "w", encoding="utf-8") as handle:
-            json.dump(counts.summary(), handle, indent=2)
-            handle.write("\n")
+        try:
+            with open(args.summary, "w", encoding="utf-8") as handle:
+                json.dump(counts.summary(), handle, indent=2)
+                handle.write("\n")
+        except OSError as exc:
+            print(f"forwarder transform: cannot write {args.summary}: {exc.strerror}", file=sys.stderr)
+            return 1
     return 0
 
 
@@ -318,4 +328,16 @@ HANDLERS = {
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    sys.exit(HANDLERS[args.command](args))
+    try:
+        code = HANDLERS[args.command](args)
+    except KeyboardInterrupt:
+        code = 130
+    except Exception as exc:  # the last resort: one line, never a traceback (FORWARDER_DEBUG=1 shows it)
+        import os
+
+        if os.environ.get("FORWARDER_DEBUG"):
+            raise
+        reason = str(exc).splitlines()[0][:300] if str(exc) else ""
+        print(f"forwarder {args.command}: {type(exc).__name__}: {reason}".rstrip(": "), file=sys.stderr)
+        code = 1
+    sys.exit(code)

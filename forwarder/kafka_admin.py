@@ -95,6 +95,8 @@ async def preflight(connection: Connection, timeout_s: float = 30.0) -> None:
     remember = _Remember()
     aiokafka_log = logging.getLogger("aiokafka")
     aiokafka_log.addHandler(remember)
+    # Its connection complaints become our one line below, not a second one before it.
+    propagate, aiokafka_log.propagate = aiokafka_log.propagate, False
     admin = AIOKafkaAdminClient(**options, request_timeout_ms=int(timeout_s * 1000))
     try:
         await asyncio.wait_for(admin.start(), timeout=timeout_s)
@@ -104,4 +106,5 @@ async def preflight(connection: Connection, timeout_s: float = 30.0) -> None:
         raise KafkaUnavailable(f"cannot use Kafka at {described}: {reason}") from None
     finally:
         aiokafka_log.removeHandler(remember)
+        aiokafka_log.propagate = propagate
         await admin.close()

@@ -39,8 +39,12 @@ def desired_topics(settings: Settings) -> list[TopicSpec]:
     ]
 
 
+class TopicsError(Exception):
+    """The topics cannot be made as configured: one line that names the setting and the fix."""
+
+
 async def reconcile(connection: Connection, specs: list[TopicSpec], apply: bool) -> tuple[list[str], bool]:
-    """(report lines, whether drift remains)."""
+    """(report lines, whether drift remains). Raises ``TopicsError`` when the cluster cannot hold the topics."""
     admin = AIOKafkaAdminClient(**options_of(connection))
     await admin.start()
     lines: list[str] = []
@@ -49,6 +53,13 @@ async def reconcile(connection: Connection, specs: list[TopicSpec], apply: bool)
         # list_topics, not describe_topics: asking a broker with auto.create.topics.enable about a missing
         # topic creates it with the broker's defaults.
         existing = set(await admin.list_topics())
+        missing = [s for s in specs if s.name not in existing]
+        brokers = len((await admin.describe_cluster())["brokers"])
+        if too_wide := [s for s in missing if s.replication > brokers]:
+            raise TopicsError(
+                f"FORWARDER_TOPIC_REPLICATION={too_wide[0].replication} but the cluster has {brokers} broker(s); "
+                f"set FORWARDER_TOPIC_REPLICATION to at most {brokers} (1 for the local broker) and run again"
+            )
         present = [s.name for s in specs if s.name in existing]
         described = {t["topic"]: t for t in await admin.describe_topics(present)} if present else {}
         for spec in specs:

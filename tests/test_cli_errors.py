@@ -1,0 +1,66 @@
+"""Every command answers bad input with one clear line and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+UNREACHABLE = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "AMPLITUDE_API_KEY": "k"}
+
+
+def forwarder(*args: str, env: dict[str, str] | None = None, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "FORWARDER_", "AMPLITUDE_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "forwarder", *args],
+        env={**clean, **(env or {})},
+        input=stdin,
+        capture_output=True,
+        check=False,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "says"),
+    [
+        (("worker",), UNREACHABLE, "cannot use Kafka at 127.0.0.1:1"),
+        (("topics",), UNREACHABLE, "cannot use Kafka at 127.0.0.1:1"),
+        (("replay", "--from", "2026-01-01T00:00:00Z", "--to", "2026-01-02T00:00:00Z"), UNREACHABLE, "cannot use Kafka"),
+        (
+            ("replay", "--dry-run", "--from", "2026-01-01T00:00:00Z", "--to", "2026-01-02T00:00:00Z"),
+            UNREACHABLE,
+            "cannot use Kafka",
+        ),
+        (("replay-dlq",), UNREACHABLE, "cannot use Kafka at 127.0.0.1:1"),
+        (("transform", "-", "--summary", "/nonexistent/dir/s.json"), None, "cannot write /nonexistent/dir/s.json"),
+        (("transform", "/"), None, "cannot read /"),
+        (("amplitude-local", "--port", "0", "--faults", "{bad"), None, "forwarder amplitude-local:"),
+        (("amplitude-local", "--port", "0", "--faults", '{"nope": 1}'), None, "unknown fault settings"),
+        (
+            ("worker",),
+            {"KAFKA_BOOTSTRAP_SERVERS": "x", "AMPLITUDE_API_KEY": "k", "FORWARDER_BATCH_WINDOW_S": "abc"},
+            "FORWARDER_BATCH_WINDOW_S",
+        ),
+    ],
+)
+def test_bad_input_gets_one_line_not_a_traceback(args: tuple[str, ...], env: dict[str, str] | None, says: str) -> None:
+    result = forwarder(*args, env=env, stdin=b"{}")
+    stderr = result.stderr.decode()
+    assert result.returncode != 0
+    assert "Traceback" not in stderr
+    assert says in stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.kafka
+def test_topics_with_more_replicas_than_brokers_names_the_setting_and_the_fix(kafka, topic_names) -> None:  # type: ignore[no-untyped-def]
+    env = {"KAFKA_BOOTSTRAP_SERVERS": kafka, "FORWARDER_SOURCE_TOPIC": topic_names("src")}
+    result = forwarder("topics", env=env)
+    assert result.returncode == 1
+    lines = result.stderr.decode().strip().splitlines()
+    assert lines == [
+        "forwarder topics: FORWARDER_TOPIC_REPLICATION=3 but the cluster has 1 broker(s); "
+        "set FORWARDER_TOPIC_REPLICATION to at most 1 (1 for the local broker) and run again"
+    ]
