@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
 
-.PHONY: install run test test-fast lint kafka kafka-stop topics replay replay-dlq bench bench-ingest clean
+.PHONY: install run test test-fast lint kafka kafka-stop topics replay replay-dlq backfill bench bench-ingest clean
 
 install: $(STAMP)
 
@@ -50,6 +50,11 @@ replay: install
 ## make replay-dlq [REASON=invalid_field] [DRY_RUN=1]
 replay-dlq: install
 	$(BIN)/forwarder replay-dlq $(if $(REASON),--reason "$(REASON)") $(if $(DRY_RUN),--dry-run)
+
+## make backfill PATHS="exports/ more.jsonl.gz" [EVENTS=Email] [FROM=...] [TO=...] [DRY_RUN=1] [RESTART=1]
+backfill: install
+	@test -n "$(PATHS)" || { echo "usage: make backfill PATHS=<files or folders> [EVENTS=...] [FROM=...] [TO=...] [DRY_RUN=1] [RESTART=1]"; exit 2; }
+	$(BIN)/forwarder backfill $(PATHS) $(if $(EVENTS),--events "$(EVENTS)") $(if $(FROM),--from "$(FROM)") $(if $(TO),--to "$(TO)") $(if $(DRY_RUN),--dry-run) $(if $(RESTART),--restart)
 
 ## make bench: worker vs read ceiling vs the official SDK, latency, scale-out, peak RSS (JSON summary last)
 bench: install

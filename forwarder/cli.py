@@ -134,6 +134,26 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         return 2
 
 
+def _cmd_backfill(args: argparse.Namespace) -> int:
+    from forwarder import logs
+    from forwarder.backfill import BackfillError, backfill
+    from forwarder.settings import BackfillSettings
+
+    settings = _settings(BackfillSettings)
+    if settings is None:
+        return 2
+    logs.setup("WARNING")
+    if settings.kafka_bootstrap_servers and not args.dry_run and not _kafka_usable(settings, "backfill"):
+        return 1
+    try:
+        return backfill(
+            settings, args.paths, args.events, args.start, args.end, args.dry_run, args.rate, args.restart, args.api
+        )
+    except (BackfillError, ValueError) as exc:
+        print(f"forwarder backfill: {exc}", file=sys.stderr)
+        return 2
+
+
 def _cmd_topics(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -277,11 +297,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="seek this much before --from by record time (records are written after events)",
     )
     replay.add_argument("--restart", action="store_true", help="ignore the progress of an earlier, interrupted run")
+    backfill = commands.add_parser(
+        "backfill", help="send MoEngage data exports or saved Streams bodies (files, folders, .gz) to Amplitude"
+    )
+    backfill.add_argument("paths", nargs="+", metavar="PATH", help=".json, .jsonl or their .gz; folders are searched")
+    backfill.add_argument("--events", metavar="SELECTION", help="default: FORWARDER_EVENTS")
+    backfill.add_argument("--from", dest="start", metavar="ISO_TIME", help="only events at or after (event time)")
+    backfill.add_argument("--to", dest="end", metavar="ISO_TIME", help="only events before (event time)")
+    backfill.add_argument("--restart", action="store_true", help="ignore the checkpoint of an earlier run")
     replay_dlq = commands.add_parser(
         "replay-dlq", help="re-process dead letters; what still fails is dead-lettered again"
     )
     replay_dlq.add_argument("--reason", help="only dead letters whose reason starts with this")
-    for command in (replay, replay_dlq):
+    for command in (replay, replay_dlq, backfill):
         command.add_argument("--dry-run", action="store_true", help="send nothing; report what would be sent")
         command.add_argument(
             "--api",
@@ -317,6 +345,7 @@ HANDLERS = {
     "ingest": _cmd_ingest,
     "replay": _cmd_replay,
     "topics": _cmd_topics,
+    "backfill": _cmd_backfill,
     "replay-dlq": _cmd_replay,
     "transform": _cmd_transform,
     "events": _cmd_events,

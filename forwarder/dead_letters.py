@@ -13,9 +13,13 @@ the headers name, and the record still says what happened to them.
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
+import orjson
 from aiokafka import AIOKafkaProducer
 
 HEADER_PREFIX = "dlq."
@@ -71,6 +75,12 @@ def header_map(headers: list[tuple[str, bytes]] | tuple[tuple[str, bytes], ...])
     return {k[len(HEADER_PREFIX) :]: v.decode("utf-8", "replace") for k, v in headers if k.startswith(HEADER_PREFIX)}
 
 
+class DeadLetterSink(Protocol):
+    """Where dead letters are stored: returns once they are, so a dead letter counts only once it is kept."""
+
+    async def write(self, records: list[DeadLetterRecord]) -> None: ...
+
+
 class DeadLetterWriter:
     """Writes and waits for the broker's acknowledgement: a dead letter counts only once it is stored."""
 
@@ -92,3 +102,33 @@ class DeadLetterWriter:
                 )
             )
         await asyncio.gather(*futures)
+
+
+class FileDeadLetterWriter:
+    """Dead letters as JSON Lines in a file, for commands run without Kafka (``backfill`` from files).
+
+    One object per record: ``headers`` as in the topic (without the ``dlq.`` prefix), ``key`` and ``value`` as
+    UTF-8 text when they are, else base64 under ``value_base64``. Appended and flushed to disk before returning.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    async def write(self, records: list[DeadLetterRecord]) -> None:
+        if not records:
+            return
+        lines = []
+        for record in records:
+            entry: dict[str, object] = {"headers": header_map(record.headers())}
+            try:
+                entry["value"] = record.value.decode("utf-8")
+            except UnicodeDecodeError:
+                entry["value_base64"] = base64.b64encode(record.value).decode()
+            lines.append(orjson.dumps(entry))
+        await asyncio.to_thread(self._append, b"\n".join(lines) + b"\n")
+
+    def _append(self, data: bytes) -> None:
+        with open(self.path, "ab") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())

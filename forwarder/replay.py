@@ -229,7 +229,7 @@ async def _run(
         await consumer.stop()
 
 
-def _print_summary(summary: BatchSummary, counts: OutcomeCounts, dry_run: bool) -> None:
+def print_summary(summary: BatchSummary, counts: OutcomeCounts, dry_run: bool) -> None:
     if dry_run:
         sent = counts.forwarded
         print(
@@ -284,7 +284,7 @@ def replay_window(
             "replay",
         )
     )
-    _print_summary(summary, counts, dry_run)
+    print_summary(summary, counts, dry_run)
     return 0
 
 
@@ -316,5 +316,5 @@ def replay_dead_letters(settings: Settings, reason: str | None, dry_run: bool, a
     summary, counts = asyncio.run(
         _run(settings, settings.dlq_topic, group, None, rules, dry_run, api, rate, False, keep, "replay-dlq")
     )
-    _print_summary(summary, counts, dry_run)
+    print_summary(summary, counts, dry_run)
     return 0

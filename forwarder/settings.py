@@ -210,6 +210,14 @@ class WorkerSettings(Settings):
     amplitude_api_key: SecretStr = Field(validation_alias=_env("AMPLITUDE_API_KEY"))
 
 
+class BackfillSettings(Settings):
+    """``backfill`` reads files: Kafka is optional (dead letters go to a file without it)."""
+
+    kafka_bootstrap_servers: str | None = Field(  # type: ignore[assignment]
+        None, validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS")
+    )
+
+
 S = TypeVar("S", bound=Settings)
 
 

@@ -14,7 +14,7 @@ import orjson
 
 from forwarder.core.outcomes import Dropped, Filtered, Forwarded, Invalid
 from forwarder.core.pipeline import MappingRules, process_message
-from forwarder.dead_letters import DeadLetterRecord, DeadLetterWriter, SourceRef
+from forwarder.dead_letters import DeadLetterRecord, DeadLetterSink, SourceRef
 from forwarder.delivery import Deliverer
 from forwarder.metrics import Metrics, OutcomeTally, tally
 
@@ -92,9 +92,9 @@ class BatchProcessor:
         self,
         rules: MappingRules,
         deliverer: Deliverer,
-        dead_letters: DeadLetterWriter,
+        dead_letters: DeadLetterSink,
         metrics: Metrics,
-        retries: DeadLetterWriter | None = None,
+        retries: DeadLetterSink | None = None,
     ) -> None:
         """``retries``: where throttled events wait (the retry topic) when the deliverer defers them."""
         self.rules = rules

@@ -1,0 +1,301 @@
+"""``forwarder backfill``: history from MoEngage's data exports (or saved Streams bodies) into Amplitude.
+
+Files or folders of ``.json``, ``.jsonl`` and their ``.gz``; export records (``{"export_doc_id", "event"}``),
+Streams bodies and single events alike, through the same core as the live path, so the ``insert_id``s are the
+same and Amplitude de-duplicates an overlap with live traffic. Sent with the Batch API by default.
+
+Resumable: after every batch whose events are all final (delivered, filtered, dropped or dead-lettered), the
+position (file, line) is written to a checkpoint file, atomically. A run killed at any moment sends at most that
+one batch again when it is started again with the same arguments. ``--restart`` starts over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import hashlib
+import os
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, cast
+
+import orjson
+from tqdm import tqdm
+
+from forwarder.amplitude.client import AmplitudeClient
+from forwarder.amplitude.limits import LIMITS
+from forwarder.core.outcomes import OutcomeCounts
+from forwarder.core.pipeline import MappingRules, process_message
+from forwarder.core.select import Selection
+from forwarder.dead_letters import DeadLetterSink, DeadLetterWriter, FileDeadLetterWriter, SourceRef
+from forwarder.delivery import Deliverer
+from forwarder.metrics import Metrics
+from forwarder.replay import RateLimiter, parse_time, print_summary
+from forwarder.settings import Settings
+from forwarder.transform import inputs
+from forwarder.worker.processing import BatchProcessor, BatchSummary, SourceMessage
+
+SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz")
+
+
+class BackfillError(Exception):
+    """The backfill cannot start as asked: one line for the operator."""
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Everything before this (file index, line) has a final outcome."""
+
+    file: int
+    line: int
+
+
+def find_files(paths: list[str]) -> list[Path]:
+    """The input files, in a stable order (so a checkpoint's file index means the same file again)."""
+    found: list[Path] = []
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(SUFFIXES)))
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise BackfillError(f"no such file or folder: {name}")
+    if not found:
+        raise BackfillError(f"no {', '.join(SUFFIXES)} files in {', '.join(paths)}")
+    return found
+
+
+def _open(path: Path) -> tuple[IO[bytes], IO[bytes]]:
+    """(stream of the content, the file on disk: its position is the progress)."""
+    raw: IO[bytes] = open(path, "rb")  # noqa: SIM115 - closed by the caller, with the gzip reader over it
+    if path.name.endswith(".gz"):
+        return cast(IO[bytes], gzip.GzipFile(fileobj=raw)), raw
+    return raw, raw
+
+
+class Progress:
+    """Bytes of input read across all files: the progress bar and its ETA."""
+
+    def __init__(self, bar: tqdm) -> None:
+        self._bar = bar
+        self._last = 0
+
+    def next_file(self) -> None:
+        self._last = 0
+
+    def at(self, position: int) -> None:
+        if position > self._last:
+            self._bar.update(position - self._last)
+            self._last = position
+
+
+def read_inputs(path: Path, on_progress: Progress) -> Iterator[tuple[int, bytes]]:
+    """(line number, bytes of one input). JSON Lines stream line by line; a ``.json`` file is one document (or
+    JSON Lines, decided as ``transform`` decides). A file that cannot be read (a truncated gzip) stops the run
+    with one line; what was final before it is in the checkpoint."""
+    stream, raw = _open(path)
+    try:
+        if path.name.removesuffix(".gz").endswith(".jsonl"):
+            for number, line in enumerate(stream, start=1):
+                if line.strip():
+                    yield number, line
+                on_progress.at(raw.tell())
+        else:
+            data = stream.read()
+            on_progress.at(raw.tell())
+            for index, (_, raw_input) in enumerate(inputs(data), start=1):
+                yield index, raw_input
+    except (OSError, EOFError) as exc:
+        raise BackfillError(
+            f"cannot read {path}: {exc}; fix or remove it and run again (the run resumes where it stopped)"
+        ) from None
+    finally:
+        stream.close()
+        raw.close()
+
+
+class Checkpoint:
+    """Where a killed run starts again: the inputs' fingerprint and the position, written atomically."""
+
+    def __init__(self, path: Path, fingerprint: str) -> None:
+        self.path = path
+        self.fingerprint = fingerprint
+
+    def load(self) -> Position | None:
+        try:
+            state = orjson.loads(self.path.read_bytes())
+        except FileNotFoundError:
+            return None
+        except (OSError, orjson.JSONDecodeError) as exc:
+            raise BackfillError(f"the checkpoint {self.path} cannot be read ({exc}); use --restart") from None
+        if state.get("fingerprint") != self.fingerprint:
+            raise BackfillError(f"the input files changed since the checkpoint {self.path}; use --restart")
+        return Position(int(state["file"]), int(state["line"]))
+
+    def save(self, position: Position) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_suffix(".tmp")
+        temporary.write_bytes(
+            orjson.dumps({"fingerprint": self.fingerprint, "file": position.file, "line": position.line})
+        )
+        os.replace(temporary, self.path)
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _fingerprint(files: list[Path], selection: Selection, window: tuple[int, int] | None, api: str) -> str:
+    parts = [f"{p.resolve()}:{p.stat().st_size}" for p in files] + [selection.text, str(window), api]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def _state_dir() -> Path:
+    from forwarder.local.kafka import cache_dir
+
+    return cache_dir() / "backfill"
+
+
+async def _backfill(
+    settings: Settings,
+    files: list[Path],
+    rules: MappingRules,
+    dry_run: bool,
+    api: str,
+    rate: float,
+    checkpoint: Checkpoint,
+    dead_letters_file: Path,
+) -> tuple[BatchSummary, OutcomeCounts, str]:
+    start = (None if dry_run else checkpoint.load()) or Position(0, 0)
+    limiter = RateLimiter(rate)
+    summary, counts = BatchSummary(), OutcomeCounts()
+    batch: list[SourceMessage] = []
+    batch_bytes = 0
+    producer = None
+    client: AmplitudeClient | None = None
+    processor: BatchProcessor | None = None
+    where = "none (dry run)"
+    if not dry_run:
+        if settings.amplitude_api_key is None:
+            raise BackfillError("invalid settings:\n  AMPLITUDE_API_KEY: is required but not set")
+        sink: DeadLetterSink
+        if settings.kafka_bootstrap_servers:
+            from aiokafka import AIOKafkaProducer
+
+            from forwarder.kafka_security import client_options
+
+            producer = AIOKafkaProducer(
+                **client_options(settings),
+                acks="all",
+                enable_idempotence=True,
+                max_request_size=settings.dlq_max_value_bytes + 64 * 1024,
+            )
+            await producer.start()
+            sink = DeadLetterWriter(producer, settings.dlq_topic, settings.dlq_max_value_bytes)
+            where = f"the topic {settings.dlq_topic}"
+        else:
+            sink = FileDeadLetterWriter(str(dead_letters_file))
+            where = str(dead_letters_file)
+        client = AmplitudeClient(
+            settings.amplitude_endpoint(api),
+            settings.amplitude_api_key,
+            timeout_s=settings.amplitude_timeout_s,
+            min_id_length=settings.amplitude_min_id_length if settings.amplitude_min_id_length < 5 else None,
+        )
+        # Like replay: no live traffic to hold back, so a throttled user is waited for in place.
+        processor = BatchProcessor(rules, Deliverer(client, LIMITS[api], asyncio.sleep), sink, Metrics())
+
+    async def flush(position: Position) -> None:
+        nonlocal batch, batch_bytes
+        if not batch:
+            return
+        if processor is None:
+            done = BatchSummary(messages=len(batch))
+            for message in batch:
+                for outcome in process_message(message.value, rules, max_bytes=len(message.value)).outcomes:
+                    counts.add(outcome)
+                    done.read += 1
+        else:
+            done = await processor.process(batch)
+            checkpoint.save(position)
+        summary.add(done)
+        batch, batch_bytes = [], 0
+        await limiter.take(max(1, done.read))
+
+    sizes = [p.stat().st_size for p in files]
+    try:
+        with tqdm(
+            total=sum(sizes),
+            initial=sum(sizes[: start.file]),
+            desc="backfill",
+            unit="B",
+            unit_scale=True,
+            file=sys.stderr,
+        ) as bar:
+            progress = Progress(bar)
+            for index, path in enumerate(files):
+                if index < start.file:
+                    continue
+                progress.next_file()
+                for line, raw in read_inputs(path, progress):
+                    if index == start.file and line <= start.line:
+                        continue
+                    batch.append(SourceMessage(SourceRef(f"file:{path}", 0, line, None), raw))
+                    batch_bytes += len(raw)
+                    if len(batch) >= settings.batch_max_messages or batch_bytes >= settings.batch_max_bytes:
+                        await flush(Position(index, line))
+                await flush(Position(index, sys.maxsize))
+        if not dry_run:
+            checkpoint.save(Position(len(files), 0))
+    finally:
+        if client is not None:
+            await client.aclose()
+        if producer is not None:
+            await producer.stop()
+    return summary, counts, where
+
+
+def backfill(
+    settings: Settings,
+    paths: list[str],
+    events: str | None,
+    start: str | None,
+    end: str | None,
+    dry_run: bool,
+    rate: float,
+    restart: bool,
+    api: str = "batch",
+) -> int:
+    files = find_files(paths)
+    selection = Selection.parse(events or settings.events)
+    window = None
+    if start or end:
+        window = (parse_time(start) if start else 0, parse_time(end) if end else 2**62)
+        if window[1] <= window[0]:
+            raise BackfillError("--to must be after --from")
+    rules = MappingRules(
+        selection=selection,
+        min_id_length=settings.amplitude_min_id_length,
+        max_message_bytes=settings.max_message_bytes,
+        window=window,
+    )
+    fingerprint = _fingerprint(files, selection, window, api)
+    checkpoint = Checkpoint(_state_dir() / f"{fingerprint}.json", fingerprint)
+    if restart:
+        checkpoint.remove()
+    dead_letters_file = Path(f"backfill-dead-letters-{fingerprint}.jsonl").resolve()
+    started = time.monotonic()
+    summary, counts, where = asyncio.run(
+        _backfill(settings, files, rules, dry_run, api, rate, checkpoint, dead_letters_file)
+    )
+    elapsed = time.monotonic() - started
+    print_summary(summary, counts, dry_run)
+    if not dry_run:
+        rate_now = summary.read / elapsed if elapsed > 0 else 0.0
+        where = where if summary.dead_lettered else "none"
+        print(f"{len(files)} files in {elapsed:.1f} s ({rate_now:,.0f} events/s); dead letters: {where}")
+        print(f"checkpoint: {checkpoint.path} (all done; --restart to send again)")
+    return 0
