@@ -23,7 +23,7 @@ import httpx
 import orjson
 from tqdm import tqdm
 
-from forwarder.kafka_admin import create_topics
+from forwarder.kafka.admin import create_topics
 from forwarder.local.kafka import broker_for, free_port, stop_pid
 from forwarder.local.traffic import streams_requests
 

@@ -39,7 +39,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from tqdm import tqdm
 
 from forwarder.core.keys import partition_key
-from forwarder.kafka_admin import create_topics
+from forwarder.kafka.admin import create_topics
 from forwarder.local.kafka import broker_for, free_port, stop_pid
 from forwarder.local.traffic import make_event, streams_requests
 from forwarder.worker.observe import wait_until_committed

@@ -31,8 +31,8 @@ def _kafka_usable(settings: Settings, command: str) -> bool:
     """Connects once; wrong addresses or credentials end here with one line (the caller exits 1)."""
     import asyncio
 
-    from forwarder.kafka_admin import KafkaUnavailable, preflight
-    from forwarder.kafka_security import client_options
+    from forwarder.kafka.admin import KafkaUnavailable, preflight
+    from forwarder.kafka.security import client_options
 
     try:
         asyncio.run(preflight(client_options(settings)))
@@ -71,7 +71,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     from forwarder import logs
     from forwarder.ingest.app import KafkaSink, create_ingest_app
     from forwarder.ingest.auth import Credentials
-    from forwarder.kafka_security import client_options
+    from forwarder.kafka.security import client_options
 
     settings = _settings()
     if settings is None:
@@ -107,7 +107,8 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from forwarder import logs, replay
+    from forwarder import logs
+    from forwarder.commands import replay
 
     settings = _settings()
     if settings is None:
@@ -136,7 +137,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 def _cmd_backfill(args: argparse.Namespace) -> int:
     from forwarder import logs
-    from forwarder.backfill import BackfillError, backfill
+    from forwarder.commands.backfill import BackfillError, backfill
     from forwarder.settings import BackfillSettings
 
     settings = _settings(BackfillSettings)
@@ -157,8 +158,8 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
 def _cmd_topics(args: argparse.Namespace) -> int:
     import asyncio
 
-    from forwarder.kafka_security import client_options
-    from forwarder.topics import TopicsError, desired_topics, reconcile
+    from forwarder.kafka.security import client_options
+    from forwarder.kafka.topics import TopicsError, desired_topics, reconcile
 
     settings = _settings()
     if settings is None:
@@ -177,9 +178,9 @@ def _cmd_topics(args: argparse.Namespace) -> int:
 
 
 def _cmd_transform(args: argparse.Namespace) -> int:
+    from forwarder.commands.transform import read_input, transform
     from forwarder.core.pipeline import MappingRules
     from forwarder.core.select import Selection
-    from forwarder.transform import read_input, transform
 
     try:
         selection = Selection.parse(args.events)
@@ -263,7 +264,7 @@ def _cmd_kafka(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from forwarder.demo import run_demo
+    from forwarder.commands.demo import run_demo
 
     return run_demo(total_events=args.events)
 

@@ -1,6 +1,6 @@
 """POST a batch to Amplitude and say what happened to each event, without deciding what to do about it.
 
-The delivery policy (retry, split, dead-letter, wait) lives in ``forwarder.delivery``; this module only
+The delivery policy (retry, split, dead-letter, wait) lives in ``forwarder.amplitude.delivery``; this module only
 maps Amplitude's documented responses (shared/spec/amplitude-api.md, "Responses") onto typed results.
 """
 

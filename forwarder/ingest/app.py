@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from forwarder.ingest.auth import Credentials
 from forwarder.ingest.records import Batch, NotStreamsRequest, parse_batch
-from forwarder.kafka_admin import Connection, options_of
+from forwarder.kafka.admin import Connection, options_of
 
 log = logging.getLogger("forwarder.ingest")
 

@@ -19,7 +19,7 @@ import os
 import signal
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,16 +28,17 @@ import mode
 from aiokafka import AIOKafkaProducer
 
 from forwarder.amplitude.client import AmplitudeClient
+from forwarder.amplitude.delivery import Deliverer, FatalDeliveryError
 from forwarder.amplitude.limits import LIMITS
-from forwarder.dead_letters import DeadLetterWriter, SourceRef, header_map
-from forwarder.delivery import Deliverer, FatalDeliveryError
-from forwarder.kafka_security import client_options, faust_credentials
+from forwarder.kafka.dead_letters import DeadLetterWriter, header_map
+from forwarder.kafka.security import client_options, faust_credentials
 from forwarder.metrics import Metrics
+from forwarder.processing import BatchProcessor
 from forwarder.settings import WorkerSettings
+from forwarder.worker.acks import AckLoop
 from forwarder.worker.fastpath import Transport
 from forwarder.worker.health import Health
 from forwarder.worker.lost_offsets import LossWatch, PullCounter
-from forwarder.worker.processing import BatchProcessor, SourceMessage
 from forwarder.worker.progress import Progress
 from forwarder.worker.watchdog import KafkaSide, Watchdog
 
@@ -103,31 +104,6 @@ async def batch_processor(settings: WorkerSettings, metrics: Metrics, health: He
     finally:
         await client.aclose()
         await producer.stop()
-
-
-def _messages(batch: list[Any]) -> list[SourceMessage]:
-    return [
-        SourceMessage(SourceRef(e.message.topic, e.message.partition, e.message.offset, e.message.key), e.message.value)
-        for e in batch
-    ]
-
-
-def _by_size(batch: list[Any], max_bytes: int) -> list[list[Any]]:
-    """Consecutive runs of at most ``max_bytes`` of input, each acked as soon as it is final.
-
-    A taken batch can hold hundreds of 100-event messages; acking run by run bounds what a crash replays.
-    """
-    runs: list[list[Any]] = []
-    size = 0
-    for event in batch:
-        length = len(event.message.value or b"")
-        if runs and size + length <= max_bytes:
-            runs[-1].append(event)
-            size += length
-        else:
-            runs.append([event])
-            size = length
-    return runs
 
 
 def _not_before_s(batch: list[Any]) -> float:
@@ -206,43 +182,9 @@ def create_app(
     source = app.topic(settings.source_topic, value_type=bytes, key_type=bytes)
     retry_topic = app.topic(settings.retry_topic, value_type=bytes, key_type=bytes)
 
-    async def run(stream: Any, topic: str, name: str, wait_until_due: bool) -> None:
-        async with batch_processor(settings, metrics, health) as processor:
-            health.consuming = True
-            async for batch in stream.noack_take(settings.batch_max_messages, within=settings.batch_window_s):
-                progress.taken(topic, [(e.message.partition, e.message.timestamp) for e in batch])
-                if drain.requested.is_set() or health.fatal:
-                    await asyncio.Event().wait()  # taken but not processed: replayed after restart
-                with progress.working(topic):
-                    if wait_until_due and (delay := _not_before_s(batch) - time.time()) > 0:
-                        await asyncio.sleep(delay)
-                    with drain.batch():
-                        await pipeline(batch, processor, name)
-                progress.finished(topic)
-
-    async def pipeline(batch: list[Any], processor: BatchProcessor, name: str) -> None:
-        """Runs of the batch in offset order: run N+1 is mapped while run N's POST is out; POSTs stay
-        sequential and runs are acked in order, each only once all its events are final."""
-        in_flight: tuple[asyncio.Task[Any], list[Any]] | None = None
-        try:
-            for run_ in _by_size(batch, settings.batch_max_bytes):
-                if drain.requested.is_set():
-                    break
-                prepared = await processor.prepare_yielding(_messages(run_))
-                if in_flight is not None:
-                    await in_flight[0]
-                    for event in in_flight[1]:
-                        event.ack()
-                task = asyncio.ensure_future(processor.finish(prepared))
-                in_flight = (task, run_)
-                await asyncio.sleep(0)  # let it put its first request on the wire before mapping the next run
-            if in_flight is not None:
-                await in_flight[0]
-                for event in in_flight[1]:
-                    event.ack()
-        except FatalDeliveryError as exc:
+    def fatal(name: str) -> Callable[[FatalDeliveryError, Any], None]:
+        def on_fatal(exc: FatalDeliveryError, first: Any) -> None:
             health.fatal = str(exc)
-            first = in_flight[1][0].message if in_flight else batch[0].message
             log.error(
                 "delivery stopped: fatal configuration error; nothing past the last delivered batch is committed; "
                 "fix the setting and restart",
@@ -254,9 +196,23 @@ def create_app(
                     }
                 },
             )
-        finally:
-            if in_flight is not None and not in_flight[0].done():
-                in_flight[0].cancel()
+
+        return on_fatal
+
+    async def run(stream: Any, topic: str, name: str, wait_until_due: bool) -> None:
+        async with batch_processor(settings, metrics, health) as processor:
+            acks = AckLoop(processor, settings.batch_max_bytes, drain.requested.is_set, fatal(name))
+            health.consuming = True
+            async for batch in stream.noack_take(settings.batch_max_messages, within=settings.batch_window_s):
+                progress.taken(topic, [(e.message.partition, e.message.timestamp) for e in batch])
+                if drain.requested.is_set() or health.fatal:
+                    await asyncio.Event().wait()  # taken but not processed: replayed after restart
+                with progress.working(topic):
+                    if wait_until_due and (delay := _not_before_s(batch) - time.time()) > 0:
+                        await asyncio.sleep(delay)
+                    with drain.batch():
+                        await acks.process(batch)
+                progress.finished(topic)
 
     @app.agent(source, concurrency=1)
     async def forward(stream: Any) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from forwarder.kafka_admin import partition_offsets
+from forwarder.kafka.admin import partition_offsets
 
 
 @dataclass

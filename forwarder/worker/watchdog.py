@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from forwarder.dead_letters import LOST_TO_RETENTION, DeadLetterRecord, DeadLetterWriter, SourceRef
+from forwarder.kafka.dead_letters import LOST_TO_RETENTION, DeadLetterRecord, DeadLetterWriter, SourceRef
 from forwarder.metrics import Metrics
 from forwarder.worker.health import Health
 from forwarder.worker.lost_offsets import LossWatch, LostRange, PullCounter

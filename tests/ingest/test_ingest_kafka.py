@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from forwarder.ingest.app import KafkaSink, create_ingest_app
 from forwarder.ingest.auth import Credentials
-from forwarder.kafka_admin import create_topics
+from forwarder.kafka.admin import create_topics
 from forwarder.local.amplitude import ServiceThread
 from forwarder.local.kafka import LocalKafka
 from forwarder.local.traffic import streams_requests

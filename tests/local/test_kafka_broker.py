@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from forwarder.kafka_admin import create_topics
+from forwarder.kafka.admin import create_topics
 from tests.kafka_helpers import produce
 
 pytestmark = pytest.mark.kafka

@@ -26,8 +26,8 @@ import orjson
 import pytest
 
 from forwarder.core.keys import partition_key
-from forwarder.dead_letters import header_map
-from forwarder.kafka_admin import create_topics
+from forwarder.kafka.admin import create_topics
+from forwarder.kafka.dead_letters import header_map
 from forwarder.local.traffic import streams_requests
 from forwarder.worker.observe import wait_until_committed
 from tests.conftest import WorkerProcess

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from forwarder.dead_letters import DeadLetterRecord, header_map
+from forwarder.kafka.dead_letters import DeadLetterRecord, header_map
 from forwarder.metrics import Metrics
 from forwarder.worker.health import Health
 from forwarder.worker.lost_offsets import LossWatch, PullCounter

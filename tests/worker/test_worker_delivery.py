@@ -10,8 +10,8 @@ import orjson
 import pytest
 
 from forwarder.core.keys import partition_key
-from forwarder.dead_letters import header_map
-from forwarder.kafka_admin import create_topics, partition_offsets
+from forwarder.kafka.admin import create_topics, partition_offsets
+from forwarder.kafka.dead_letters import header_map
 from forwarder.local.traffic import streams_requests
 from forwarder.worker.observe import scrape_outcomes, wait_until_committed
 from tests.kafka_helpers import produce, read_all

@@ -11,7 +11,7 @@ import sys
 import orjson
 import pytest
 
-from forwarder.kafka_admin import create_topics
+from forwarder.kafka.admin import create_topics
 from forwarder.local.kafka import LocalKafka
 from forwarder.worker.observe import wait_until_committed
 from tests.kafka_helpers import produce

@@ -23,17 +23,17 @@ from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 from tqdm import tqdm
 
 from forwarder.amplitude.client import AmplitudeClient
+from forwarder.amplitude.delivery import Deliverer
 from forwarder.amplitude.limits import LIMITS
 from forwarder.core.outcomes import Filtered, OutcomeCounts
 from forwarder.core.pipeline import MappingRules, process_message
-from forwarder.dead_letters import LOST_TO_RETENTION, DeadLetterWriter, SourceRef, header_map
-from forwarder.delivery import Deliverer
-from forwarder.kafka_security import client_options
+from forwarder.kafka.dead_letters import LOST_TO_RETENTION, DeadLetterWriter, SourceRef, header_map
+from forwarder.kafka.security import client_options
 from forwarder.metrics import Metrics
+from forwarder.processing import BatchProcessor, BatchSummary, SourceMessage
 from forwarder.settings import Settings
-from forwarder.worker.processing import BatchProcessor, BatchSummary, SourceMessage
 
-log = logging.getLogger("forwarder.replay")
+log = logging.getLogger("forwarder.commands.replay")
 
 # Records are written after their events happen (MoEngage batches, retries, ingestion lag): seek this much
 # earlier than ``--from`` by record timestamp, then filter on the event's own time.

@@ -15,8 +15,8 @@ import orjson
 import pytest
 
 from forwarder.core import Forwarded, MappingRules, process_event
-from forwarder.dead_letters import DeadLetterRecord, DeadLetterWriter, SourceRef, header_map
-from forwarder.kafka_admin import create_topics
+from forwarder.kafka.admin import create_topics
+from forwarder.kafka.dead_letters import DeadLetterRecord, DeadLetterWriter, SourceRef, header_map
 from forwarder.worker.lost_offsets import LostRange
 from forwarder.worker.watchdog import lost_range_record
 from tests.kafka_helpers import produce, read_all

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import orjson
 
-SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "samples" / "streams-request.json"
+SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "samples" / "streams-request.json"
 
 
 def run(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:

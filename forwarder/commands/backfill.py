@@ -26,17 +26,17 @@ import orjson
 from tqdm import tqdm
 
 from forwarder.amplitude.client import AmplitudeClient
+from forwarder.amplitude.delivery import Deliverer
 from forwarder.amplitude.limits import LIMITS
+from forwarder.commands.replay import RateLimiter, parse_time, print_summary
+from forwarder.commands.transform import inputs
 from forwarder.core.outcomes import OutcomeCounts
 from forwarder.core.pipeline import MappingRules, process_message
 from forwarder.core.select import Selection
-from forwarder.dead_letters import DeadLetterSink, DeadLetterWriter, FileDeadLetterWriter, SourceRef
-from forwarder.delivery import Deliverer
+from forwarder.kafka.dead_letters import DeadLetterSink, DeadLetterWriter, FileDeadLetterWriter, SourceRef
 from forwarder.metrics import Metrics
-from forwarder.replay import RateLimiter, parse_time, print_summary
+from forwarder.processing import BatchProcessor, BatchSummary, SourceMessage
 from forwarder.settings import Settings
-from forwarder.transform import inputs
-from forwarder.worker.processing import BatchProcessor, BatchSummary, SourceMessage
 
 SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz")
 
@@ -185,7 +185,7 @@ async def _backfill(
         if settings.kafka_bootstrap_servers:
             from aiokafka import AIOKafkaProducer
 
-            from forwarder.kafka_security import client_options
+            from forwarder.kafka.security import client_options
 
             producer = AIOKafkaProducer(
                 **client_options(settings),

@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaProducer
 from tqdm import tqdm
 
 from forwarder.core.keys import partition_key
-from forwarder.kafka_admin import create_topics
+from forwarder.kafka.admin import create_topics
 from forwarder.local.amplitude import AmplitudeService, ServiceThread
 from forwarder.local.kafka import broker_for, free_port, stop_pid
 from forwarder.local.traffic import streams_requests

@@ -7,14 +7,14 @@ import orjson
 from pydantic import SecretStr
 
 from forwarder.amplitude.client import AmplitudeClient
+from forwarder.amplitude.delivery import Deliverer
 from forwarder.amplitude.limits import HTTP_V2
 from forwarder.core import MappingRules
-from forwarder.dead_letters import DeadLetterWriter, SourceRef
-from forwarder.delivery import Deliverer
+from forwarder.kafka.dead_letters import DeadLetterWriter, SourceRef
 from forwarder.local.amplitude import AmplitudeService
 from forwarder.local.traffic import streams_requests
 from forwarder.metrics import Metrics
-from forwarder.worker.processing import BatchProcessor, SourceMessage
+from forwarder.processing import BatchProcessor, SourceMessage
 
 
 class Letters(DeadLetterWriter):

@@ -7,8 +7,8 @@ import pytest
 from pydantic import SecretStr
 
 from forwarder.amplitude.client import AmplitudeClient
+from forwarder.amplitude.delivery import Backoff, Deliverer, FatalDeliveryError
 from forwarder.amplitude.limits import HTTP_V2, ApiLimits
-from forwarder.delivery import Backoff, Deliverer, FatalDeliveryError
 from forwarder.local.amplitude import AmplitudeService, Faults
 from tests.helpers import forwarded
 

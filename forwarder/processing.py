@@ -12,10 +12,10 @@ from typing import Any
 
 import orjson
 
+from forwarder.amplitude.delivery import Deliverer
 from forwarder.core.outcomes import Dropped, Filtered, Forwarded, Invalid
 from forwarder.core.pipeline import MappingRules, process_message
-from forwarder.dead_letters import DeadLetterRecord, DeadLetterSink, SourceRef
-from forwarder.delivery import Deliverer
+from forwarder.kafka.dead_letters import DeadLetterRecord, DeadLetterSink, SourceRef
 from forwarder.metrics import Metrics, OutcomeTally, tally
 
 log = logging.getLogger("forwarder.batch")

@@ -13,7 +13,7 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from forwarder.kafka_admin import Connection, create_topic, options_of
+from forwarder.kafka.admin import Connection, create_topic, options_of
 from forwarder.settings import Settings
 
 HOUR_MS = 3600 * 1000

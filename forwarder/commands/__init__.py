@@ -1,0 +1,1 @@
+"""What the command line runs, one module per command that does more than start a service."""

@@ -1,0 +1,114 @@
+"""Which offsets may be acknowledged: the most safety-critical loop of the worker, with no faust in it.
+
+A taken batch is cut into runs of at most ``max_run_bytes`` of input, in offset order. Run N+1 is mapped while
+run N's POST is out; POSTs stay sequential, and run N's messages are acknowledged only once all its events are
+final (delivered, dead-lettered, dropped, filtered, or parked in the retry topic). So:
+
+- acknowledgements follow offset order within the batch;
+- after a failure nothing more is acknowledged (a fatal answer parks the worker; anything else propagates and
+  crashes it, and a restart replays from the last commit);
+- a stop request between runs leaves the rest of the batch unacknowledged (replayed after restart), and a
+  cancellation mid-run acknowledges nothing of that run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from forwarder.amplitude.delivery import FatalDeliveryError
+from forwarder.kafka.dead_letters import SourceRef
+from forwarder.processing import BatchSummary, Prepared, SourceMessage
+
+
+class MessageView(Protocol):
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+class Taken(Protocol):
+    """A message handed over by the stream and acknowledged by its taker (faust's ``Event``)."""
+
+    @property
+    def message(self) -> Any: ...
+
+    def ack(self) -> Any: ...
+
+
+class Processor(Protocol):
+    """The two halves of ``BatchProcessor``: map (CPU), then deliver and store (I/O)."""
+
+    async def prepare_yielding(self, messages: Sequence[SourceMessage]) -> Prepared: ...
+
+    async def finish(self, prepared: Prepared) -> BatchSummary: ...
+
+
+def runs_by_size(batch: Sequence[Taken], max_bytes: int) -> list[list[Taken]]:
+    """Consecutive runs of at most ``max_bytes`` of input, each acked as soon as it is final.
+
+    A taken batch can hold hundreds of 100-event messages; acking run by run bounds what a crash replays.
+    """
+    runs: list[list[Taken]] = []
+    size = 0
+    for taken in batch:
+        length = len(taken.message.value or b"")
+        if runs and size + length <= max_bytes:
+            runs[-1].append(taken)
+            size += length
+        else:
+            runs.append([taken])
+            size = length
+    return runs
+
+
+def source_messages(run: Sequence[Taken]) -> list[SourceMessage]:
+    return [
+        SourceMessage(SourceRef(m.topic, m.partition, m.offset, m.key), m.value or b"")
+        for m in (taken.message for taken in run)
+    ]
+
+
+class AckLoop:
+    def __init__(
+        self,
+        processor: Processor,
+        max_run_bytes: int,
+        stopping: Callable[[], bool],
+        on_fatal: Callable[[FatalDeliveryError, Any], None],
+    ) -> None:
+        """``stopping``: true once shutdown began; ``on_fatal(error, first unacknowledged message)``."""
+        self._processor = processor
+        self._max_run_bytes = max_run_bytes
+        self._stopping = stopping
+        self._on_fatal = on_fatal
+
+    async def process(self, batch: Sequence[Taken]) -> None:
+        in_flight: tuple[asyncio.Task[BatchSummary], list[Taken]] | None = None
+        try:
+            for run in runs_by_size(batch, self._max_run_bytes):
+                if self._stopping():
+                    break
+                prepared = await self._processor.prepare_yielding(source_messages(run))
+                if in_flight is not None:
+                    await in_flight[0]
+                    _ack(in_flight[1])
+                in_flight = (asyncio.ensure_future(self._processor.finish(prepared)), run)
+                await asyncio.sleep(0)  # let it put its first request on the wire before mapping the next run
+            if in_flight is not None:
+                await in_flight[0]
+                _ack(in_flight[1])
+        except FatalDeliveryError as exc:
+            first = in_flight[1][0].message if in_flight else batch[0].message
+            self._on_fatal(exc, first)
+        finally:
+            if in_flight is not None and not in_flight[0].done():
+                in_flight[0].cancel()
+
+
+def _ack(run: Sequence[Taken]) -> None:
+    for taken in run:
+        taken.ack()

@@ -1,0 +1,171 @@
+"""The ack loop without a broker: what may be acknowledged, and when."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from pydantic import SecretStr
+
+from forwarder.amplitude.client import AmplitudeClient
+from forwarder.amplitude.delivery import Deliverer, FatalDeliveryError
+from forwarder.amplitude.limits import LIMITS
+from forwarder.core import MappingRules
+from forwarder.kafka.dead_letters import DeadLetterRecord
+from forwarder.local.amplitude import AmplitudeService
+from forwarder.metrics import Metrics
+from forwarder.processing import BatchProcessor, BatchSummary, Prepared, SourceMessage
+from forwarder.worker.acks import AckLoop
+
+
+@dataclass
+class Message:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+@dataclass
+class Taken:
+    message: Message
+    log: list[str]
+
+    def ack(self) -> None:
+        self.log.append(f"ack {self.message.offset}")
+
+
+def batch(log: list[str], count: int, size: int = 100) -> list[Taken]:
+    return [Taken(Message("src", 0, offset, b"k", b"x" * size), log) for offset in range(count)]
+
+
+@dataclass
+class FakeProcessor:
+    """Each run's ``finish`` waits for its gate; ``fail_on`` raises there."""
+
+    log: list[str]
+    fail_on: int | None = None
+    error: BaseException = field(default_factory=lambda: FatalDeliveryError("Amplitude refused the API key"))
+    gates: dict[int, asyncio.Event] = field(default_factory=dict)
+    waiting: asyncio.Event = field(default_factory=asyncio.Event)  # set when a run waits at its gate
+    runs: int = 0
+
+    async def prepare_yielding(self, messages: Sequence[SourceMessage]) -> Prepared:
+        prepared = Prepared.empty(len(messages))
+        prepared.pending = [m.ref.offset for m in messages]  # type: ignore[list-item]  # the fake's own bookkeeping
+        return prepared
+
+    async def finish(self, prepared: Prepared) -> BatchSummary:
+        run = self.runs
+        self.runs += 1
+        offsets: list[Any] = prepared.pending
+        self.log.append(f"post {offsets[0]}-{offsets[-1]}")
+        if run in self.gates:
+            self.waiting.set()
+            await self.gates[run].wait()
+        if run == self.fail_on:
+            raise self.error
+        return prepared.summary
+
+
+def loop(processor: Any, fatal: list[Any] | None = None) -> AckLoop:
+    seen = fatal if fatal is not None else []
+    return AckLoop(processor, 300, lambda: False, lambda exc, first: seen.append((str(exc), first.offset)))
+
+
+def acked(log: list[str]) -> list[int]:
+    return [int(line.split()[1]) for line in log if line.startswith("ack")]
+
+
+async def test_runs_are_acknowledged_in_offset_order_each_after_its_post() -> None:
+    log: list[str] = []
+    await loop(FakeProcessor(log)).process(batch(log, 9))  # 3 messages of 100 bytes per 300-byte run
+    assert acked(log) == list(range(9))
+    assert log.index("post 0-2") < log.index("ack 0")
+    assert log.index("post 3-5") < log.index("ack 3")
+
+
+async def test_after_a_fatal_answer_nothing_more_is_acknowledged() -> None:
+    log: list[str] = []
+    fatal: list[Any] = []
+    await loop(FakeProcessor(log, fail_on=1), fatal=fatal).process(batch(log, 9))
+    assert acked(log) == [0, 1, 2]
+    assert fatal == [("Amplitude refused the API key", 3)]  # the first message not acknowledged
+
+
+async def test_any_other_failure_propagates_with_nothing_after_it_acknowledged() -> None:
+    log: list[str] = []
+    processor = FakeProcessor(log, fail_on=1, error=RuntimeError("the dead-letter topic refused the write"))
+    with pytest.raises(RuntimeError):
+        await loop(processor).process(batch(log, 9))
+    assert acked(log) == [0, 1, 2]
+
+
+async def test_a_stop_request_leaves_the_rest_of_the_batch_unacknowledged() -> None:
+    log: list[str] = []
+    stop = False
+
+    class StopDuringFirstPost(FakeProcessor):
+        async def finish(self, prepared: Prepared) -> BatchSummary:
+            nonlocal stop
+            stop = True  # SIGTERM arrives while run 1's POST is out
+            return await super().finish(prepared)
+
+    await AckLoop(StopDuringFirstPost(log), 300, lambda: stop, lambda exc, first: None).process(batch(log, 9))
+    # Run 1 was out when the stop came: it finishes and is acknowledged. Runs 2 and 3 never start.
+    assert acked(log) == [0, 1, 2]
+    assert log == ["post 0-2", "ack 0", "ack 1", "ack 2"]
+
+
+async def test_a_cancellation_mid_post_acknowledges_nothing_of_that_run() -> None:
+    log: list[str] = []
+    processor = FakeProcessor(log, gates={1: asyncio.Event()})
+    task = asyncio.ensure_future(loop(processor).process(batch(log, 9)))
+    await processor.waiting.wait()
+    assert log[-1] == "post 3-5"
+    task.cancel()  # the shutdown deadline passed with run 2's POST still out
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert acked(log) == [0, 1, 2]
+
+
+async def test_a_throttled_event_is_parked_in_the_retry_topic_before_its_message_is_acknowledged() -> None:
+    """With the real BatchProcessor and the local Amplitude service throttling one user."""
+    log: list[str] = []
+
+    class Sink:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        async def write(self, records: list[DeadLetterRecord]) -> None:
+            for record in records:
+                log.append(f"{self.name} {record.source.offset} {record.reason}")
+
+    service = AmplitudeService(api_keys={"k"})
+    service.faults.throttled_users = {"customer-hot"}
+    client = AmplitudeClient(
+        "http://amplitude.local/2/httpapi", SecretStr("k"), transport=httpx.ASGITransport(app=service.app)
+    )
+    processor = BatchProcessor(
+        MappingRules(),
+        Deliverer(client, LIMITS["http"], asyncio.sleep, defer_throttled=True),
+        Sink("dead-letter"),
+        Metrics(),
+        retries=Sink("park"),
+    )
+    events = [
+        {"event_code": "SMS_SENT", "event_uuid": f"e{i}", "uid": uid, "event_time": 1_700_000_000}
+        for i, uid in enumerate(["customer-calm", "customer-hot", "customer-calm"])
+    ]
+    taken = [Taken(Message("src", 0, i, b"k", orjson.dumps(e)), log) for i, e in enumerate(events)]
+    await AckLoop(processor, 1_000_000, lambda: False, lambda exc, first: None).process(taken)
+    await client.aclose()
+    assert log.index("park 1 throttled") < log.index("ack 1")
+    assert acked(log) == [0, 1, 2]
+    assert set(service.recorder.by_insert_id) == {"e0", "e2"}
