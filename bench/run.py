@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -42,6 +41,7 @@ from forwarder.core.keys import partition_key
 from forwarder.kafka.admin import create_topics
 from forwarder.local.kafka import broker_for, free_port, stop_pid
 from forwarder.local.traffic import make_event, streams_requests
+from forwarder.wiring import worker_environment
 from forwarder.worker.observe import wait_until_committed
 
 OUT = Path(__file__).resolve().parent / "out"
@@ -178,19 +178,18 @@ def start_workers(
 ) -> list[subprocess.Popen[bytes]]:
     workers = []
     for _ in range(count):
-        env = {
-            **os.environ,
-            "KAFKA_BOOTSTRAP_SERVERS": servers,
-            "FORWARDER_SOURCE_TOPIC": topic,
-            "FORWARDER_GROUP_ID": group,
-            "FORWARDER_DLQ_TOPIC": topic + "-dlq",
-            "FORWARDER_RETRY_TOPIC": topic + "-retry",
-            "AMPLITUDE_API_KEY": API_KEY,
-            "AMPLITUDE_API_URL": amplitude_url,
-            "FORWARDER_WEB_PORT": str(free_port()),
-            "FORWARDER_LOG_LEVEL": "WARNING",
-            "FORWARDER_SESSION_TIMEOUT_S": "10",
-        }
+        env = worker_environment(
+            servers,
+            amplitude_url,
+            topic,
+            group,
+            topic + "-dlq",
+            API_KEY,
+            FORWARDER_RETRY_TOPIC=topic + "-retry",
+            FORWARDER_WEB_PORT=str(free_port()),
+            FORWARDER_LOG_LEVEL="WARNING",
+            FORWARDER_SESSION_TIMEOUT_S="10",
+        )
         workers.append(
             subprocess.Popen([sys.executable, "-m", "forwarder", "worker"], env=env, stderr=subprocess.DEVNULL)
         )

@@ -150,7 +150,7 @@ class AmplitudeClient:
         timeout_s: float = 10.0,
         min_id_length: int | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
-        observer: RequestObserver = _ignore,
+        observer: RequestObserver | None = None,
     ) -> None:
         self.endpoint = endpoint
         self._builder = BodyBuilder(api_key.get_secret_value(), min_id_length)
@@ -160,7 +160,7 @@ class AmplitudeClient:
             transport=transport,
             headers={"Content-Type": "application/json", "Accept": "*/*"},
         )
-        self._observe = observer
+        self._observe = observer or _ignore
 
     @property
     def body_overhead(self) -> int:

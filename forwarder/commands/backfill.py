@@ -12,6 +12,7 @@ one batch again when it is started again with the same arguments. ``--restart`` 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import hashlib
 import os
@@ -25,18 +26,15 @@ from typing import IO, cast
 import orjson
 from tqdm import tqdm
 
-from forwarder.amplitude.client import AmplitudeClient
-from forwarder.amplitude.delivery import Deliverer
-from forwarder.amplitude.limits import LIMITS
 from forwarder.commands.replay import RateLimiter, parse_time, print_summary
 from forwarder.commands.transform import inputs
 from forwarder.core.outcomes import OutcomeCounts
 from forwarder.core.pipeline import MappingRules, process_message
 from forwarder.core.select import Selection
-from forwarder.kafka.dead_letters import DeadLetterSink, DeadLetterWriter, FileDeadLetterWriter, SourceRef
-from forwarder.metrics import Metrics
+from forwarder.kafka.dead_letters import SourceRef
 from forwarder.processing import BatchProcessor, BatchSummary, SourceMessage
 from forwarder.settings import Settings
+from forwarder.wiring import processing_stack
 
 SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz")
 
@@ -172,41 +170,34 @@ async def _backfill(
     start = (None if dry_run else checkpoint.load()) or Position(0, 0)
     limiter = RateLimiter(rate)
     summary, counts = BatchSummary(), OutcomeCounts()
+    async with contextlib.AsyncExitStack() as exits:
+        processor: BatchProcessor | None = None
+        where = "none (dry run)"
+        if not dry_run:
+            stack = await exits.enter_async_context(
+                processing_stack(settings, rules, api=api, dead_letters_file=dead_letters_file)
+            )
+            processor, where = stack.processor, stack.dead_letters_at
+        await _send(files, rules, settings, processor, start, checkpoint, limiter, summary, counts)
+        if not dry_run:
+            checkpoint.save(Position(len(files), 0))
+    return summary, counts, where
+
+
+async def _send(
+    files: list[Path],
+    rules: MappingRules,
+    settings: Settings,
+    processor: BatchProcessor | None,
+    start: Position,
+    checkpoint: Checkpoint,
+    limiter: RateLimiter,
+    summary: BatchSummary,
+    counts: OutcomeCounts,
+) -> None:
+    """Reads the files from ``start`` and processes them in batches (a dry run: ``processor`` None)."""
     batch: list[SourceMessage] = []
     batch_bytes = 0
-    producer = None
-    client: AmplitudeClient | None = None
-    processor: BatchProcessor | None = None
-    where = "none (dry run)"
-    if not dry_run:
-        if settings.amplitude_api_key is None:
-            raise BackfillError("invalid settings:\n  AMPLITUDE_API_KEY: is required but not set")
-        sink: DeadLetterSink
-        if settings.kafka_bootstrap_servers:
-            from aiokafka import AIOKafkaProducer
-
-            from forwarder.kafka.security import client_options
-
-            producer = AIOKafkaProducer(
-                **client_options(settings),
-                acks="all",
-                enable_idempotence=True,
-                max_request_size=settings.dlq_max_value_bytes + 64 * 1024,
-            )
-            await producer.start()
-            sink = DeadLetterWriter(producer, settings.dlq_topic, settings.dlq_max_value_bytes)
-            where = f"the topic {settings.dlq_topic}"
-        else:
-            sink = FileDeadLetterWriter(str(dead_letters_file))
-            where = str(dead_letters_file)
-        client = AmplitudeClient(
-            settings.amplitude_endpoint(api),
-            settings.amplitude_api_key,
-            timeout_s=settings.amplitude_timeout_s,
-            min_id_length=settings.amplitude_min_id_length if settings.amplitude_min_id_length < 5 else None,
-        )
-        # Like replay: no live traffic to hold back, so a throttled user is waited for in place.
-        processor = BatchProcessor(rules, Deliverer(client, LIMITS[api], asyncio.sleep), sink, Metrics())
 
     async def flush(position: Position) -> None:
         nonlocal batch, batch_bytes
@@ -226,36 +217,27 @@ async def _backfill(
         await limiter.take(max(1, done.read))
 
     sizes = [p.stat().st_size for p in files]
-    try:
-        with tqdm(
-            total=sum(sizes),
-            initial=sum(sizes[: start.file]),
-            desc="backfill",
-            unit="B",
-            unit_scale=True,
-            file=sys.stderr,
-        ) as bar:
-            progress = Progress(bar)
-            for index, path in enumerate(files):
-                if index < start.file:
+    with tqdm(
+        total=sum(sizes),
+        initial=sum(sizes[: start.file]),
+        desc="backfill",
+        unit="B",
+        unit_scale=True,
+        file=sys.stderr,
+    ) as bar:
+        progress = Progress(bar)
+        for index, path in enumerate(files):
+            if index < start.file:
+                continue
+            progress.next_file()
+            for line, raw in read_inputs(path, progress):
+                if index == start.file and line <= start.line:
                     continue
-                progress.next_file()
-                for line, raw in read_inputs(path, progress):
-                    if index == start.file and line <= start.line:
-                        continue
-                    batch.append(SourceMessage(SourceRef(f"file:{path}", 0, line, None), raw))
-                    batch_bytes += len(raw)
-                    if len(batch) >= settings.batch_max_messages or batch_bytes >= settings.batch_max_bytes:
-                        await flush(Position(index, line))
-                await flush(Position(index, sys.maxsize))
-        if not dry_run:
-            checkpoint.save(Position(len(files), 0))
-    finally:
-        if client is not None:
-            await client.aclose()
-        if producer is not None:
-            await producer.stop()
-    return summary, counts, where
+                batch.append(SourceMessage(SourceRef(f"file:{path}", 0, line, None), raw))
+                batch_bytes += len(raw)
+                if len(batch) >= settings.batch_max_messages or batch_bytes >= settings.batch_max_bytes:
+                    await flush(Position(index, line))
+            await flush(Position(index, sys.maxsize))
 
 
 def backfill(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ from forwarder.kafka.admin import create_topics
 from forwarder.local.amplitude import AmplitudeService, ServiceThread
 from forwarder.local.kafka import broker_for, free_port, stop_pid
 from forwarder.local.traffic import streams_requests
+from forwarder.wiring import worker_environment
 from forwarder.worker.observe import scrape_outcomes, wait_until_committed
 
 TOPIC = "moengage-streams"
@@ -61,16 +61,9 @@ def run_demo(total_events: int = 5000, timeout_s: float = 300.0) -> int:
         asyncio.run(create_topics(servers, {TOPIC: 3, DLQ_TOPIC: 1}))
         asyncio.run(publish(servers, total_events))
         web_port = free_port()
-        env = {
-            **os.environ,
-            "KAFKA_BOOTSTRAP_SERVERS": servers,
-            "FORWARDER_SOURCE_TOPIC": TOPIC,
-            "FORWARDER_DLQ_TOPIC": DLQ_TOPIC,
-            "FORWARDER_GROUP_ID": GROUP,
-            "AMPLITUDE_API_KEY": "demo-key",
-            "AMPLITUDE_API_URL": amplitude_url,
-            "FORWARDER_WEB_PORT": str(web_port),
-        }
+        env = worker_environment(
+            servers, amplitude_url, TOPIC, GROUP, DLQ_TOPIC, "demo-key", FORWARDER_WEB_PORT=str(web_port)
+        )
         with tempfile.TemporaryDirectory() as tmp:
             log_path = Path(tmp) / "worker.log"
             with open(log_path, "wb") as log_file:

@@ -18,20 +18,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 from tqdm import tqdm
 
-from forwarder.amplitude.client import AmplitudeClient
-from forwarder.amplitude.delivery import Deliverer
-from forwarder.amplitude.limits import LIMITS
 from forwarder.core.outcomes import Filtered, OutcomeCounts
 from forwarder.core.pipeline import MappingRules, process_message
-from forwarder.kafka.dead_letters import LOST_TO_RETENTION, DeadLetterWriter, SourceRef, header_map
+from forwarder.kafka.dead_letters import LOST_TO_RETENTION, SourceRef, header_map
 from forwarder.kafka.security import client_options
-from forwarder.metrics import Metrics
-from forwarder.processing import BatchProcessor, BatchSummary, SourceMessage
+from forwarder.processing import BatchSummary, SourceMessage
 from forwarder.settings import Settings
+from forwarder.wiring import processing_stack
 
 log = logging.getLogger("forwarder.commands.replay")
 
@@ -188,31 +185,8 @@ async def _run(
 
             return await _drive(consumer, plan, handle, False, settings.batch_max_messages, limiter, label), counts
 
-        key = settings.amplitude_api_key
-        if key is None:
-            raise SystemExit("invalid settings:\n  AMPLITUDE_API_KEY: is required but not set")
-        producer = AIOKafkaProducer(
-            **client_options(settings),
-            acks="all",
-            enable_idempotence=True,
-            max_request_size=settings.dlq_max_value_bytes + 64 * 1024,
-        )
-        await producer.start()
-        client = AmplitudeClient(
-            settings.amplitude_endpoint(api),
-            key,
-            timeout_s=settings.amplitude_timeout_s,
-            min_id_length=settings.amplitude_min_id_length if settings.amplitude_min_id_length < 5 else None,
-        )
-
-        # A replay may wait for a throttled user in place: it has no live traffic to hold back.
-        processor = BatchProcessor(
-            rules,
-            Deliverer(client, LIMITS[api], asyncio.sleep),
-            DeadLetterWriter(producer, settings.dlq_topic, settings.dlq_max_value_bytes),
-            Metrics(),
-        )
-        try:
+        async with processing_stack(settings, rules, api=api) as stack:
+            processor = stack.processor
 
             async def deliver(records: list[ConsumerRecord]) -> BatchSummary:
                 wanted = [r for r in records if keep(r)]
@@ -222,9 +196,6 @@ async def _run(
                 return await processor.process(messages) if messages else BatchSummary(messages=len(records))
 
             return await _drive(consumer, plan, deliver, True, settings.batch_max_messages, limiter, label), counts
-        finally:
-            await client.aclose()
-            await producer.stop()
     finally:
         await consumer.stop()
 

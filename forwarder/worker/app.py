@@ -19,22 +19,19 @@ import os
 import signal
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import faust
 import mode
-from aiokafka import AIOKafkaProducer
 
-from forwarder.amplitude.client import AmplitudeClient
-from forwarder.amplitude.delivery import Deliverer, FatalDeliveryError
-from forwarder.amplitude.limits import LIMITS
-from forwarder.kafka.dead_letters import DeadLetterWriter, header_map
+from forwarder.amplitude.delivery import FatalDeliveryError
+from forwarder.kafka.dead_letters import header_map
 from forwarder.kafka.security import client_options, faust_credentials
 from forwarder.metrics import Metrics
-from forwarder.processing import BatchProcessor
 from forwarder.settings import WorkerSettings
+from forwarder.wiring import processing_stack
 from forwarder.worker.acks import AckLoop
 from forwarder.worker.fastpath import Transport
 from forwarder.worker.health import Health
@@ -69,41 +66,6 @@ class Drain:
             self.busy -= 1
             if self.busy == 0:
                 self.idle.set()
-
-
-@contextlib.asynccontextmanager
-async def batch_processor(settings: WorkerSettings, metrics: Metrics, health: Health) -> AsyncIterator[BatchProcessor]:
-    producer = AIOKafkaProducer(
-        **client_options(settings),
-        acks="all",
-        enable_idempotence=True,
-        # Headers ride along with the value: leave them room.
-        max_request_size=settings.dlq_max_value_bytes + 64 * 1024,
-    )
-    await producer.start()
-
-    def observe(status: str, seconds: float) -> None:
-        metrics.observe_request(status, seconds)
-        health.amplitude_answered(status)
-
-    client = AmplitudeClient(
-        settings.amplitude_endpoint(),
-        settings.amplitude_api_key,
-        timeout_s=settings.amplitude_timeout_s,
-        min_id_length=settings.amplitude_min_id_length if settings.amplitude_min_id_length < 5 else None,
-        observer=observe,
-    )
-    try:
-        yield BatchProcessor(
-            settings.mapping_rules(),
-            Deliverer(client, LIMITS[settings.amplitude_api], asyncio.sleep, defer_throttled=True),
-            DeadLetterWriter(producer, settings.dlq_topic, settings.dlq_max_value_bytes),
-            metrics,
-            retries=DeadLetterWriter(producer, settings.retry_topic, settings.dlq_max_value_bytes),
-        )
-    finally:
-        await client.aclose()
-        await producer.stop()
 
 
 def _not_before_s(batch: list[Any]) -> float:
@@ -200,8 +162,15 @@ def create_app(
         return on_fatal
 
     async def run(stream: Any, topic: str, name: str, wait_until_due: bool) -> None:
-        async with batch_processor(settings, metrics, health) as processor:
-            acks = AckLoop(processor, settings.batch_max_bytes, drain.requested.is_set, fatal(name))
+        def observe(status: str, seconds: float) -> None:
+            metrics.observe_request(status, seconds)
+            health.amplitude_answered(status)
+
+        stack = processing_stack(
+            settings, settings.mapping_rules(), metrics=metrics, on_answer=observe, park_throttled=True
+        )
+        async with stack as built:
+            acks = AckLoop(built.processor, settings.batch_max_bytes, drain.requested.is_set, fatal(name))
             health.consuming = True
             async for batch in stream.noack_take(settings.batch_max_messages, within=settings.batch_window_s):
                 progress.taken(topic, [(e.message.partition, e.message.timestamp) for e in batch])

@@ -13,6 +13,7 @@ from forwarder.core.keys import partition_key
 from forwarder.kafka.admin import create_topics, partition_offsets
 from forwarder.kafka.dead_letters import header_map
 from forwarder.local.traffic import streams_requests
+from forwarder.wiring import worker_environment
 from forwarder.worker.observe import scrape_outcomes, wait_until_committed
 from tests.kafka_helpers import produce, read_all
 
@@ -20,14 +21,7 @@ pytestmark = pytest.mark.kafka
 
 
 def worker_env(kafka: str, url: str, source: str, dlq: str, group: str, key: str = "test-key") -> dict[str, str]:
-    return {
-        "KAFKA_BOOTSTRAP_SERVERS": kafka,
-        "FORWARDER_SOURCE_TOPIC": source,
-        "FORWARDER_DLQ_TOPIC": dlq,
-        "FORWARDER_GROUP_ID": group,
-        "AMPLITUDE_API_KEY": key,
-        "AMPLITUDE_API_URL": url,
-    }
+    return worker_environment(kafka, url, source, group, dlq, key)
 
 
 def test_events_arrive_and_committed_offsets_cover_exactly_the_delivered(kafka, amplitude, topic_names, worker_factory):

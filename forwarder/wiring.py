@@ -1,0 +1,120 @@
+"""The composition root: the one place that builds the processing stack from settings.
+
+Kafka producer (dead letters, parked events) -> Amplitude client -> delivery policy -> ``BatchProcessor``. The
+worker, ``replay``, ``replay-dlq`` and ``backfill`` all get theirs here, so a change to how the stack is built
+is made once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiokafka import AIOKafkaProducer
+
+from forwarder.amplitude.client import AmplitudeClient
+from forwarder.amplitude.delivery import Deliverer
+from forwarder.amplitude.limits import LIMITS
+from forwarder.core.pipeline import MappingRules
+from forwarder.kafka.dead_letters import DeadLetterSink, DeadLetterWriter, FileDeadLetterWriter
+from forwarder.kafka.security import client_options
+from forwarder.metrics import Metrics
+from forwarder.processing import BatchProcessor
+from forwarder.settings import Settings, SettingsError
+
+
+@dataclass(frozen=True)
+class Stack:
+    processor: BatchProcessor
+    # Where dead letters go, for summaries: "the topic NAME" or a file path.
+    dead_letters_at: str
+
+
+@contextlib.asynccontextmanager
+async def processing_stack(
+    settings: Settings,
+    rules: MappingRules,
+    *,
+    api: str | None = None,
+    metrics: Metrics | None = None,
+    on_answer: Callable[[str, float], None] | None = None,
+    park_throttled: bool = False,
+    dead_letters_file: Path | None = None,
+) -> AsyncIterator[Stack]:
+    """``park_throttled``: the worker's way, throttled events wait in the retry topic instead of in place (a
+    replay or backfill has no live traffic to hold back). ``dead_letters_file``: where dead letters go when
+    no Kafka is configured (``backfill``). ``on_answer(status, seconds)``: each Amplitude answer."""
+    key = settings.amplitude_api_key
+    if key is None:
+        raise SettingsError("invalid settings:\n  AMPLITUDE_API_KEY: is required but not set")
+    api = api or settings.amplitude_api
+    producer: AIOKafkaProducer | None = None
+    if settings.kafka_bootstrap_servers:
+        producer = AIOKafkaProducer(
+            **client_options(settings),
+            acks="all",
+            enable_idempotence=True,
+            # Headers ride along with the value: leave them room.
+            max_request_size=settings.dlq_max_value_bytes + 64 * 1024,
+        )
+        await producer.start()
+    client = AmplitudeClient(
+        settings.amplitude_endpoint(api),
+        key,
+        timeout_s=settings.amplitude_timeout_s,
+        min_id_length=settings.amplitude_min_id_length if settings.amplitude_min_id_length < 5 else None,
+        observer=on_answer,
+    )
+    try:
+        dead_letters: DeadLetterSink
+        if producer is not None:
+            dead_letters = DeadLetterWriter(producer, settings.dlq_topic, settings.dlq_max_value_bytes)
+            where = f"the topic {settings.dlq_topic}"
+        elif dead_letters_file is not None:
+            dead_letters = FileDeadLetterWriter(str(dead_letters_file))
+            where = str(dead_letters_file)
+        else:
+            raise SettingsError("invalid settings:\n  KAFKA_BOOTSTRAP_SERVERS: is required but not set")
+        parked = None
+        if park_throttled:
+            if producer is None:
+                raise SettingsError("invalid settings:\n  KAFKA_BOOTSTRAP_SERVERS: is required but not set")
+            parked = DeadLetterWriter(producer, settings.retry_topic, settings.dlq_max_value_bytes)
+        processor = BatchProcessor(
+            rules,
+            Deliverer(client, LIMITS[api], asyncio.sleep, defer_throttled=park_throttled),
+            dead_letters,
+            metrics or Metrics(),
+            retries=parked,
+        )
+        yield Stack(processor, where)
+    finally:
+        await client.aclose()
+        if producer is not None:
+            await producer.stop()
+
+
+def worker_environment(
+    servers: str,
+    amplitude_url: str,
+    source_topic: str,
+    group: str,
+    dlq_topic: str,
+    api_key: str,
+    **extra: str,
+) -> dict[str, str]:
+    """The environment of a ``forwarder worker`` process the demo, the benchmark or a test starts."""
+    return {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": servers,
+        "FORWARDER_SOURCE_TOPIC": source_topic,
+        "FORWARDER_DLQ_TOPIC": dlq_topic,
+        "FORWARDER_GROUP_ID": group,
+        "AMPLITUDE_API_KEY": api_key,
+        "AMPLITUDE_API_URL": amplitude_url,
+        **extra,
+    }
