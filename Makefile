@@ -29,6 +29,7 @@ test-fast: install
 
 lint: install
 	$(BIN)/ruff check forwarder schemas tests bench
+	$(BIN)/ruff format --check forwarder schemas tests bench
 	$(BIN)/mypy
 
 ## make kafka / make kafka-stop: a local broker in the background; the last line is its address

@@ -55,7 +55,7 @@ def test_bad_input_gets_one_line_not_a_traceback(args: tuple[str, ...], env: dic
 
 
 @pytest.mark.kafka
-def test_topics_with_more_replicas_than_brokers_names_the_setting_and_the_fix(kafka, topic_names) -> None:  # type: ignore[no-untyped-def]
+def test_topics_with_more_replicas_than_brokers_names_the_setting_and_the_fix(kafka, topic_names) -> None:
     env = {"KAFKA_BOOTSTRAP_SERVERS": kafka, "FORWARDER_SOURCE_TOPIC": topic_names("src")}
     result = forwarder("topics", env=env)
     assert result.returncode == 1

@@ -18,7 +18,8 @@ from forwarder.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "docker"
-SUBCOMMANDS = set(build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+_commands = build_parser()._subparsers._group_actions[0]  # type: ignore[union-attr]  # argparse keeps them private
+SUBCOMMANDS = set(_commands.choices or ())
 SETTINGS = {
     str(f.validation_alias.choices[0])
     for f in Settings.model_fields.values()

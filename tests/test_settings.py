@@ -15,7 +15,7 @@ BASE = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092", "AMPLITUDE_API_KEY": SECRET
 
 
 @pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+def env(monkeypatch: pytest.MonkeyPatch):
     for name in (
         "KAFKA_BOOTSTRAP_SERVERS",
         "AMPLITUDE_API_KEY",
@@ -35,7 +35,7 @@ def env(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     return set_env
 
 
-def test_defaults_point_at_amplitude_us_http_v2(env) -> None:  # type: ignore[no-untyped-def]
+def test_defaults_point_at_amplitude_us_http_v2(env) -> None:
     env()
     settings = load_settings()
     assert settings.amplitude_endpoint() == "https://api2.amplitude.com/2/httpapi"
@@ -53,12 +53,12 @@ def test_defaults_point_at_amplitude_us_http_v2(env) -> None:  # type: ignore[no
         ("eu", "batch", "https://api.eu.amplitude.com/batch"),
     ],
 )
-def test_all_four_residency_and_endpoint_combinations(env, residency: str, api: str, url: str) -> None:  # type: ignore[no-untyped-def]
+def test_all_four_residency_and_endpoint_combinations(env, residency: str, api: str, url: str) -> None:
     env(AMPLITUDE_RESIDENCY=residency, AMPLITUDE_API=api)
     assert load_settings().amplitude_endpoint() == url
 
 
-def test_the_local_service_overrides_the_base_url(env) -> None:  # type: ignore[no-untyped-def]
+def test_the_local_service_overrides_the_base_url(env) -> None:
     env(AMPLITUDE_API_URL="http://127.0.0.1:8765/")
     assert load_settings().amplitude_endpoint() == "http://127.0.0.1:8765/2/httpapi"
 
@@ -73,7 +73,7 @@ def test_the_local_service_overrides_the_base_url(env) -> None:  # type: ignore[
         ({"AMPLITUDE_API_URL": "ftp://x"}, "AMPLITUDE_API_URL: Value error, must start with http"),
     ],
 )
-def test_a_bad_setting_is_named(env, overrides: dict[str, str], message: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_bad_setting_is_named(env, overrides: dict[str, str], message: str) -> None:
     env(**overrides)
     with pytest.raises(SettingsError) as caught:
         load_settings()
@@ -81,14 +81,14 @@ def test_a_bad_setting_is_named(env, overrides: dict[str, str], message: str) ->
     assert SECRET not in str(caught.value)
 
 
-def test_missing_required_settings_are_named(env, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_missing_required_settings_are_named(env, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(SettingsError) as caught:
         load_settings(WorkerSettings)
     assert "KAFKA_BOOTSTRAP_SERVERS: is required but not set" in str(caught.value)
     assert "AMPLITUDE_API_KEY: is required but not set" in str(caught.value)
 
 
-def test_the_ingestion_service_needs_no_amplitude_key(env, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_the_ingestion_service_needs_no_amplitude_key(env, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     assert load_settings().amplitude_api_key is None
 
@@ -105,7 +105,7 @@ def test_the_ingestion_service_needs_no_amplitude_key(env, monkeypatch: pytest.M
         ("FORWARDER_INGEST_PATH", "no-slash", "FORWARDER_INGEST_PATH: String should match pattern"),
     ],
 )
-def test_bad_ingest_settings_are_named_without_their_value(env, name: str, value: str, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_bad_ingest_settings_are_named_without_their_value(env, name: str, value: str, message: str) -> None:
     env(**{name: value})
     with pytest.raises(SettingsError) as caught:
         load_settings()
@@ -113,7 +113,7 @@ def test_bad_ingest_settings_are_named_without_their_value(env, name: str, value
     assert value not in str(caught.value)
 
 
-def test_ingest_refuses_to_start_without_authentication(env) -> None:  # type: ignore[no-untyped-def]
+def test_ingest_refuses_to_start_without_authentication(env) -> None:
     env()
     result = subprocess.run(
         [sys.executable, "-m", "forwarder", "ingest"], capture_output=True, text=True, check=False, timeout=60
@@ -122,14 +122,14 @@ def test_ingest_refuses_to_start_without_authentication(env) -> None:  # type: i
     assert "FORWARDER_INGEST_ALLOW_UNAUTHENTICATED=true only for a local demo" in result.stderr
 
 
-def test_a_secret_typed_into_the_wrong_setting_is_not_echoed(env) -> None:  # type: ignore[no-untyped-def]
+def test_a_secret_typed_into_the_wrong_setting_is_not_echoed(env) -> None:
     env(AMPLITUDE_RESIDENCY=SECRET)
     with pytest.raises(SettingsError) as caught:
         load_settings()
     assert SECRET not in str(caught.value)
 
 
-def test_settings_file_is_read_and_the_environment_wins(env, monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_settings_file_is_read_and_the_environment_wins(env, monkeypatch, tmp_path: Path) -> None:
     env()
     path = tmp_path / "forwarder.env"
     path.write_text("FORWARDER_SOURCE_TOPIC=from-file\nKAFKA_BOOTSTRAP_SERVERS=file:9092\n")

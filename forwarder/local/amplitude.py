@@ -24,7 +24,28 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from forwarder.amplitude.limits import LIMITS, ApiLimits
-from forwarder.core.identify import AMPLITUDE_DEFAULT_MIN_ID_LENGTH, PLACEHOLDER_IDS
+
+# Amplitude's own rules, written down here from its HTTP V2 documentation rather than imported from the core: the
+# service is the judge of what the core sends, so its verdict must not share the core's code.
+DEFAULT_MIN_ID_LENGTH = 5
+INVALID_IDS = frozenset(
+    {
+        "anonymous",
+        "nil",
+        "none",
+        "null",
+        "n/a",
+        "na",
+        "undefined",
+        "unknown",
+        "",
+        "00000000-0000-0000-0000-000000000000",
+        "{}",
+        "lmy47d",
+        "0",
+        "-1",
+    }
+)
 
 PATHS = {"/2/httpapi": "http", "/batch": "batch"}
 
@@ -103,7 +124,7 @@ def _json(status: int, body: dict[str, Any]) -> Response:
 
 def _valid_id(value: Any, min_length: int) -> bool | None:
     """True valid, False too short, None absent or not a usable id."""
-    if not isinstance(value, str) or value.strip().casefold() in PLACEHOLDER_IDS:
+    if not isinstance(value, str) or value.strip().casefold() in INVALID_IDS:
         return None
     return len(value) >= min_length
 
@@ -180,7 +201,9 @@ class AmplitudeService:
         if len(events) > limits.max_events:
             return self._answer(413, {"code": 413, "error": "Payload too large"})
         options = body.get("options") or {}
-        min_length = options.get("min_id_length", AMPLITUDE_DEFAULT_MIN_ID_LENGTH) if isinstance(options, dict) else 5
+        min_length = (
+            options.get("min_id_length", DEFAULT_MIN_ID_LENGTH) if isinstance(options, dict) else DEFAULT_MIN_ID_LENGTH
+        )
 
         invalid_fields: dict[str, list[int]] = {}
         missing_fields: dict[str, list[int]] = {}

@@ -201,9 +201,7 @@ def create_app(
             consumer: Any = app.consumer
             # faust's own record of the group's committed offsets (its version is pinned; see fastpath).
             committed = consumer._committed_offset
-            watchdog = Watchdog(
-                consumer, committed, app.loss_watch, progress, metrics, health, kafka_side, app.pulls
-            )
+            watchdog = Watchdog(consumer, committed, app.loss_watch, progress, metrics, health, kafka_side, app.pulls)
         health.stopping = drain.requested.is_set()
         await watchdog.tick()
 

@@ -32,7 +32,7 @@ def client_answering(status: int, body: object, seen: list[httpx.Request] | None
     return AmplitudeClient("https://amp.test/2/httpapi", SecretStr(SECRET), transport=httpx.MockTransport(handler))
 
 
-async def send(client: AmplitudeClient, n: int = 3):  # type: ignore[no-untyped-def]
+async def send(client: AmplitudeClient, n: int = 3):
     try:
         return await client.send([f.encoded for f in forwarded(n)])
     finally:
@@ -41,11 +41,13 @@ async def send(client: AmplitudeClient, n: int = 3):  # type: ignore[no-untyped-
 
 async def test_the_request_is_amplitudes_documented_body() -> None:
     seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"code": 200})
+
     client = AmplitudeClient(
-        "https://amp.test/2/httpapi",
-        SecretStr(SECRET),
-        min_id_length=3,
-        transport=httpx.MockTransport(lambda r: (seen.append(r), httpx.Response(200, json={"code": 200}))[1]),
+        "https://amp.test/2/httpapi", SecretStr(SECRET), min_id_length=3, transport=httpx.MockTransport(answer)
     )
     items = forwarded(2)
     assert await client.send([f.encoded for f in items]) == Accepted(200)

@@ -100,7 +100,7 @@ def test_a_backfill_killed_halfway_resumes_sending_at_most_one_batch_again(ampli
 @pytest.mark.kafka
 def test_dead_letters_go_to_the_topic_with_kafka_and_to_a_named_file_without(
     amplitude, kafka, topic_names, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     from forwarder.kafka.admin import create_topics
     from forwarder.kafka.dead_letters import header_map
     from tests.kafka_helpers import read_all

@@ -50,7 +50,7 @@ def run_cli(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess
 
 
 @pytest.fixture
-def setup(kafka, amplitude, topic_names):  # type: ignore[no-untyped-def]
+def setup(kafka, amplitude, topic_names):
     service, url = amplitude
     source, dlq = topic_names("src"), topic_names("dlq")
     asyncio.run(create_topics(kafka, {source: 3, dlq: 1}))
@@ -66,7 +66,7 @@ def setup(kafka, amplitude, topic_names):  # type: ignore[no-untyped-def]
     return service, env, source, dlq
 
 
-def test_a_window_replay_sends_exactly_the_events_in_from_to_with_the_live_insert_ids(kafka, setup) -> None:  # type: ignore[no-untyped-def]
+def test_a_window_replay_sends_exactly_the_events_in_from_to_with_the_live_insert_ids(kafka, setup) -> None:
     service, env, source, _ = setup
     sample = events(300, "w")  # 300 minutes: 00:00 .. 04:59
     asyncio.run(produce(kafka, source, [orjson.dumps({"events": sample[i : i + 30]}) for i in range(0, 300, 30)]))
@@ -85,7 +85,7 @@ def test_a_window_replay_sends_exactly_the_events_in_from_to_with_the_live_inser
     assert "delivered 90" in result.stdout
 
 
-def test_dry_run_sends_nothing_and_reports_what_it_would_send(kafka, setup) -> None:  # type: ignore[no-untyped-def]
+def test_dry_run_sends_nothing_and_reports_what_it_would_send(kafka, setup) -> None:
     service, env, source, _ = setup
     asyncio.run(produce(kafka, source, [orjson.dumps({"events": events(120, "d")})]))
     result = run_cli(env, "replay", "--from", "2026-11-01T00:00:00Z", "--to", "2026-11-01T01:00:00Z", "--dry-run")
@@ -94,7 +94,7 @@ def test_dry_run_sends_nothing_and_reports_what_it_would_send(kafka, setup) -> N
     assert service.recorder.requests == 0
 
 
-def test_an_interrupted_replay_resumes_without_resending_beyond_the_in_flight_batch(kafka, setup) -> None:  # type: ignore[no-untyped-def]
+def test_an_interrupted_replay_resumes_without_resending_beyond_the_in_flight_batch(kafka, setup) -> None:
     service, env, source, _ = setup
     sample = events(3000, "i")
     asyncio.run(produce(kafka, source, [orjson.dumps({"events": [e]}) for e in sample]))
@@ -123,7 +123,7 @@ def test_an_interrupted_replay_resumes_without_resending_beyond_the_in_flight_ba
     assert resent <= 100
 
 
-def test_replay_dlq_delivers_fixed_dead_letters_and_keeps_the_broken_ones_once(kafka, setup) -> None:  # type: ignore[no-untyped-def]
+def test_replay_dlq_delivers_fixed_dead_letters_and_keeps_the_broken_ones_once(kafka, setup) -> None:
     service, env, source, dlq = setup
     good = events(5, "dl")
 
@@ -159,7 +159,7 @@ def test_replay_dlq_delivers_fixed_dead_letters_and_keeps_the_broken_ones_once(k
     assert sum(service.recorder.by_insert_id.values()) == 5
 
 
-def test_replay_dlq_skips_records_of_offsets_lost_to_retention(kafka, setup) -> None:  # type: ignore[no-untyped-def]
+def test_replay_dlq_skips_records_of_offsets_lost_to_retention(kafka, setup) -> None:
     """Their bytes are gone: re-processing the range's description as an event would invent a dead letter."""
     service, env, source, dlq = setup
     good = events(1, "after-loss")

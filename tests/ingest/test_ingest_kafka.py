@@ -42,7 +42,7 @@ class Ingest:
 
 
 @pytest.fixture
-def ingest(kafka: str, topic_names) -> Iterator[tuple[Ingest, str]]:  # type: ignore[no-untyped-def]
+def ingest(kafka: str, topic_names) -> Iterator[tuple[Ingest, str]]:
     topic = topic_names("ingest")
     asyncio.run(create_topics(kafka, {topic: 3}))
     service = Ingest(kafka, topic)
@@ -50,7 +50,7 @@ def ingest(kafka: str, topic_names) -> Iterator[tuple[Ingest, str]]:  # type: ig
     service.runner.stop()
 
 
-def test_a_stored_batch_is_answered_200_and_each_users_events_share_a_partition(kafka, ingest) -> None:  # type: ignore[no-untyped-def]
+def test_a_stored_batch_is_answered_200_and_each_users_events_share_a_partition(kafka, ingest) -> None:
     service, topic = ingest
     body = next(streams_requests(100, seed=21))
     for event in body["events"][:10]:
@@ -67,7 +67,7 @@ def test_a_stored_batch_is_answered_200_and_each_users_events_share_a_partition(
     assert [u for _, u in same_user] == [e["event_uuid"] for e in body["events"][:10]]
 
 
-def test_one_byte_that_is_not_utf8_costs_no_batch_it_is_repaired_and_stored(kafka, ingest) -> None:  # type: ignore[no-untyped-def]
+def test_one_byte_that_is_not_utf8_costs_no_batch_it_is_repaired_and_stored(kafka, ingest) -> None:
     """MoEngage drops a batch after three refused retries: a Windows apostrophe must not cost 100 events."""
     service, topic = ingest
     body = next(streams_requests(10, seed=23))
@@ -82,7 +82,7 @@ def test_one_byte_that_is_not_utf8_costs_no_batch_it_is_repaired_and_stored(kafk
     assert "O\ufffdBrien" in [e["event_attributes"].get("campaign_name") for e in stored]
 
 
-def test_records_are_stamped_with_the_time_they_were_received_not_the_events_time(kafka, ingest) -> None:  # type: ignore[no-untyped-def]
+def test_records_are_stamped_with_the_time_they_were_received_not_the_events_time(kafka, ingest) -> None:
     """Kafka's retention deletes by record timestamp: old events stamped with their own times would not wait."""
     service, topic = ingest
     body = next(streams_requests(20, seed=22))
@@ -104,12 +104,12 @@ def test_records_are_stamped_with_the_time_they_were_received_not_the_events_tim
         {"Authorization": "Bearer s3cret-pass"},
     ],
 )
-def test_wrong_or_missing_credentials_get_401(ingest, headers: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+def test_wrong_or_missing_credentials_get_401(ingest, headers: dict[str, str]) -> None:
     service, _ = ingest
     assert service.post(b'{"events": [{"event_code": "SMS_SENT"}]}', headers).status_code == 401
 
 
-def test_a_static_header_is_required_too_when_configured(kafka, topic_names) -> None:  # type: ignore[no-untyped-def]
+def test_a_static_header_is_required_too_when_configured(kafka, topic_names) -> None:
     topic = topic_names("ingest")
     service = Ingest(kafka, topic, header="X-Api-Key: k-123")
     try:
@@ -120,7 +120,7 @@ def test_a_static_header_is_required_too_when_configured(kafka, topic_names) -> 
         service.runner.stop()
 
 
-def test_bad_requests_get_clear_4xx_never_5xx(ingest) -> None:  # type: ignore[no-untyped-def]
+def test_bad_requests_get_clear_4xx_never_5xx(ingest) -> None:
     service, _ = ingest
     assert service.post(b"{nope").status_code == 400
     assert "not valid JSON" in service.post(b"{nope").json()["error"]
@@ -149,12 +149,12 @@ def test_bad_requests_get_clear_4xx_never_5xx(ingest) -> None:  # type: ignore[n
         ).map(lambda events: orjson.dumps({"source": "MOENGAGE", "events": events})),
     )
 )
-def test_fuzzed_bodies_never_get_a_5xx(ingest, body: bytes) -> None:  # type: ignore[no-untyped-def]
+def test_fuzzed_bodies_never_get_a_5xx(ingest, body: bytes) -> None:
     service, _ = ingest
     assert service.post(body).status_code in {200, 400, 413}
 
 
-def test_post_to_kafka_to_worker_to_amplitude(kafka, amplitude, ingest, topic_names, worker_factory) -> None:  # type: ignore[no-untyped-def]
+def test_post_to_kafka_to_worker_to_amplitude(kafka, amplitude, ingest, topic_names, worker_factory) -> None:
     amp, url = amplitude
     service, topic = ingest
     dlq, group = topic_names("dlq"), topic_names("grp")
@@ -176,7 +176,7 @@ def test_post_to_kafka_to_worker_to_amplitude(kafka, amplitude, ingest, topic_na
     assert set(amp.recorder.by_insert_id) == campaign_events
 
 
-def test_broker_down_gets_503_and_a_retried_batch_is_delivered_once(amplitude, topic_names, worker_factory) -> None:  # type: ignore[no-untyped-def]
+def test_broker_down_gets_503_and_a_retried_batch_is_delivered_once(amplitude, topic_names, worker_factory) -> None:
     amp, url = amplitude
     broker = LocalKafka()
     servers = broker.start()

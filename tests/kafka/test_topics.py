@@ -22,7 +22,7 @@ def topics(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_create_verify_report_drift_and_apply(kafka, topic_names) -> None:  # type: ignore[no-untyped-def]
+def test_create_verify_report_drift_and_apply(kafka, topic_names) -> None:
     source = topic_names("src")
     env = {
         **os.environ,

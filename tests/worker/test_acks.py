@@ -55,16 +55,17 @@ class FakeProcessor:
     gates: dict[int, asyncio.Event] = field(default_factory=dict)
     waiting: asyncio.Event = field(default_factory=asyncio.Event)  # set when a run waits at its gate
     runs: int = 0
+    offsets: dict[int, list[int]] = field(default_factory=dict)  # id(prepared) -> its messages' offsets
 
     async def prepare_yielding(self, messages: Sequence[SourceMessage]) -> Prepared:
         prepared = Prepared.empty(len(messages))
-        prepared.pending = [m.ref.offset for m in messages]  # type: ignore[list-item]  # the fake's own bookkeeping
+        self.offsets[id(prepared)] = [m.ref.offset for m in messages]
         return prepared
 
     async def finish(self, prepared: Prepared) -> BatchSummary:
         run = self.runs
         self.runs += 1
-        offsets: list[Any] = prepared.pending
+        offsets = self.offsets[id(prepared)]
         self.log.append(f"post {offsets[0]}-{offsets[-1]}")
         if run in self.gates:
             self.waiting.set()

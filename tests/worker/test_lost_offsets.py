@@ -87,7 +87,9 @@ def test_lost_offsets_are_never_offsets_that_were_pulled_and_each_is_reported_on
     """Whatever the skips and runs, a reported offset was never handed to the worker, and none is reported twice."""
     watch = LossWatch()
     watch.seeked("src", 0, 0)
-    offset, pulled, reported = 0, set(), []
+    offset = 0
+    pulled: set[int] = set()
+    reported: list[int] = []
     for skip, run in steps:
         offset += skip
         watch.pulled("src", 0, offset, offset + run - 1)

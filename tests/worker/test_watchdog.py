@@ -52,7 +52,7 @@ class Clock:
         return self.now
 
 
-def watchdog(consumer: Consumer, committed: dict[TP, int], watch: LossWatch | None = None, clock: Clock | None = None):  # type: ignore[no-untyped-def]
+def watchdog(consumer: Consumer, committed: dict[TP, int], watch: LossWatch | None = None, clock: Clock | None = None):
     metrics, health, kafka = Metrics(), Health(), Kafka()
     progress = Progress(120, clock or Clock())
     dog = Watchdog(consumer, committed, watch or LossWatch(), progress, metrics, health, kafka, PullCounter())  # type: ignore[arg-type]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import httpx
 import orjson
@@ -174,9 +175,9 @@ def test_an_invalid_key_stops_delivery_commits_nothing_and_says_why(kafka, ampli
     assert asyncio.run(read_all(kafka, dlq, timeout_s=3)) == []
 
 
-def wait_for_readiness(worker, predicate, timeout_s: float = 60) -> dict:  # type: ignore[no-untyped-def]
+def wait_for_readiness(worker, predicate, timeout_s: float = 60) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
-    body: dict = {}
+    body: dict[str, Any] = {}
     while time.monotonic() < deadline:
         try:
             body = httpx.get(f"http://127.0.0.1:{worker.web_port}/readyz", timeout=2).json()

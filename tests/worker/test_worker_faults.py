@@ -8,6 +8,7 @@ import random
 import shutil
 import signal
 import time
+from typing import Any
 
 import orjson
 import pytest
@@ -61,8 +62,8 @@ def test_crash_sigkill_three_times_loses_nothing(kafka, amplitude, topic_names, 
         while service.recorder.accepted < threshold and time.monotonic() < deadline:
             time.sleep(0.05)
         assert service.recorder.accepted >= threshold, worker.log()[-3000:]
-        os.kill(worker.process.pid, signal.SIGKILL)  # type: ignore[union-attr]
-        worker.process.wait()  # type: ignore[union-attr]
+        os.kill(worker.process.pid, signal.SIGKILL)
+        worker.process.wait()
         kills += 1
         worker = worker_factory(**env).start()
     asyncio.run(wait_until_committed(kafka, source, group, 300, worker.alive))
@@ -123,7 +124,7 @@ def test_a_throttled_user_does_not_hold_back_other_users(kafka, amplitude, topic
 
     sent: dict[str, float] = {}
     for round_number in range(10):
-        batch = [
+        batch: list[dict[str, Any]] = [
             {
                 "event_code": "SMS_SENT",
                 "event_uuid": f"r{round_number}-{i}",

@@ -47,7 +47,7 @@ async def delete_before(servers: str, topic: str, offsets: dict[int, int]) -> No
         await admin.close()
 
 
-def metric(text: str, name: str, **labels: str) -> float | None:
+def metric(text: str, name: str, **labels: object) -> float | None:
     for line in text.splitlines():
         if line.startswith(f"{name}{{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
             return float(line.rsplit(" ", 1)[1])

@@ -22,7 +22,7 @@ PASSWORD = "forwarder-sasl-secret-42"
 
 
 @pytest.fixture(scope="module")
-def sasl_broker():  # type: ignore[no-untyped-def]
+def sasl_broker():
     broker = LocalKafka(sasl_users={"forwarder": PASSWORD})
     broker.start()
     yield broker
@@ -41,7 +41,7 @@ def sasl_env(broker: LocalKafka, password: str) -> dict[str, str]:
     }
 
 
-def test_the_worker_delivers_over_sasl(sasl_broker, amplitude, topic_names, worker_factory) -> None:  # type: ignore[no-untyped-def]
+def test_the_worker_delivers_over_sasl(sasl_broker, amplitude, topic_names, worker_factory) -> None:
     service, url = amplitude
     plain = sasl_broker.bootstrap_servers
     source, dlq, retry, group = topic_names("src"), topic_names("dlq"), topic_names("retry"), topic_names("grp")
@@ -60,7 +60,7 @@ def test_the_worker_delivers_over_sasl(sasl_broker, amplitude, topic_names, work
     assert PASSWORD not in worker.log()
 
 
-def test_wrong_credentials_fail_clearly_without_showing_the_password(sasl_broker, amplitude) -> None:  # type: ignore[no-untyped-def]
+def test_wrong_credentials_fail_clearly_without_showing_the_password(sasl_broker, amplitude) -> None:
     _, url = amplitude
     wrong = "not-the-password-77"
     env = {
