@@ -3,28 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections import Counter as Counter_
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from forwarder.core.outcomes import Dropped, Filtered, Forwarded, Invalid, Outcome
-
-OutcomeTally = Counter_[tuple[str, str, str]]
-
-
-def tally(into: OutcomeTally, outcome: Outcome, delivered: bool, dead_reason: str | None = None) -> None:
-    """Counts one final outcome under its (outcome, reason, event_code) labels."""
-    code = outcome.code or ""
-    if dead_reason is not None:
-        into["dead_lettered", dead_reason, code] += 1
-    elif isinstance(outcome, Forwarded):
-        into["delivered" if delivered else "dead_lettered", "", code] += 1
-    elif isinstance(outcome, Filtered):
-        into["filtered", outcome.reason, code] += 1
-    elif isinstance(outcome, Dropped):
-        into["dropped", outcome.reason, code] += 1
-    elif isinstance(outcome, Invalid):
-        into["dead_lettered", outcome.reason, code] += 1
+from forwarder.core.counting import OutcomeCounter
 
 
 class Metrics:
@@ -109,9 +91,9 @@ class Metrics:
     def observe_request(self, status: str, seconds: float) -> None:
         self.request_seconds.labels(status=status).observe(seconds)
 
-    def add_outcomes(self, tally: OutcomeTally) -> None:
+    def add_outcomes(self, outcomes: OutcomeCounter) -> None:
         """One label lookup per (outcome, reason, code) of a batch, not one per event."""
-        for labels, count in tally.items():
+        for labels, count in outcomes.counts.items():
             self.events.labels(*labels).inc(count)
 
     def delivered_now(self) -> None:

@@ -13,10 +13,11 @@ from typing import Any
 import orjson
 
 from forwarder.amplitude.delivery import Deliverer
-from forwarder.core.outcomes import Dropped, Filtered, Forwarded, Invalid
+from forwarder.core.counting import OutcomeCounter
+from forwarder.core.outcomes import Forwarded, Invalid
 from forwarder.core.pipeline import MappingRules, process_message
 from forwarder.kafka.dead_letters import DeadLetterRecord, DeadLetterSink, SourceRef
-from forwarder.metrics import Metrics, OutcomeTally, tally
+from forwarder.metrics import Metrics
 
 log = logging.getLogger("forwarder.batch")
 
@@ -29,23 +30,38 @@ class SourceMessage:
 
 @dataclass
 class BatchSummary:
+    """What became of a batch: its outcomes (one ``OutcomeCounter``) and how delivery went."""
+
     messages: int = 0
-    read: int = 0
-    delivered: int = 0
-    filtered: Counter[str] = field(default_factory=Counter)
-    dropped: Counter[str] = field(default_factory=Counter)
-    dead_lettered: Counter[str] = field(default_factory=Counter)
+    outcomes: OutcomeCounter = field(default_factory=OutcomeCounter)
     retries: int = 0
     throttled: int = 0
+    # Parked in the retry topic: read, not final yet (counted when the retry pass settles them).
     deferred: int = 0
+
+    @property
+    def read(self) -> int:
+        return self.outcomes.read + self.deferred
+
+    @property
+    def delivered(self) -> int:
+        return self.outcomes.total("delivered")
+
+    @property
+    def filtered(self) -> Counter[str]:
+        return self.outcomes.reasons("filtered")
+
+    @property
+    def dropped(self) -> Counter[str]:
+        return self.outcomes.reasons("dropped")
+
+    @property
+    def dead_lettered(self) -> Counter[str]:
+        return self.outcomes.reasons("dead_lettered")
 
     def add(self, other: BatchSummary) -> None:
         self.messages += other.messages
-        self.read += other.read
-        self.delivered += other.delivered
-        self.filtered.update(other.filtered)
-        self.dropped.update(other.dropped)
-        self.dead_lettered.update(other.dead_lettered)
+        self.outcomes.add(other.outcomes)
         self.retries += other.retries
         self.throttled += other.throttled
         self.deferred += other.deferred
@@ -76,15 +92,18 @@ class Prepared:
     summary: BatchSummary
     pending: list[_Pending]
     dead: list[DeadLetterRecord]
-    outcomes: OutcomeTally
     # (kind, event code) -> events; and the insert_ids of the run, to see one used twice.
     warnings: Counter[tuple[str, str]] = field(default_factory=Counter)
     insert_ids: set[str] = field(default_factory=set)
     repaired: int = 0
 
+    @property
+    def outcomes(self) -> OutcomeCounter:
+        return self.summary.outcomes
+
     @classmethod
     def empty(cls, messages: int) -> Prepared:
-        return cls(BatchSummary(messages=messages), [], [], Counter())
+        return cls(BatchSummary(messages=messages), [], [])
 
 
 class BatchProcessor:
@@ -135,12 +154,11 @@ class BatchProcessor:
         return prepared
 
     def _prepare_into(self, prepared: Prepared, messages: Sequence[SourceMessage]) -> None:
-        summary, pending, dead, outcomes = prepared.summary, prepared.pending, prepared.dead, prepared.outcomes
+        pending, dead, outcomes = prepared.pending, prepared.dead, prepared.summary.outcomes
         rules = self.rules
         warnings, insert_ids = prepared.warnings, prepared.insert_ids
         for message in messages:
             result = process_message(message.value, rules)
-            summary.read += len(result.outcomes)
             if result.repaired:
                 prepared.repaired += len(result.outcomes)
                 log.warning(
@@ -157,8 +175,7 @@ class BatchProcessor:
                 dead.append(
                     DeadLetterRecord(message.value, message.ref, result.error.reason, detail=result.error.detail)
                 )
-                summary.dead_lettered[result.error.reason] += 1
-                tally(outcomes, result.outcomes[0], delivered=False)
+                outcomes.count(result.outcomes[0])
                 continue
             for index, outcome in enumerate(result.outcomes):
                 if isinstance(outcome, Forwarded):
@@ -171,13 +188,8 @@ class BatchProcessor:
                     else:
                         insert_ids.add(insert_id)
                     continue
-                tally(outcomes, outcome, delivered=False)
-                if isinstance(outcome, Filtered):
-                    summary.filtered[outcome.reason] += 1
-                elif isinstance(outcome, Dropped):
-                    summary.dropped[outcome.reason] += 1
-                elif isinstance(outcome, Invalid):
-                    summary.dead_lettered[outcome.reason] += 1
+                outcomes.count(outcome)
+                if isinstance(outcome, Invalid):
                     dead.append(
                         DeadLetterRecord(
                             orjson.dumps(result.events[index], default=str),
@@ -191,7 +203,8 @@ class BatchProcessor:
 
     async def finish(self, prepared: Prepared) -> BatchSummary:
         """The I/O half: deliver, store dead letters and parked events, count. Raises as ``process`` does."""
-        summary, pending, dead, outcomes = prepared.summary, prepared.pending, prepared.dead, prepared.outcomes
+        summary, pending, dead = prepared.summary, prepared.pending, prepared.dead
+        outcomes = summary.outcomes
         metrics = self._metrics
         report = await self._deliverer.deliver([p.outcome for p in pending])
         rejected = {d.index: d for d in report.dead}
@@ -201,7 +214,7 @@ class BatchProcessor:
         if not rejected and not deferred:
             # The common case, every event delivered: count them by code without a call per event.
             for code, count in Counter(item.outcome.code for item in pending).items():
-                outcomes["delivered", "", code] += count
+                outcomes.delivered(code, count)
         else:
             for position, item in enumerate(pending):
                 if position in deferred:
@@ -220,10 +233,9 @@ class BatchProcessor:
                     continue
                 letter = rejected.get(position)
                 if letter is None:
-                    tally(outcomes, item.outcome, delivered=True)
+                    outcomes.delivered(item.outcome.code)
                     continue
-                tally(outcomes, item.outcome, delivered=False, dead_reason=letter.reason)
-                summary.dead_lettered[letter.reason] += 1
+                outcomes.dead_lettered(letter.reason, item.outcome.code)
                 dead.append(
                     DeadLetterRecord(
                         orjson.dumps(item.raw, default=str),
@@ -236,7 +248,6 @@ class BatchProcessor:
                         attempts=letter.attempts,
                     )
                 )
-        summary.delivered = len(report.delivered)
         summary.retries = report.retries
         summary.throttled = report.throttled
         summary.deferred = len(parked)

@@ -26,9 +26,9 @@ from typing import IO, cast
 import orjson
 from tqdm import tqdm
 
-from forwarder.commands.replay import RateLimiter, parse_time, print_summary
+from forwarder.commands.replay import RateLimiter, parse_time
+from forwarder.commands.summary import print_summary
 from forwarder.commands.transform import inputs
-from forwarder.core.outcomes import OutcomeCounts
 from forwarder.core.pipeline import MappingRules, process_message
 from forwarder.core.select import Selection
 from forwarder.kafka.dead_letters import SourceRef
@@ -166,10 +166,10 @@ async def _backfill(
     rate: float,
     checkpoint: Checkpoint,
     dead_letters_file: Path,
-) -> tuple[BatchSummary, OutcomeCounts, str]:
+) -> tuple[BatchSummary, str]:
     start = (None if dry_run else checkpoint.load()) or Position(0, 0)
     limiter = RateLimiter(rate)
-    summary, counts = BatchSummary(), OutcomeCounts()
+    summary = BatchSummary()
     async with contextlib.AsyncExitStack() as exits:
         processor: BatchProcessor | None = None
         where = "none (dry run)"
@@ -178,10 +178,10 @@ async def _backfill(
                 processing_stack(settings, rules, api=api, dead_letters_file=dead_letters_file)
             )
             processor, where = stack.processor, stack.dead_letters_at
-        await _send(files, rules, settings, processor, start, checkpoint, limiter, summary, counts)
+        await _send(files, rules, settings, processor, start, checkpoint, limiter, summary)
         if not dry_run:
             checkpoint.save(Position(len(files), 0))
-    return summary, counts, where
+    return summary, where
 
 
 async def _send(
@@ -193,7 +193,6 @@ async def _send(
     checkpoint: Checkpoint,
     limiter: RateLimiter,
     summary: BatchSummary,
-    counts: OutcomeCounts,
 ) -> None:
     """Reads the files from ``start`` and processes them in batches (a dry run: ``processor`` None)."""
     batch: list[SourceMessage] = []
@@ -207,8 +206,7 @@ async def _send(
             done = BatchSummary(messages=len(batch))
             for message in batch:
                 for outcome in process_message(message.value, rules, max_bytes=len(message.value)).outcomes:
-                    counts.add(outcome)
-                    done.read += 1
+                    done.outcomes.count(outcome)
         else:
             done = await processor.process(batch)
             checkpoint.save(position)
@@ -270,11 +268,9 @@ def backfill(
         checkpoint.remove()
     dead_letters_file = Path(f"backfill-dead-letters-{fingerprint}.jsonl").resolve()
     started = time.monotonic()
-    summary, counts, where = asyncio.run(
-        _backfill(settings, files, rules, dry_run, api, rate, checkpoint, dead_letters_file)
-    )
+    summary, where = asyncio.run(_backfill(settings, files, rules, dry_run, api, rate, checkpoint, dead_letters_file))
     elapsed = time.monotonic() - started
-    print_summary(summary, counts, dry_run)
+    print_summary(summary, dry_run)
     if not dry_run:
         rate_now = summary.read / elapsed if elapsed > 0 else 0.0
         where = where if summary.dead_lettered else "none"

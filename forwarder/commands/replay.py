@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 from tqdm import tqdm
 
-from forwarder.core.outcomes import Filtered, OutcomeCounts
+from forwarder.commands.summary import print_summary
 from forwarder.core.pipeline import MappingRules, process_message
 from forwarder.kafka.dead_letters import LOST_TO_RETENTION, SourceRef, header_map
 from forwarder.kafka.security import client_options
@@ -156,7 +156,7 @@ async def _run(
     restart: bool,
     keep: Callable[[ConsumerRecord], bool],
     label: str,
-) -> tuple[BatchSummary, OutcomeCounts]:
+) -> BatchSummary:
     consumer = AIOKafkaConsumer(
         **client_options(settings),
         group_id=group,
@@ -165,7 +165,6 @@ async def _run(
         max_partition_fetch_bytes=16 * 1024 * 1024,
     )
     await consumer.start()
-    counts = OutcomeCounts()
     limiter = RateLimiter(rate)
     try:
         plan = await _plan(consumer, topic, group, seek_ms, restart)
@@ -174,16 +173,12 @@ async def _run(
             async def handle(records: list[ConsumerRecord]) -> BatchSummary:
                 summary = BatchSummary(messages=len(records))
                 for record in records:
-                    if not keep(record):
-                        continue
-                    for outcome in process_message(record.value or b"", rules).outcomes:
-                        counts.add(outcome)
-                        summary.read += 1
-                        if isinstance(outcome, Filtered):
-                            summary.filtered[outcome.reason] += 1
+                    if keep(record):
+                        for outcome in process_message(record.value or b"", rules).outcomes:
+                            summary.outcomes.count(outcome)
                 return summary
 
-            return await _drive(consumer, plan, handle, False, settings.batch_max_messages, limiter, label), counts
+            return await _drive(consumer, plan, handle, False, settings.batch_max_messages, limiter, label)
 
         async with processing_stack(settings, rules, api=api) as stack:
             processor = stack.processor
@@ -195,24 +190,9 @@ async def _run(
                 ]
                 return await processor.process(messages) if messages else BatchSummary(messages=len(records))
 
-            return await _drive(consumer, plan, deliver, True, settings.batch_max_messages, limiter, label), counts
+            return await _drive(consumer, plan, deliver, True, settings.batch_max_messages, limiter, label)
     finally:
         await consumer.stop()
-
-
-def print_summary(summary: BatchSummary, counts: OutcomeCounts, dry_run: bool) -> None:
-    if dry_run:
-        sent = counts.forwarded
-        print(
-            f"dry run: would send {sent} events; read {counts.read}, filtered {counts.filtered}, "
-            f"dropped {dict(counts.dropped)}, invalid {dict(counts.invalid)}; nothing was sent"
-        )
-        return
-    print(
-        f"read {summary.read} events in {summary.messages} messages: delivered {summary.delivered}, "
-        f"filtered {dict(summary.filtered)}, dropped {dict(summary.dropped)}, "
-        f"dead-lettered {dict(summary.dead_lettered)}"
-    )
 
 
 def replay_window(
@@ -240,7 +220,7 @@ def replay_window(
         window=(start_ms, end_ms),
     )
     group = _group_id(settings, "replay", settings.source_topic, str(start_ms), str(end_ms), selection.text, api)
-    summary, counts = asyncio.run(
+    summary = asyncio.run(
         _run(
             settings,
             settings.source_topic,
@@ -255,7 +235,7 @@ def replay_window(
             "replay",
         )
     )
-    print_summary(summary, counts, dry_run)
+    print_summary(summary, dry_run)
     return 0
 
 
@@ -284,8 +264,8 @@ def replay_dead_letters(settings: Settings, reason: str | None, dry_run: bool, a
     # Per reason: a run for one reason must not commit past the dead letters of another.
     group = _group_id(settings, "replay-dlq", settings.dlq_topic, reason or "*")
     rules = settings.mapping_rules()
-    summary, counts = asyncio.run(
+    summary = asyncio.run(
         _run(settings, settings.dlq_topic, group, None, rules, dry_run, api, rate, False, keep, "replay-dlq")
     )
-    print_summary(summary, counts, dry_run)
+    print_summary(summary, dry_run)
     return 0

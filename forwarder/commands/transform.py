@@ -7,11 +7,14 @@ the same way (the worker's size limit aside: a file may be larger than a message
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from collections.abc import Iterator
-from typing import IO
+from dataclasses import dataclass, field
+from typing import IO, Any
 
+from forwarder.core.counting import OutcomeCounter
 from forwarder.core.decode import DecodeError, load_json
-from forwarder.core.outcomes import EventWarning, Forwarded, Invalid, OutcomeCounts
+from forwarder.core.outcomes import EventWarning, Forwarded, Invalid
 from forwarder.core.pipeline import MappingRules, process_message
 
 
@@ -35,8 +38,27 @@ def inputs(data: bytes) -> Iterator[tuple[str, bytes]]:
     yield "input", data
 
 
-def transform(data: bytes, rules: MappingRules, out: IO[bytes], errors: IO[str]) -> OutcomeCounts:
-    counts = OutcomeCounts()
+@dataclass
+class TransformCounts:
+    outcomes: OutcomeCounter = field(default_factory=OutcomeCounter)
+    # EventWarning kinds: events still sent (or repaired) that a user would want to know about.
+    warnings: Counter[str] = field(default_factory=Counter)
+
+    def summary(self) -> dict[str, Any]:
+        """The ``--summary`` file: ``{"read","forwarded","filtered","dropped":{reason:n},"invalid","warnings"}``."""
+        outcomes = self.outcomes
+        return {
+            "read": outcomes.read,
+            "forwarded": outcomes.total("forwarded"),
+            "filtered": outcomes.total("filtered"),
+            "dropped": dict(sorted(outcomes.reasons("dropped").items())),
+            "invalid": outcomes.total("dead_lettered"),
+            "warnings": dict(sorted(self.warnings.items())),
+        }
+
+
+def transform(data: bytes, rules: MappingRules, out: IO[bytes], errors: IO[str]) -> TransformCounts:
+    counts = TransformCounts()
     seen_insert_ids: set[str] = set()
     position = 0
 
@@ -50,7 +72,7 @@ def transform(data: bytes, rules: MappingRules, out: IO[bytes], errors: IO[str])
             print(f"{where}: invalid ({result.error.reason}): {result.error.detail}", file=errors)
         for outcome in result.outcomes:
             position += 1
-            counts.add(outcome)
+            counts.outcomes.count(outcome)
             label = f"event {position} ({outcome.code})" if outcome.code else f"event {position}"
             if result.repaired:
                 request = f" (moe_request_id {result.request_id})" if result.request_id else ""

@@ -1,6 +1,7 @@
 """The pure core: decode -> select -> identify -> map. No I/O and nothing here imports an edge."""
 
-from forwarder.core.outcomes import Dropped, Filtered, Forwarded, Invalid, Outcome, OutcomeCounts
+from forwarder.core.counting import OutcomeCounter
+from forwarder.core.outcomes import Dropped, Filtered, Forwarded, Invalid, Outcome
 from forwarder.core.pipeline import MappingRules, process_event, process_message
 from forwarder.core.select import Selection
 
@@ -11,7 +12,7 @@ __all__ = [
     "Invalid",
     "MappingRules",
     "Outcome",
-    "OutcomeCounts",
+    "OutcomeCounter",
     "Selection",
     "process_event",
     "process_message",

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from schemas.amplitude import AmplitudeEvent
 
@@ -58,37 +57,3 @@ class Invalid:
 
 
 Outcome = Forwarded | Filtered | Dropped | Invalid
-
-
-@dataclass
-class OutcomeCounts:
-    """Tallies of outcomes by kind and reason: what ``forwarder transform --summary`` reports."""
-
-    read: int = 0
-    forwarded: int = 0
-    filtered: int = 0
-    dropped: Counter[str] = field(default_factory=Counter)
-    invalid: Counter[str] = field(default_factory=Counter)
-    # EventWarning kinds: events still sent (or repaired) that a user would want to know about.
-    warnings: Counter[str] = field(default_factory=Counter)
-
-    def add(self, outcome: Outcome) -> None:
-        self.read += 1
-        if isinstance(outcome, Forwarded):
-            self.forwarded += 1
-        elif isinstance(outcome, Filtered):
-            self.filtered += 1
-        elif isinstance(outcome, Dropped):
-            self.dropped[outcome.reason] += 1
-        else:
-            self.invalid[outcome.reason] += 1
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "read": self.read,
-            "forwarded": self.forwarded,
-            "filtered": self.filtered,
-            "dropped": dict(sorted(self.dropped.items())),
-            "invalid": sum(self.invalid.values()),
-            "warnings": dict(sorted(self.warnings.items())),
-        }

@@ -4,40 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from forwarder.core.counting import OutcomeCounter
 from forwarder.kafka.admin import partition_offsets
 
 
-@dataclass
-class OutcomeTotals:
-    by_outcome: Counter[str] = field(default_factory=Counter)
-    by_reason: Counter[tuple[str, str]] = field(default_factory=Counter)
-
-    @property
-    def read(self) -> int:
-        return sum(self.by_outcome.values())
-
-
-def scrape_outcomes(metrics_url: str) -> OutcomeTotals:
-    totals = OutcomeTotals()
+def scrape_outcomes(metrics_url: str) -> OutcomeCounter:
+    """The worker's outcome counts, read back from its ``/metrics`` (``forwarder_events_total``)."""
+    outcomes = OutcomeCounter()
     text = httpx.get(metrics_url, timeout=5).text
     for family in text_string_to_metric_families(text):
         if family.name != "forwarder_events":
             continue
         for sample in family.samples:
-            if sample.name != "forwarder_events_total":
-                continue
-            outcome, reason = sample.labels["outcome"], sample.labels["reason"]
-            totals.by_outcome[outcome] += int(sample.value)
-            if reason:
-                totals.by_reason[outcome, reason] += int(sample.value)
-    return totals
+            if sample.name == "forwarder_events_total":
+                labels = sample.labels
+                outcomes.counts[labels["outcome"], labels["reason"], labels["event_code"]] += int(sample.value)
+    return outcomes
 
 
 async def wait_until_committed(
