@@ -56,7 +56,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     settings = _settings(WorkerSettings)
     if settings is None:
         return 2
-    logs.setup(settings.log_level)
+    logs.setup(settings.worker.log_level)
     if not _kafka_usable(settings, "worker"):
         return 1
     from forwarder.worker.app import run_worker
@@ -72,36 +72,32 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     from forwarder.ingest.app import KafkaSink, create_ingest_app
     from forwarder.ingest.auth import Credentials
     from forwarder.kafka.security import client_options
+    from forwarder.settings import SettingsError
 
     settings = _settings()
     if settings is None:
         return 2
-    logs.setup(settings.log_level)
-    credentials = Credentials.parse(
-        settings.ingest_basic_auth.get_secret_value() if settings.ingest_basic_auth else None,
-        settings.ingest_header.get_secret_value() if settings.ingest_header else None,
-    )
-    if not credentials.required and not settings.ingest_allow_unauthenticated:
-        print(
-            "invalid settings:\n  FORWARDER_INGEST_BASIC_AUTH or FORWARDER_INGEST_HEADER: one is required; "
-            "set FORWARDER_INGEST_ALLOW_UNAUTHENTICATED=true only for a local demo",
-            file=sys.stderr,
-        )
+    logs.setup(settings.worker.log_level)
+    try:
+        settings.ingest.require_authentication()
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
         return 2
+    credentials = Credentials.of(settings.ingest)
     sink = KafkaSink(
         client_options(settings),
-        settings.source_topic,
-        settings.ingest_kafka_timeout_s,
-        max_request_bytes=settings.ingest_max_body_bytes + 64 * 1024,
+        settings.topics.source_topic,
+        settings.ingest.kafka_timeout_s,
+        max_request_bytes=settings.ingest.max_body_bytes + 64 * 1024,
     )
-    app = create_ingest_app(sink, credentials, settings.ingest_path, settings.ingest_max_body_bytes)
+    app = create_ingest_app(sink, credentials, settings.ingest.path, settings.ingest.max_body_bytes)
     uvicorn.run(
         app,
-        host=settings.ingest_host,
-        port=settings.ingest_port,
+        host=settings.ingest.host,
+        port=settings.ingest.port,
         log_config=None,
         access_log=False,
-        timeout_graceful_shutdown=int(settings.shutdown_deadline_s),
+        timeout_graceful_shutdown=int(settings.worker.shutdown_deadline_s),
     )
     return 0
 
@@ -144,7 +140,7 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
     if settings is None:
         return 2
     logs.setup("WARNING")
-    if settings.kafka_bootstrap_servers and not args.dry_run and not _kafka_usable(settings, "backfill"):
+    if settings.kafka.bootstrap_servers and not args.dry_run and not _kafka_usable(settings, "backfill"):
         return 1
     try:
         return backfill(

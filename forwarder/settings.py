@@ -1,16 +1,20 @@
-"""One validated settings object, read from the environment and an optional ``.env``-style file.
+"""One validated settings object, by part, read from the environment and an optional ``.env``-style file.
 
-Every setting is listed in the README's table. A start-up error names the setting and the problem and
-never the value, so a secret cannot leak through a typo in another variable.
+Each part (``kafka``, ``topics``, ``amplitude``, ``worker``, ``ingest``) is a model whose environment names come
+from an alias generator (``KAFKA_`` + field, ``AMPLITUDE_`` + field, ``FORWARDER_`` + field,
+``FORWARDER_INGEST_`` + field) and which checks its own rules, once. Every setting is listed in the README's
+table. A start-up error names the setting and the problem and never the value, so a secret cannot leak through a
+typo in another variable.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Literal, TypeVar, overload
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, TypeVar, overload
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from dotenv import dotenv_values
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from forwarder.core.decode import DEFAULT_MAX_MESSAGE_BYTES
 from forwarder.core.identify import AMPLITUDE_DEFAULT_MIN_ID_LENGTH
@@ -24,76 +28,47 @@ AMPLITUDE_HOSTS = {"us": "https://api2.amplitude.com", "eu": "https://api.eu.amp
 AMPLITUDE_PATHS = {"http": "/2/httpapi", "batch": "/batch"}
 
 
-def _env(name: str) -> AliasChoices:
-    return AliasChoices(name)
-
-
 class SettingsError(Exception):
     """Bad configuration: one line per problem, each naming the setting."""
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        case_sensitive=False, extra="ignore", populate_by_name=False, hide_input_in_errors=True
+def _named(prefix: str) -> Callable[[str], str]:
+    return lambda field: prefix + field.upper()
+
+
+def _part(prefix: str) -> ConfigDict:
+    return ConfigDict(
+        alias_generator=_named(prefix), populate_by_name=False, extra="ignore", hide_input_in_errors=True, frozen=True
     )
 
-    kafka_bootstrap_servers: str = Field(validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS"), min_length=1)
-    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
-        "PLAINTEXT", validation_alias=_env("KAFKA_SECURITY_PROTOCOL")
-    )
-    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
-        "PLAIN", validation_alias=_env("KAFKA_SASL_MECHANISM")
-    )
-    kafka_sasl_username: str | None = Field(None, validation_alias=_env("KAFKA_SASL_USERNAME"))
-    kafka_sasl_password: SecretStr | None = Field(None, validation_alias=_env("KAFKA_SASL_PASSWORD"))
-    kafka_ssl_cafile: str | None = Field(None, validation_alias=_env("KAFKA_SSL_CAFILE"))
-    kafka_ssl_certfile: str | None = Field(None, validation_alias=_env("KAFKA_SSL_CERTFILE"))
-    kafka_ssl_keyfile: str | None = Field(None, validation_alias=_env("KAFKA_SSL_KEYFILE"))
-    kafka_ssl_key_password: SecretStr | None = Field(None, validation_alias=_env("KAFKA_SSL_KEY_PASSWORD"))
-    source_topic: str = Field("moengage-streams", validation_alias=_env("FORWARDER_SOURCE_TOPIC"), min_length=1)
-    group_id: str = Field("moengage-amplitude-forwarder", validation_alias=_env("FORWARDER_GROUP_ID"), min_length=1)
-    dlq_topic: str = Field("moengage-streams-dlq", validation_alias=_env("FORWARDER_DLQ_TOPIC"), min_length=1)
-    retry_topic: str = Field("moengage-streams-retry", validation_alias=_env("FORWARDER_RETRY_TOPIC"), min_length=1)
-    topic_partitions: int = Field(6, validation_alias=_env("FORWARDER_TOPIC_PARTITIONS"), ge=1, le=10_000)
-    topic_replication: int = Field(3, validation_alias=_env("FORWARDER_TOPIC_REPLICATION"), ge=1, le=10)
-    source_retention_hours: float = Field(168, validation_alias=_env("FORWARDER_SOURCE_RETENTION_HOURS"), gt=0)
-    retry_retention_hours: float = Field(24, validation_alias=_env("FORWARDER_RETRY_RETENTION_HOURS"), gt=0)
-    dlq_retention_hours: float = Field(720, validation_alias=_env("FORWARDER_DLQ_RETENTION_HOURS"), gt=0)
-    dlq_max_value_bytes: int = Field(
-        900_000, validation_alias=_env("FORWARDER_DLQ_MAX_VALUE_BYTES"), gt=0, le=100 * 1024 * 1024
-    )
-    events: str = Field("all", validation_alias=_env("FORWARDER_EVENTS"))
-    max_message_bytes: int = Field(
-        DEFAULT_MAX_MESSAGE_BYTES, validation_alias=_env("FORWARDER_MAX_MESSAGE_BYTES"), gt=0
-    )
-    batch_max_messages: int = Field(1000, validation_alias=_env("FORWARDER_BATCH_MAX_MESSAGES"), gt=0, le=10_000)
-    batch_max_bytes: int = Field(1_000_000, validation_alias=_env("FORWARDER_BATCH_MAX_BYTES"), gt=0)
-    batch_window_s: float = Field(0.5, validation_alias=_env("FORWARDER_BATCH_WINDOW_S"), gt=0, le=30)
-    session_timeout_s: float = Field(45.0, validation_alias=_env("FORWARDER_SESSION_TIMEOUT_S"), ge=6, le=1800)
-    shutdown_deadline_s: float = Field(20.0, validation_alias=_env("FORWARDER_SHUTDOWN_DEADLINE_S"), gt=0, le=600)
-    stall_timeout_s: float = Field(120.0, validation_alias=_env("FORWARDER_STALL_TIMEOUT_S"), ge=10, le=86_400)
-    web_host: str = Field("127.0.0.1", validation_alias=_env("FORWARDER_WEB_HOST"))
-    web_port: int = Field(6066, validation_alias=_env("FORWARDER_WEB_PORT"), ge=0, le=65535)
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        "INFO", validation_alias=_env("FORWARDER_LOG_LEVEL")
-    )
 
-    # Required by the worker (``require``), not by the ingestion service, which never talks to Amplitude.
-    amplitude_api_key: SecretStr | None = Field(None, validation_alias=_env("AMPLITUDE_API_KEY"))
-    amplitude_residency: Literal["us", "eu"] = Field("us", validation_alias=_env("AMPLITUDE_RESIDENCY"))
-    amplitude_api: Literal["http", "batch"] = Field("http", validation_alias=_env("AMPLITUDE_API"))
-    amplitude_api_url: str | None = Field(None, validation_alias=_env("AMPLITUDE_API_URL"))
-    amplitude_min_id_length: int = Field(
-        AMPLITUDE_DEFAULT_MIN_ID_LENGTH, validation_alias=_env("AMPLITUDE_MIN_ID_LENGTH"), ge=1, le=1024
-    )
-    amplitude_timeout_s: float = Field(10.0, validation_alias=_env("AMPLITUDE_TIMEOUT_S"), gt=0, le=60)
+def _not_blank(value: SecretStr | None) -> SecretStr | None:
+    if value is not None and not value.get_secret_value().strip():
+        raise ValueError("must not be empty")
+    return value
 
-    @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
+
+class KafkaSettings(BaseModel):
+    """How every client reaches the cluster."""
+
+    model_config = _part("KAFKA_")
+
+    bootstrap_servers: str = Field(min_length=1)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_key_password: SecretStr | None = None
+
+    @field_validator("security_protocol", "sasl_mechanism", mode="before")
     @classmethod
-    def _upper_kafka(cls, value: object) -> object:
+    def _upper(cls, value: object) -> object:
         return value.strip().upper() if isinstance(value, str) else value
 
-    @field_validator("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile", mode="after")
+    @field_validator("ssl_cafile", "ssl_certfile", "ssl_keyfile", mode="after")
     @classmethod
     def _file_exists(cls, value: str | None) -> str | None:
         if value is not None and not os.path.isfile(value):
@@ -101,69 +76,55 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _sasl_needs_credentials(self) -> Settings:
-        if self.kafka_security_protocol.startswith("SASL") and not (
-            self.kafka_sasl_username and self.kafka_sasl_password
-        ):
+    def _sasl_needs_credentials(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL") and not (self.sasl_username and self.sasl_password):
             raise ValueError(
                 "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD are required with KAFKA_SECURITY_PROTOCOL="
-                + self.kafka_security_protocol
+                + self.security_protocol
             )
         return self
 
-    @field_validator("amplitude_residency", "amplitude_api", mode="before")
+
+class TopicSettings(BaseModel):
+    """The topics the product reads and writes, and how ``forwarder topics`` creates them."""
+
+    model_config = _part("FORWARDER_")
+
+    source_topic: str = Field("moengage-streams", min_length=1)
+    group_id: str = Field("moengage-amplitude-forwarder", min_length=1)
+    dlq_topic: str = Field("moengage-streams-dlq", min_length=1)
+    retry_topic: str = Field("moengage-streams-retry", min_length=1)
+    topic_partitions: int = Field(6, ge=1, le=10_000)
+    topic_replication: int = Field(3, ge=1, le=10)
+    source_retention_hours: float = Field(168, gt=0)
+    retry_retention_hours: float = Field(24, gt=0)
+    dlq_retention_hours: float = Field(720, gt=0)
+    dlq_max_value_bytes: int = Field(900_000, gt=0, le=100 * 1024 * 1024)
+
+
+class AmplitudeSettings(BaseModel):
+    """Where events go. The key is required by the commands that send (``WorkerSettings``)."""
+
+    model_config = _part("AMPLITUDE_")
+
+    api_key: SecretStr | None = None
+    residency: Literal["us", "eu"] = "us"
+    api: Literal["http", "batch"] = "http"
+    api_url: str | None = None
+    min_id_length: int = Field(AMPLITUDE_DEFAULT_MIN_ID_LENGTH, ge=1, le=1024)
+    timeout_s: float = Field(10.0, gt=0, le=60)
+
+    @field_validator("residency", "api", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("log_level", mode="before")
+    @field_validator("api_key", mode="after")
     @classmethod
-    def _upper(cls, value: object) -> object:
-        return value.strip().upper() if isinstance(value, str) else value
+    def _key_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        return _not_blank(value)
 
-    ingest_host: str = Field("127.0.0.1", validation_alias=_env("FORWARDER_INGEST_HOST"))
-    ingest_port: int = Field(8080, validation_alias=_env("FORWARDER_INGEST_PORT"), ge=0, le=65535)
-    ingest_path: str = Field("/moengage/streams", validation_alias=_env("FORWARDER_INGEST_PATH"), pattern=r"^/")
-    ingest_basic_auth: SecretStr | None = Field(None, validation_alias=_env("FORWARDER_INGEST_BASIC_AUTH"))
-    ingest_header: SecretStr | None = Field(None, validation_alias=_env("FORWARDER_INGEST_HEADER"))
-    ingest_allow_unauthenticated: bool = Field(False, validation_alias=_env("FORWARDER_INGEST_ALLOW_UNAUTHENTICATED"))
-    ingest_max_body_bytes: int = Field(
-        1_000_000, validation_alias=_env("FORWARDER_INGEST_MAX_BODY_BYTES"), gt=0, le=20_000_000
-    )
-    ingest_kafka_timeout_s: float = Field(10.0, validation_alias=_env("FORWARDER_INGEST_KAFKA_TIMEOUT_S"), gt=0)
-
-    @field_validator("amplitude_api_key", "ingest_basic_auth", "ingest_header", mode="after")
-    @classmethod
-    def _secret_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not value.get_secret_value().strip():
-            raise ValueError("must not be empty")
-        return value
-
-    @field_validator("ingest_basic_auth", mode="after")
-    @classmethod
-    def _basic_auth_shape(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None:
-            user, sep, password = value.get_secret_value().partition(":")
-            if not (user and sep and password):
-                raise ValueError("must be user:password")
-        return value
-
-    @field_validator("ingest_header", mode="after")
-    @classmethod
-    def _header_shape(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None:
-            name, sep, header_value = value.get_secret_value().partition(":")
-            if not (name.strip() and sep and header_value.strip()):
-                raise ValueError("must be 'Name: value'")
-        return value
-
-    @field_validator("events", mode="after")
-    @classmethod
-    def _selection_parses(cls, value: str) -> str:
-        Selection.parse(value)
-        return value
-
-    @field_validator("amplitude_api_url", mode="after")
+    @field_validator("api_url", mode="after")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
@@ -173,49 +134,145 @@ class Settings(BaseSettings):
         return value.rstrip("/")
 
     @property
-    def amplitude_base_url(self) -> str:
-        return self.amplitude_api_url or AMPLITUDE_HOSTS[self.amplitude_residency]
+    def base_url(self) -> str:
+        return self.api_url or AMPLITUDE_HOSTS[self.residency]
 
-    def amplitude_endpoint(self, api: str | None = None) -> str:
-        return self.amplitude_base_url + AMPLITUDE_PATHS[api or self.amplitude_api]
+    def endpoint(self, api: str | None = None) -> str:
+        return self.base_url + AMPLITUDE_PATHS[api or self.api]
+
+
+class WorkerPart(BaseModel):
+    """What the worker selects, how it batches, and how it reports."""
+
+    model_config = _part("FORWARDER_")
+
+    events: str = "all"
+    max_message_bytes: int = Field(DEFAULT_MAX_MESSAGE_BYTES, gt=0)
+    batch_max_messages: int = Field(1000, gt=0, le=10_000)
+    batch_max_bytes: int = Field(1_000_000, gt=0)
+    batch_window_s: float = Field(0.5, gt=0, le=30)
+    session_timeout_s: float = Field(45.0, ge=6, le=1800)
+    shutdown_deadline_s: float = Field(20.0, gt=0, le=600)
+    stall_timeout_s: float = Field(120.0, ge=10, le=86_400)
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(6066, ge=0, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("events", mode="after")
+    @classmethod
+    def _selection_parses(cls, value: str) -> str:
+        Selection.parse(value)
+        return value
+
+
+class IngestSettings(BaseModel):
+    """The HTTP endpoint MoEngage Streams posts to."""
+
+    model_config = _part("FORWARDER_INGEST_")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    path: str = Field("/moengage/streams", pattern=r"^/")
+    basic_auth: SecretStr | None = None
+    header: SecretStr | None = None
+    allow_unauthenticated: bool = False
+    max_body_bytes: int = Field(1_000_000, gt=0, le=20_000_000)
+    kafka_timeout_s: float = Field(10.0, gt=0)
+
+    @field_validator("basic_auth", mode="after")
+    @classmethod
+    def _basic_auth_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if _not_blank(value) is not None:
+            user, sep, password = value.get_secret_value().partition(":")  # type: ignore[union-attr]
+            if not (user and sep and password):
+                raise ValueError("must be user:password")
+        return value
+
+    @field_validator("header", mode="after")
+    @classmethod
+    def _header_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if _not_blank(value) is not None:
+            name, sep, header_value = value.get_secret_value().partition(":")  # type: ignore[union-attr]
+            if not (name.strip() and sep and header_value.strip()):
+                raise ValueError("must be 'Name: value'")
+        return value
+
+    def require_authentication(self) -> None:
+        """The ingest command's start-up rule: some credential, unless a demo says otherwise."""
+        if not (self.basic_auth or self.header or self.allow_unauthenticated):
+            raise SettingsError(
+                "invalid settings:\n  FORWARDER_INGEST_BASIC_AUTH or FORWARDER_INGEST_HEADER: one is required; "
+                "set FORWARDER_INGEST_ALLOW_UNAUTHENTICATED=true only for a local demo"
+            )
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    kafka: KafkaSettings
+    topics: TopicSettings
+    amplitude: AmplitudeSettings
+    worker: WorkerPart
+    ingest: IngestSettings
 
     def mapping_rules(self) -> MappingRules:
         return MappingRules(
-            selection=Selection.parse(self.events),
-            min_id_length=self.amplitude_min_id_length,
-            max_message_bytes=self.max_message_bytes,
+            selection=Selection.parse(self.worker.events),
+            min_id_length=self.amplitude.min_id_length,
+            max_message_bytes=self.worker.max_message_bytes,
         )
 
+    @classmethod
+    def parts(cls) -> dict[str, type[BaseModel]]:
+        return {name: field.annotation for name, field in cls.model_fields.items()}  # type: ignore[misc]
 
-def _describe(error: ValidationError) -> list[str]:
-    lines = []
-    for problem in error.errors(include_input=False, include_url=False):
-        name = ".".join(str(part) for part in problem["loc"]) or "settings"
-        field = Settings.model_fields.get(str(problem["loc"][0])) if problem["loc"] else None
-        if field is not None and isinstance(field.validation_alias, AliasChoices):
-            name = str(field.validation_alias.choices[0])
-        message = problem["msg"]
-        if problem["type"] == "missing":
-            message = "is required but not set"
-        if not problem["loc"]:  # a rule across settings names them itself
-            lines.append(message.removeprefix("Value error, "))
-            continue
-        lines.append(f"{name.upper()}: {message}")
-    return lines
+
+class AmplitudeWithKey(AmplitudeSettings):
+    api_key: SecretStr
 
 
 class WorkerSettings(Settings):
     """The worker's view: the same settings, with the Amplitude key required."""
 
-    amplitude_api_key: SecretStr = Field(validation_alias=_env("AMPLITUDE_API_KEY"))
+    amplitude: AmplitudeWithKey
+
+
+class OptionalKafka(KafkaSettings):
+    bootstrap_servers: str | None = None  # type: ignore[assignment]
 
 
 class BackfillSettings(Settings):
     """``backfill`` reads files: Kafka is optional (dead letters go to a file without it)."""
 
-    kafka_bootstrap_servers: str | None = Field(  # type: ignore[assignment]
-        None, validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS")
-    )
+    kafka: OptionalKafka
+
+
+def setting_names(kind: type[Settings] = Settings) -> set[str]:
+    """Every environment name the settings read: the README's table lists exactly these."""
+    names: set[str] = set()
+    for part in kind.parts().values():
+        generator = part.model_config.get("alias_generator")
+        assert callable(generator)
+        names.update(generator(name) for name in part.model_fields)
+    return names
+
+
+def _describe(error: ValidationError) -> list[str]:
+    lines = []
+    for problem in error.errors(include_input=False, include_url=False):
+        message = problem["msg"]
+        if not problem["loc"]:  # a rule across settings names them itself
+            lines.append(message.removeprefix("Value error, "))
+            continue
+        if problem["type"] == "missing":
+            message = "is required but not set"
+        lines.append(f"{str(problem['loc'][0]).upper()}: {message}")
+    return lines
 
 
 S = TypeVar("S", bound=Settings)
@@ -227,10 +284,24 @@ def load_settings() -> Settings: ...
 def load_settings(kind: type[S]) -> S: ...
 def load_settings(kind: type[Settings] = Settings) -> Settings:
     """Settings from the environment, then ``FORWARDER_SETTINGS_FILE`` if set; the environment wins."""
-    env_file = os.environ.get(SETTINGS_FILE_VARIABLE)
-    if env_file and not os.path.isfile(env_file):
-        raise SettingsError(f"invalid settings:\n  {SETTINGS_FILE_VARIABLE}: file {env_file!r} does not exist")
-    try:
-        return kind(_env_file=env_file or None)  # type: ignore[call-arg]
-    except ValidationError as exc:
-        raise SettingsError("invalid settings:\n  " + "\n  ".join(_describe(exc))) from None
+    return settings_from(os.environ, kind)
+
+
+def settings_from(environ: Mapping[str, str], kind: type[Settings] = Settings) -> Settings:
+    values: dict[str, Any] = {}
+    env_file = environ.get(SETTINGS_FILE_VARIABLE)
+    if env_file:
+        if not os.path.isfile(env_file):
+            raise SettingsError(f"invalid settings:\n  {SETTINGS_FILE_VARIABLE}: file {env_file!r} does not exist")
+        values.update({k.upper(): v for k, v in dotenv_values(env_file).items() if v is not None})
+    values.update({k.upper(): v for k, v in environ.items()})
+    parts: dict[str, BaseModel] = {}
+    problems: list[str] = []
+    for name, part in kind.parts().items():
+        try:
+            parts[name] = part.model_validate(values)
+        except ValidationError as exc:
+            problems.extend(_describe(exc))
+    if problems:
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(problems))
+    return kind.model_validate(parts)

@@ -48,32 +48,32 @@ async def processing_stack(
     """``park_throttled``: the worker's way, throttled events wait in the retry topic instead of in place (a
     replay or backfill has no live traffic to hold back). ``dead_letters_file``: where dead letters go when
     no Kafka is configured (``backfill``). ``on_answer(status, seconds)``: each Amplitude answer."""
-    key = settings.amplitude_api_key
+    key = settings.amplitude.api_key
     if key is None:
         raise SettingsError("invalid settings:\n  AMPLITUDE_API_KEY: is required but not set")
-    api = api or settings.amplitude_api
+    api = api or settings.amplitude.api
     producer: AIOKafkaProducer | None = None
-    if settings.kafka_bootstrap_servers:
+    if settings.kafka.bootstrap_servers:
         producer = AIOKafkaProducer(
             **client_options(settings),
             acks="all",
             enable_idempotence=True,
             # Headers ride along with the value: leave them room.
-            max_request_size=settings.dlq_max_value_bytes + 64 * 1024,
+            max_request_size=settings.topics.dlq_max_value_bytes + 64 * 1024,
         )
         await producer.start()
     client = AmplitudeClient(
-        settings.amplitude_endpoint(api),
+        settings.amplitude.endpoint(api),
         key,
-        timeout_s=settings.amplitude_timeout_s,
-        min_id_length=settings.amplitude_min_id_length if settings.amplitude_min_id_length < 5 else None,
+        timeout_s=settings.amplitude.timeout_s,
+        min_id_length=settings.amplitude.min_id_length if settings.amplitude.min_id_length < 5 else None,
         observer=on_answer,
     )
     try:
         dead_letters: DeadLetterSink
         if producer is not None:
-            dead_letters = DeadLetterWriter(producer, settings.dlq_topic, settings.dlq_max_value_bytes)
-            where = f"the topic {settings.dlq_topic}"
+            dead_letters = DeadLetterWriter(producer, settings.topics.dlq_topic, settings.topics.dlq_max_value_bytes)
+            where = f"the topic {settings.topics.dlq_topic}"
         elif dead_letters_file is not None:
             dead_letters = FileDeadLetterWriter(str(dead_letters_file))
             where = str(dead_letters_file)
@@ -83,7 +83,7 @@ async def processing_stack(
         if park_throttled:
             if producer is None:
                 raise SettingsError("invalid settings:\n  KAFKA_BOOTSTRAP_SERVERS: is required but not set")
-            parked = DeadLetterWriter(producer, settings.retry_topic, settings.dlq_max_value_bytes)
+            parked = DeadLetterWriter(producer, settings.topics.retry_topic, settings.topics.dlq_max_value_bytes)
         processor = BatchProcessor(
             rules,
             Deliverer(client, LIMITS[api], asyncio.sleep, defer_throttled=park_throttled),

@@ -11,20 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import AliasChoices
 
 from forwarder.cli import build_parser
-from forwarder.settings import Settings
+from forwarder.settings import setting_names
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "docker"
 _commands = build_parser()._subparsers._group_actions[0]  # type: ignore[union-attr]  # argparse keeps them private
 SUBCOMMANDS = set(_commands.choices or ())
-SETTINGS = {
-    str(f.validation_alias.choices[0])
-    for f in Settings.model_fields.values()
-    if isinstance(f.validation_alias, AliasChoices)
-}
+SETTINGS = setting_names()
 WORKER_PAGES = {"/healthz", "/readyz", "/metrics"}
 PROJECT_IMAGE = "moengage-amplitude-forwarder:0.1.0"
 

@@ -38,8 +38,8 @@ def env(monkeypatch: pytest.MonkeyPatch):
 def test_defaults_point_at_amplitude_us_http_v2(env) -> None:
     env()
     settings = load_settings()
-    assert settings.amplitude_endpoint() == "https://api2.amplitude.com/2/httpapi"
-    assert settings.source_topic == "moengage-streams"
+    assert settings.amplitude.endpoint() == "https://api2.amplitude.com/2/httpapi"
+    assert settings.topics.source_topic == "moengage-streams"
     assert SECRET not in repr(settings)
     assert SECRET not in str(settings.model_dump())
 
@@ -55,12 +55,12 @@ def test_defaults_point_at_amplitude_us_http_v2(env) -> None:
 )
 def test_all_four_residency_and_endpoint_combinations(env, residency: str, api: str, url: str) -> None:
     env(AMPLITUDE_RESIDENCY=residency, AMPLITUDE_API=api)
-    assert load_settings().amplitude_endpoint() == url
+    assert load_settings().amplitude.endpoint() == url
 
 
 def test_the_local_service_overrides_the_base_url(env) -> None:
     env(AMPLITUDE_API_URL="http://127.0.0.1:8765/")
-    assert load_settings().amplitude_endpoint() == "http://127.0.0.1:8765/2/httpapi"
+    assert load_settings().amplitude.endpoint() == "http://127.0.0.1:8765/2/httpapi"
 
 
 @pytest.mark.parametrize(
@@ -90,7 +90,7 @@ def test_missing_required_settings_are_named(env, monkeypatch: pytest.MonkeyPatc
 
 def test_the_ingestion_service_needs_no_amplitude_key(env, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
-    assert load_settings().amplitude_api_key is None
+    assert load_settings().amplitude.api_key is None
 
 
 @pytest.mark.parametrize(
@@ -135,12 +135,13 @@ def test_settings_file_is_read_and_the_environment_wins(env, monkeypatch, tmp_pa
     path.write_text("FORWARDER_SOURCE_TOPIC=from-file\nKAFKA_BOOTSTRAP_SERVERS=file:9092\n")
     monkeypatch.setenv("FORWARDER_SETTINGS_FILE", str(path))
     settings = load_settings()
-    assert settings.source_topic == "from-file"
-    assert settings.kafka_bootstrap_servers == "127.0.0.1:9092"
+    assert settings.topics.source_topic == "from-file"
+    assert settings.kafka.bootstrap_servers == "127.0.0.1:9092"
     monkeypatch.setenv("FORWARDER_SETTINGS_FILE", str(tmp_path / "missing.env"))
     with pytest.raises(SettingsError, match=r"FORWARDER_SETTINGS_FILE: file .* does not exist"):
         load_settings()
 
 
-def test_settings_is_one_object() -> None:
-    assert "amplitude_api_key" in Settings.model_fields
+def test_settings_is_one_object_by_part() -> None:
+    assert set(Settings.model_fields) == {"kafka", "topics", "amplitude", "worker", "ingest"}
+    assert "api_key" in Settings.model_fields["amplitude"].annotation.model_fields  # type: ignore[union-attr]

@@ -233,7 +233,7 @@ async def _send(
                     continue
                 batch.append(SourceMessage(SourceRef(f"file:{path}", 0, line, None), raw))
                 batch_bytes += len(raw)
-                if len(batch) >= settings.batch_max_messages or batch_bytes >= settings.batch_max_bytes:
+                if len(batch) >= settings.worker.batch_max_messages or batch_bytes >= settings.worker.batch_max_bytes:
                     await flush(Position(index, line))
             await flush(Position(index, sys.maxsize))
 
@@ -250,7 +250,7 @@ def backfill(
     api: str = "batch",
 ) -> int:
     files = find_files(paths)
-    selection = Selection.parse(events or settings.events)
+    selection = Selection.parse(events or settings.worker.events)
     window = None
     if start or end:
         window = (parse_time(start) if start else 0, parse_time(end) if end else 2**62)
@@ -258,8 +258,8 @@ def backfill(
             raise BackfillError("--to must be after --from")
     rules = MappingRules(
         selection=selection,
-        min_id_length=settings.amplitude_min_id_length,
-        max_message_bytes=settings.max_message_bytes,
+        min_id_length=settings.amplitude.min_id_length,
+        max_message_bytes=settings.worker.max_message_bytes,
         window=window,
     )
     fingerprint = _fingerprint(files, selection, window, api)

@@ -141,7 +141,7 @@ async def _drive(
 
 def _group_id(settings: Settings, kind: str, *parts: str) -> str:
     digest = hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
-    return f"{settings.group_id}-{kind}-{digest}"
+    return f"{settings.topics.group_id}-{kind}-{digest}"
 
 
 async def _run(
@@ -178,7 +178,7 @@ async def _run(
                             summary.outcomes.count(outcome)
                 return summary
 
-            return await _drive(consumer, plan, handle, False, settings.batch_max_messages, limiter, label)
+            return await _drive(consumer, plan, handle, False, settings.worker.batch_max_messages, limiter, label)
 
         async with processing_stack(settings, rules, api=api) as stack:
             processor = stack.processor
@@ -190,7 +190,7 @@ async def _run(
                 ]
                 return await processor.process(messages) if messages else BatchSummary(messages=len(records))
 
-            return await _drive(consumer, plan, deliver, True, settings.batch_max_messages, limiter, label)
+            return await _drive(consumer, plan, deliver, True, settings.worker.batch_max_messages, limiter, label)
     finally:
         await consumer.stop()
 
@@ -212,18 +212,18 @@ def replay_window(
     if end_ms <= start_ms:
         print("forwarder replay: --to must be after --from", file=sys.stderr)
         return 2
-    selection = Selection.parse(events or settings.events)
+    selection = Selection.parse(events or settings.worker.events)
     rules = MappingRules(
         selection=selection,
-        min_id_length=settings.amplitude_min_id_length,
-        max_message_bytes=settings.max_message_bytes,
+        min_id_length=settings.amplitude.min_id_length,
+        max_message_bytes=settings.worker.max_message_bytes,
         window=(start_ms, end_ms),
     )
-    group = _group_id(settings, "replay", settings.source_topic, str(start_ms), str(end_ms), selection.text, api)
+    group = _group_id(settings, "replay", settings.topics.source_topic, str(start_ms), str(end_ms), selection.text, api)
     summary = asyncio.run(
         _run(
             settings,
-            settings.source_topic,
+            settings.topics.source_topic,
             group,
             start_ms - int(slack_s * 1000),
             rules,
@@ -262,10 +262,10 @@ def replay_dead_letters(settings: Settings, reason: str | None, dry_run: bool, a
         return reason is None or headers.get("reason", "").startswith(reason)
 
     # Per reason: a run for one reason must not commit past the dead letters of another.
-    group = _group_id(settings, "replay-dlq", settings.dlq_topic, reason or "*")
+    group = _group_id(settings, "replay-dlq", settings.topics.dlq_topic, reason or "*")
     rules = settings.mapping_rules()
     summary = asyncio.run(
-        _run(settings, settings.dlq_topic, group, None, rules, dry_run, api, rate, False, keep, "replay-dlq")
+        _run(settings, settings.topics.dlq_topic, group, None, rules, dry_run, api, rate, False, keep, "replay-dlq")
     )
     print_summary(summary, dry_run)
     return 0

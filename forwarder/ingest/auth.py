@@ -6,6 +6,10 @@ import base64
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from forwarder.settings import IngestSettings
 
 
 @dataclass(frozen=True)
@@ -18,19 +22,20 @@ class Credentials:
 
     @classmethod
     def parse(cls, basic_auth: str | None, header: str | None) -> Credentials:
-        basic = None
-        if basic_auth:
-            user, sep, password = basic_auth.partition(":")
-            if not sep or not user or not password:
-                raise ValueError("must be user:password")
-            basic = b"Basic " + base64.b64encode(basic_auth.encode())
+        """From ``user:password`` and ``Name: value``, whose shapes the settings (``IngestSettings``) checked."""
+        basic = b"Basic " + base64.b64encode(basic_auth.encode()) if basic_auth else None
         name = value = None
         if header:
-            name, sep, raw_value = header.partition(":")
-            if not sep or not name.strip() or not raw_value.strip():
-                raise ValueError("must be 'Name: value'")
-            name, value = name.strip().lower(), raw_value.strip().encode()
+            raw_name, _, raw_value = header.partition(":")
+            name, value = raw_name.strip().lower(), raw_value.strip().encode()
         return cls(basic, name, value)
+
+    @classmethod
+    def of(cls, settings: IngestSettings) -> Credentials:
+        return cls.parse(
+            settings.basic_auth.get_secret_value() if settings.basic_auth else None,
+            settings.header.get_secret_value() if settings.header else None,
+        )
 
     @property
     def required(self) -> bool:

@@ -13,29 +13,29 @@ if TYPE_CHECKING:
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:
-    if not settings.kafka_security_protocol.endswith("SSL"):
+    if not settings.kafka.security_protocol.endswith("SSL"):
         return None
-    context = ssl.create_default_context(cafile=settings.kafka_ssl_cafile)
-    if settings.kafka_ssl_certfile:
-        password = settings.kafka_ssl_key_password.get_secret_value() if settings.kafka_ssl_key_password else None
-        context.load_cert_chain(settings.kafka_ssl_certfile, settings.kafka_ssl_keyfile, password)
+    context = ssl.create_default_context(cafile=settings.kafka.ssl_cafile)
+    if settings.kafka.ssl_certfile:
+        password = settings.kafka.ssl_key_password.get_secret_value() if settings.kafka.ssl_key_password else None
+        context.load_cert_chain(settings.kafka.ssl_certfile, settings.kafka.ssl_keyfile, password)
     return context
 
 
 def client_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for aiokafka's producer, consumer and admin clients."""
     options: dict[str, Any] = {
-        "bootstrap_servers": settings.kafka_bootstrap_servers,
-        "security_protocol": settings.kafka_security_protocol,
+        "bootstrap_servers": settings.kafka.bootstrap_servers,
+        "security_protocol": settings.kafka.security_protocol,
     }
     context = ssl_context(settings)
     if context is not None:
         options["ssl_context"] = context
-    if settings.kafka_security_protocol.startswith("SASL"):
-        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
-        options["sasl_plain_username"] = settings.kafka_sasl_username
+    if settings.kafka.security_protocol.startswith("SASL"):
+        options["sasl_mechanism"] = settings.kafka.sasl_mechanism
+        options["sasl_plain_username"] = settings.kafka.sasl_username
         options["sasl_plain_password"] = (
-            settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None
+            settings.kafka.sasl_password.get_secret_value() if settings.kafka.sasl_password else None
         )
     return options
 
@@ -44,11 +44,11 @@ def faust_credentials(settings: Settings) -> Any:
     import faust
 
     context = ssl_context(settings)
-    if settings.kafka_security_protocol.startswith("SASL"):
+    if settings.kafka.security_protocol.startswith("SASL"):
         return faust.SASLCredentials(
-            username=settings.kafka_sasl_username,
-            password=settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None,
-            mechanism=settings.kafka_sasl_mechanism,
+            username=settings.kafka.sasl_username,
+            password=settings.kafka.sasl_password.get_secret_value() if settings.kafka.sasl_password else None,
+            mechanism=settings.kafka.sasl_mechanism,
             ssl_context=context,
         )
     if context is not None:

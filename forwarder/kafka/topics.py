@@ -30,12 +30,12 @@ class TopicSpec:
 def desired_topics(settings: Settings) -> list[TopicSpec]:
     def spec(name: str, retention_hours: float) -> TopicSpec:
         config = {"cleanup.policy": "delete", "retention.ms": str(int(retention_hours * HOUR_MS))}
-        return TopicSpec(name, settings.topic_partitions, settings.topic_replication, config)
+        return TopicSpec(name, settings.topics.topic_partitions, settings.topics.topic_replication, config)
 
     return [
-        spec(settings.source_topic, settings.source_retention_hours),
-        spec(settings.retry_topic, settings.retry_retention_hours),
-        spec(settings.dlq_topic, settings.dlq_retention_hours),
+        spec(settings.topics.source_topic, settings.topics.source_retention_hours),
+        spec(settings.topics.retry_topic, settings.topics.retry_retention_hours),
+        spec(settings.topics.dlq_topic, settings.topics.dlq_retention_hours),
     ]
 
 

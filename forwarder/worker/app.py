@@ -113,8 +113,8 @@ def create_app(
     metrics = metrics or Metrics()
     health = health or Health()
     app = ForwarderApp(
-        settings.group_id,
-        broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap_servers.split(",")],
+        settings.topics.group_id,
+        broker=[f"kafka://{server.strip()}" for server in settings.kafka.bootstrap_servers.split(",")],
         broker_credentials=faust_credentials(settings),
         value_serializer="raw",
         key_serializer="raw",
@@ -123,26 +123,26 @@ def create_app(
         stream_wait_empty=False,
         topic_disable_leader=True,
         # faust creates a data directory even without tables; keep it out of the working directory.
-        datadir=os.path.join(tempfile.gettempdir(), f"forwarder-{settings.group_id}-data"),
+        datadir=os.path.join(tempfile.gettempdir(), f"forwarder-{settings.topics.group_id}-data"),
         web_enabled=True,
-        web_bind=settings.web_host,
-        web_host=settings.web_host,
-        web_port=settings.web_port,
+        web_bind=settings.worker.web_host,
+        web_host=settings.worker.web_host,
+        web_port=settings.worker.web_port,
         producer_acks=-1,
         # How long a dead worker keeps its partitions before the group moves them (Kafka's default 45 s).
-        broker_session_timeout=settings.session_timeout_s,
-        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
+        broker_session_timeout=settings.worker.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.worker.session_timeout_s / 3),
         # faust buffers up to 4,096 messages per stream by default: with 100-event Streams bodies (~55 KB)
         # that is ~225 MB before any work. Two batches' worth keeps the agent fed and memory bounded.
-        stream_buffer_maxsize=2 * settings.batch_max_messages,
+        stream_buffer_maxsize=2 * settings.worker.batch_max_messages,
         # Commit acked offsets often: after a crash less is replayed (insert_id makes replays harmless).
         broker_commit_interval=1.0,
     )
-    progress = Progress(settings.stall_timeout_s)
-    kafka_side = KafkaSide(client_options(settings), settings.dlq_topic, settings.dlq_max_value_bytes)
+    progress = Progress(settings.worker.stall_timeout_s)
+    kafka_side = KafkaSide(client_options(settings), settings.topics.dlq_topic, settings.topics.dlq_max_value_bytes)
     app.watchdog_kafka = kafka_side
-    source = app.topic(settings.source_topic, value_type=bytes, key_type=bytes)
-    retry_topic = app.topic(settings.retry_topic, value_type=bytes, key_type=bytes)
+    source = app.topic(settings.topics.source_topic, value_type=bytes, key_type=bytes)
+    retry_topic = app.topic(settings.topics.retry_topic, value_type=bytes, key_type=bytes)
 
     def fatal(name: str) -> Callable[[FatalDeliveryError, Any], None]:
         def on_fatal(exc: FatalDeliveryError, first: Any) -> None:
@@ -170,9 +170,11 @@ def create_app(
             settings, settings.mapping_rules(), metrics=metrics, on_answer=observe, park_throttled=True
         )
         async with stack as built:
-            acks = AckLoop(built.processor, settings.batch_max_bytes, drain.requested.is_set, fatal(name))
+            acks = AckLoop(built.processor, settings.worker.batch_max_bytes, drain.requested.is_set, fatal(name))
             health.consuming = True
-            async for batch in stream.noack_take(settings.batch_max_messages, within=settings.batch_window_s):
+            async for batch in stream.noack_take(
+                settings.worker.batch_max_messages, within=settings.worker.batch_window_s
+            ):
                 progress.taken(topic, [(e.message.partition, e.message.timestamp) for e in batch])
                 if drain.requested.is_set() or health.fatal:
                     await asyncio.Event().wait()  # taken but not processed: replayed after restart
@@ -186,11 +188,11 @@ def create_app(
     @app.agent(source, concurrency=1)
     async def forward(stream: Any) -> None:
         settle_heap()  # once per process, when the main agent starts
-        await run(stream, settings.source_topic, "forward", wait_until_due=False)
+        await run(stream, settings.topics.source_topic, "forward", wait_until_due=False)
 
     @app.agent(retry_topic, concurrency=1)
     async def retry(stream: Any) -> None:
-        await run(stream, settings.retry_topic, "retry", wait_until_due=True)
+        await run(stream, settings.topics.retry_topic, "retry", wait_until_due=True)
 
     watchdog: Watchdog | None = None
 
@@ -271,9 +273,9 @@ def run_worker(settings: WorkerSettings) -> None:
     worker = ForwarderWorker(
         app,
         drain,
-        settings.shutdown_deadline_s,
-        loglevel=settings.log_level,
-        logging_config=logging_config(settings.log_level),
+        settings.worker.shutdown_deadline_s,
+        loglevel=settings.worker.log_level,
+        logging_config=logging_config(settings.worker.log_level),
         redirect_stdouts=False,
     )
     worker.execute_from_commandline()
