@@ -95,6 +95,13 @@ class LossWatch:
         self._reported[key] = end
         return LostRange(suspect.topic, suspect.partition, start, end - 1)
 
+    def unconfirm(self, lost: LostRange) -> None:
+        """``lost`` could not be reported (the dead-letter write failed): suspect it again."""
+        key = (lost.topic, lost.partition)
+        if self._reported.get(key) == lost.last + 1:
+            self._reported[key] = lost.first
+        self._suspects.append(Suspect(lost.topic, lost.partition, lost.first, lost.last + 1))
+
     def _close(self, key: Partition, reached: int) -> None:
         """A seek's suspect ends where the worker next got to: what it pulls from there on is in its hands."""
         for i, suspect in enumerate(self._suspects):

@@ -24,6 +24,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaError
 
 from forwarder.kafka.dead_letters import LOST_TO_RETENTION, DeadLetterRecord, DeadLetterWriter, SourceRef
 from forwarder.metrics import Metrics
@@ -144,6 +145,16 @@ class Watchdog:
         self.lag: dict[Partition, int] = {}
 
     async def tick(self) -> None:
+        """One look; never raises: a watchdog must not be what stops the worker (a failed look is logged and the
+        next one tries again)."""
+        try:
+            await self._look()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("the watchdog could not look this time; it will again", extra={"fields": {"error": repr(exc)}})
+
+    async def _look(self) -> None:
         tps = sorted(self._consumer.assignment())
         if not tps:
             return
@@ -190,7 +201,11 @@ class Watchdog:
     async def _report(self, lost: LostRange) -> None:
         retention_ms = await self._kafka.retention_ms(lost.topic)
         # Stored first: a loss counts once it can be found again in the dead-letter topic.
-        await self._kafka.write([lost_range_record(lost, retention_ms)])
+        try:
+            await self._kafka.write([lost_range_record(lost, retention_ms)])
+        except Exception:
+            self._watch.unconfirm(lost)  # reported on a later look, not forgotten
+            raise
         self._metrics.offsets_lost.labels(lost.topic, str(lost.partition)).inc(lost.count)
         log.error(
             "records deleted by Kafka before they were read: they cannot be delivered",
@@ -209,8 +224,14 @@ class Watchdog:
 
     def _measure_lag(self, tps: list[Any], log_start: dict[Partition, int]) -> None:
         lag: dict[Partition, int] = {}
+        assigned = self._consumer.assignment()
         for tp in tps:
-            highwater = self._consumer.highwater(tp)
+            if tp not in assigned:
+                continue  # revoked while we looked
+            try:
+                highwater = self._consumer.highwater(tp)
+            except (AssertionError, KafkaError):  # revoked between the two questions (aiokafka asserts)
+                continue
             if highwater is None:
                 continue
             key = (tp.topic, tp.partition)

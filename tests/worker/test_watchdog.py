@@ -116,3 +116,36 @@ async def test_a_worker_parked_on_a_fatal_error_or_shutting_down_is_not_called_s
     health.fatal, health.stopping = None, True
     await dog.tick()
     assert health.liveness()[1]
+
+
+async def test_a_partition_revoked_mid_look_does_not_stop_the_worker() -> None:
+    """Seen in the chaos test: aiokafka asserts when asked about a partition a rebalance just took away."""
+    a, b = TP("src", 0), TP("src", 1)
+
+    class Revoking(Consumer):
+        def highwater(self, tp: Any) -> int | None:
+            if tp == b:
+                raise AssertionError("Partition is not assigned")
+            return super().highwater(tp)
+
+    dog, metrics, _, _ = watchdog(Revoking({a: 10, b: 10}, {a: 0, b: 0}, {a: 10, b: 10}), {a: 10, b: 0})
+    await dog.tick()
+    assert sample(metrics, "forwarder_consumer_lag", topic="src", partition="0") == 0
+
+
+async def test_a_loss_whose_dead_letter_cannot_be_stored_is_reported_on_a_later_look() -> None:
+    a = TP("src", 0)
+    watch = LossWatch()
+    watch.seeked("src", 0, 40)
+    dog, metrics, _, kafka = watchdog(Consumer({a: 100}, {a: 100}, {a: 100}), {a: 40}, watch)
+
+    async def refuse(records: list[DeadLetterRecord]) -> None:
+        raise ConnectionError("the broker is restarting")
+
+    kafka.write = refuse
+    await dog.tick()  # logged, not raised
+    assert sample(metrics, "forwarder_offsets_lost_total", topic="src", partition="0") is None
+    del kafka.write  # the broker is back
+    await dog.tick()
+    assert sample(metrics, "forwarder_offsets_lost_total", topic="src", partition="0") == 60
+    assert len(kafka.written) == 1
