@@ -35,6 +35,17 @@ class LostRange:
     def count(self) -> int:
         return self.last - self.first + 1
 
+    def fields(self, retention_ms: int | None) -> dict[str, object]:
+        """The range as the log line and the dead-letter value both state it."""
+        return {
+            "topic": self.topic,
+            "partition": self.partition,
+            "first_offset": self.first,
+            "last_offset": self.last,
+            "count": self.count,
+            "retention_ms": retention_ms,
+        }
+
     def describe(self) -> str:
         return f"{self.topic}/{self.partition} offsets {self.first}-{self.last} ({self.count} records)"
 

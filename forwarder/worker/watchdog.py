@@ -100,16 +100,7 @@ class KafkaSide:
 
 def lost_range_record(lost: LostRange, retention_ms: int | None) -> DeadLetterRecord:
     """One dead letter per lost range: the bytes are gone, so its value says what was lost."""
-    value = orjson.dumps(
-        {
-            "topic": lost.topic,
-            "partition": lost.partition,
-            "first_offset": lost.first,
-            "last_offset": lost.last,
-            "count": lost.count,
-            "retention_ms": retention_ms,
-        }
-    )
+    value = orjson.dumps(lost.fields(retention_ms))
     key = f"{lost.topic}/{lost.partition}/{lost.first}-{lost.last}".encode()
     return DeadLetterRecord(
         value,
@@ -209,17 +200,7 @@ class Watchdog:
         self._metrics.offsets_lost.labels(lost.topic, str(lost.partition)).inc(lost.count)
         log.error(
             "records deleted by Kafka before they were read: they cannot be delivered",
-            extra={
-                "fields": {
-                    "topic": lost.topic,
-                    "partition": lost.partition,
-                    "first_offset": lost.first,
-                    "last_offset": lost.last,
-                    "count": lost.count,
-                    "retention_ms": retention_ms,
-                    "reason": LOST_TO_RETENTION,
-                }
-            },
+            extra={"fields": {**lost.fields(retention_ms), "reason": LOST_TO_RETENTION}},
         )
 
     def _measure_lag(self, tps: list[Any], log_start: dict[Partition, int]) -> None:

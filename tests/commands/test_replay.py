@@ -123,25 +123,28 @@ def test_an_interrupted_replay_resumes_without_resending_beyond_the_in_flight_ba
     assert resent <= 100
 
 
-def test_replay_dlq_delivers_fixed_dead_letters_and_keeps_the_broken_ones_once(kafka, setup) -> None:
-    service, env, source, dlq = setup
-    good = events(5, "dl")
-
-    async def write_dead_letters() -> None:
+def write_dead_letters(kafka: str, dlq: str, letters: list[DeadLetterRecord]) -> None:
+    async def write() -> None:
         from aiokafka import AIOKafkaProducer
 
         producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all")
         await producer.start()
         try:
-            writer = DeadLetterWriter(producer, dlq, 900_000)
-            ref = SourceRef(source, 0, 7, b"k")
-            letters = [DeadLetterRecord(orjson.dumps(e), ref, "invalid_key", status=400) for e in good]
-            letters.append(DeadLetterRecord(b"{broken json", ref, "invalid_json"))
-            await writer.write(letters)
+            await DeadLetterWriter(producer, dlq, 900_000).write(letters)
         finally:
             await producer.stop()
 
-    asyncio.run(write_dead_letters())
+    asyncio.run(write())
+
+
+def test_replay_dlq_delivers_fixed_dead_letters_and_keeps_the_broken_ones_once(kafka, setup) -> None:
+    service, env, source, dlq = setup
+    good = events(5, "dl")
+
+    ref = SourceRef(source, 0, 7, b"k")
+    dead = [DeadLetterRecord(orjson.dumps(e), ref, "invalid_key", status=400) for e in good]
+    dead.append(DeadLetterRecord(b"{broken json", ref, "invalid_json"))
+    write_dead_letters(kafka, dlq, dead)
     dry = run_cli(env, "replay-dlq", "--dry-run")
     assert "would send 5 events" in dry.stdout
     assert service.recorder.requests == 0
@@ -164,19 +167,8 @@ def test_replay_dlq_skips_records_of_offsets_lost_to_retention(kafka, setup) -> 
     service, env, source, dlq = setup
     good = events(1, "after-loss")
 
-    async def write_dead_letters() -> None:
-        from aiokafka import AIOKafkaProducer
-
-        producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all")
-        await producer.start()
-        try:
-            writer = DeadLetterWriter(producer, dlq, 900_000)
-            lost = lost_range_record(LostRange(source, 0, 5, 19), 604_800_000)
-            await writer.write([lost, DeadLetterRecord(orjson.dumps(good[0]), SourceRef(source, 0, 20, b"k"), "x")])
-        finally:
-            await producer.stop()
-
-    asyncio.run(write_dead_letters())
+    lost = lost_range_record(LostRange(source, 0, 5, 19), 604_800_000)
+    write_dead_letters(kafka, dlq, [lost, DeadLetterRecord(orjson.dumps(good[0]), SourceRef(source, 0, 20, b"k"), "x")])
     result = run_cli(env, "replay-dlq")
     assert result.returncode == 0, result.stderr[-2000:]
     assert set(service.recorder.by_insert_id) == {"after-loss-0"}

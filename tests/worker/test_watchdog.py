@@ -73,11 +73,17 @@ async def test_lag_counts_only_what_can_still_be_read() -> None:
     assert sample(metrics, "forwarder_consumer_lag", topic="src", partition="1") == 60
 
 
-async def test_a_loss_is_stored_in_the_dead_letter_topic_and_counted_once() -> None:
+def losing_40_to_99() -> tuple[Watchdog, Metrics, Kafka]:
+    """A partition assigned at committed offset 40 whose log now starts at 100."""
     a = TP("src", 0)
     watch = LossWatch()
     watch.seeked("src", 0, 40)
     dog, metrics, _, kafka = watchdog(Consumer({a: 100}, {a: 100}, {a: 100}), {a: 40}, watch)
+    return dog, metrics, kafka
+
+
+async def test_a_loss_is_stored_in_the_dead_letter_topic_and_counted_once() -> None:
+    dog, metrics, kafka = losing_40_to_99()
     await dog.tick()
     await dog.tick()
     assert sample(metrics, "forwarder_offsets_lost_total", topic="src", partition="0") == 60
@@ -134,15 +140,12 @@ async def test_a_partition_revoked_mid_look_does_not_stop_the_worker() -> None:
 
 
 async def test_a_loss_whose_dead_letter_cannot_be_stored_is_reported_on_a_later_look() -> None:
-    a = TP("src", 0)
-    watch = LossWatch()
-    watch.seeked("src", 0, 40)
-    dog, metrics, _, kafka = watchdog(Consumer({a: 100}, {a: 100}, {a: 100}), {a: 40}, watch)
+    dog, metrics, kafka = losing_40_to_99()
 
     async def refuse(records: list[DeadLetterRecord]) -> None:
         raise ConnectionError("the broker is restarting")
 
-    kafka.write = refuse
+    kafka.write = refuse  # type: ignore[method-assign]  # the broker refuses this once
     await dog.tick()  # logged, not raised
     assert sample(metrics, "forwarder_offsets_lost_total", topic="src", partition="0") is None
     del kafka.write  # the broker is back
