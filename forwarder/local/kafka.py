@@ -188,24 +188,22 @@ class LocalKafka:
         java = shutil.which("java")
         if java is None:
             raise BrokerError("Java 17+ ('java') is needed to run the Kafka broker")
-        fmt = subprocess.run(
-            [
-                java,
-                "-cp",
-                classpath,
-                "kafka.tools.StorageTool",
-                "format",
-                "-t",
-                _cluster_id(),
-                "-c",
-                str(config),
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if fmt.returncode != 0:
-            raise BrokerError(f"formatting the Kafka data dir failed:\n{fmt.stdout}{fmt.stderr}")
+        # Seen twice while several brokers started at once on this 2-core machine, never alone: one more try, with
+        # a fresh data dir (a format is cheap), before giving up with everything the tool said.
+        for attempt in (1, 2):
+            fmt = subprocess.run(
+                [java, "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(config)],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if fmt.returncode == 0:
+                break
+            if attempt == 2:
+                raise BrokerError(
+                    f"formatting the Kafka data dir failed (exit {fmt.returncode}):\n{fmt.stdout}{fmt.stderr}"
+                )
+            shutil.rmtree(self.data_dir / "logs", ignore_errors=True)
         self._launch(java, classpath, timeout_s, detach)
         return self.bootstrap_servers
 
