@@ -351,10 +351,10 @@ app.main()
 
 def faust_floor(servers: str, topic: str, total_events: int) -> Measured:
     """The worker's faust app (same transport, same batch size) with an agent that only acks."""
-    from forwarder.settings import WorkerSettings
+    from forwarder.settings import WorkerPart
 
-    batch = WorkerSettings.model_fields["batch_max_messages"].default
-    window = WorkerSettings.model_fields["batch_window_s"].default
+    defaults = WorkerPart.model_validate({})  # the worker's own defaults: the floor batches as the worker does
+    batch, window = defaults.batch_max_messages, defaults.batch_window_s
     out = OUT / "floor.json"
     out.unlink(missing_ok=True)
     floor = subprocess.Popen(
