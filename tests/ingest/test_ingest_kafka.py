@@ -80,6 +80,8 @@ def test_one_byte_that_is_not_utf8_costs_no_batch_it_is_repaired_and_stored(kafk
     stored = [e for r in records for e in orjson.loads(r.value)["events"]]  # valid UTF-8 now
     assert len(stored) == 10
     assert "O\ufffdBrien" in [e["event_attributes"].get("campaign_name") for e in stored]
+    metrics = httpx.get(service.url.removesuffix("/moengage/streams") + "/metrics", timeout=5).text
+    assert 'forwarder_events_repaired_total{reason="invalid_utf8"} 10.0' in metrics
 
 
 def test_records_are_stamped_with_the_time_they_were_received_not_the_events_time(kafka, ingest) -> None:
