@@ -142,6 +142,8 @@ class AmplitudeProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
             [sys.executable, "-m", "forwarder", "amplitude-local", "--port", str(self.port), "--no-keep-events"],
+            # stdout is the benchmark's JSON line only (`make bench | tail -1 | jq .`): children keep off it.
+            stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 30
@@ -191,7 +193,12 @@ def start_workers(
             FORWARDER_SESSION_TIMEOUT_S="10",
         )
         workers.append(
-            subprocess.Popen([sys.executable, "-m", "forwarder", "worker"], env=env, stderr=subprocess.DEVNULL)
+            subprocess.Popen(
+                [sys.executable, "-m", "forwarder", "worker"],
+                env=env,
+                stdout=subprocess.DEVNULL,  # faust's start-up spinner writes escape codes to stdout
+                stderr=subprocess.DEVNULL,
+            )
         )
     return workers
 
@@ -295,7 +302,9 @@ client.shutdown()
 def run_peer(servers: str, topic: str, amplitude: AmplitudeProcess, total_events: int, expected: int) -> Measured:
     amplitude.reset()
     peer = subprocess.Popen(
-        [sys.executable, "-c", PEER, servers, topic, amplitude.url, str(total_events)], stderr=subprocess.DEVNULL
+        [sys.executable, "-c", PEER, servers, topic, amplitude.url, str(total_events)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     handle = psutil.Process(peer.pid)
     cpu = 0.0
