@@ -152,3 +152,23 @@ async def test_a_loss_whose_dead_letter_cannot_be_stored_is_reported_on_a_later_
     await dog.tick()
     assert sample(metrics, "forwarder_offsets_lost_total", topic="src", partition="0") == 60
     assert len(kafka.written) == 1
+
+
+async def test_the_oldest_record_in_hand_past_half_the_retention_is_warned_about(caplog) -> None:
+    """Retention here is one hour: a record taken 40 minutes after it was written is past half of it."""
+    import logging
+    import time
+
+    a = TP("src", 0)
+    dog, metrics, _, _ = watchdog(Consumer({a: 10}, {a: 0}, {a: 10}), {a: 0})
+    dog._progress.taken("src", [(0, time.time() - 2400)])
+    with caplog.at_level(logging.WARNING, logger="forwarder.watchdog"):
+        await dog.tick()
+    age = sample(metrics, "forwarder_oldest_unprocessed_age_seconds", topic="src", partition="0")
+    assert age is not None
+    assert age >= 2400
+    [warning] = [r for r in caplog.records if "past half the topic's retention" in r.getMessage()]
+    assert warning.fields["retention_ms"] == 3_600_000
+    dog._progress.finished("src")
+    await dog.tick()
+    assert sample(metrics, "forwarder_oldest_unprocessed_age_seconds", topic="src", partition="0") == 0
