@@ -149,6 +149,14 @@ def test_records_deleted_while_the_worker_is_held_up_are_either_delivered_or_rep
     while service.recorder.responses[503] < 3 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert service.recorder.responses[503] >= 3, worker.log()[-3000:]
+    # While held up, the gauge shows the age of the oldest record in hand (records written seconds ago).
+    age = None
+    deadline = time.monotonic() + 15  # the watchdog looks every 5 s
+    while not age and time.monotonic() < deadline:
+        age = metric(worker.metrics(), "forwarder_oldest_unprocessed_age_seconds", topic=source, partition=0)
+        time.sleep(0.5)
+    assert age is not None
+    assert 0 < age < 600
     asyncio.run(delete_before(kafka, source, {0: 500}))
     service.faults.outage_until = 0.0
 
