@@ -187,8 +187,8 @@ class IngestSettings(BaseModel):
     @field_validator("basic_auth", mode="after")
     @classmethod
     def _basic_auth_shape(cls, value: SecretStr | None) -> SecretStr | None:
-        if _not_blank(value) is not None:
-            user, sep, password = value.get_secret_value().partition(":")  # type: ignore[union-attr]
+        if _not_blank(value) is not None and value is not None:
+            user, sep, password = value.get_secret_value().partition(":")
             if not (user and sep and password):
                 raise ValueError("must be user:password")
         return value
@@ -196,8 +196,8 @@ class IngestSettings(BaseModel):
     @field_validator("header", mode="after")
     @classmethod
     def _header_shape(cls, value: SecretStr | None) -> SecretStr | None:
-        if _not_blank(value) is not None:
-            name, sep, header_value = value.get_secret_value().partition(":")  # type: ignore[union-attr]
+        if _not_blank(value) is not None and value is not None:
+            name, sep, header_value = value.get_secret_value().partition(":")
             if not (name.strip() and sep and header_value.strip()):
                 raise ValueError("must be 'Name: value'")
         return value

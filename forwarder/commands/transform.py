@@ -6,6 +6,8 @@ the same way (the worker's size limit aside: a file may be larger than a message
 
 from __future__ import annotations
 
+import io
+import itertools
 import sys
 from collections import Counter
 from collections.abc import Iterator
@@ -30,10 +32,12 @@ def inputs(data: bytes) -> Iterator[tuple[str, bytes]]:
     object or array by itself: the lines of a pretty-printed document never are, so a broken document is one
     invalid input with its real reason, not one per physical line.
     """
-    lines = [(number, line) for number, line in enumerate(data.splitlines(), start=1) if line.strip()]
-    if len(lines) > 1 and isinstance(load_json(data), DecodeError) and any(_is_record(line) for _, line in lines[:2]):
-        for number, line in lines:
-            yield f"line {number}", line
+    # The cheap question first: a valid document is then parsed once (by the caller), not here as well.
+    head = list(itertools.islice((line for line in io.BytesIO(data) if line.strip()), 2))
+    if len(head) > 1 and any(_is_record(line) for line in head) and isinstance(load_json(data), DecodeError):
+        for number, line in enumerate(data.splitlines(), start=1):
+            if line.strip():
+                yield f"line {number}", line
         return
     yield "input", data
 

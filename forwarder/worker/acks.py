@@ -22,14 +22,6 @@ from forwarder.kafka.dead_letters import SourceRef
 from forwarder.processing import BatchSummary, Prepared, SourceMessage
 
 
-class MessageView(Protocol):
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-
-
 class Taken(Protocol):
     """A message handed over by the stream and acknowledged by its taker (faust's ``Event``)."""
 

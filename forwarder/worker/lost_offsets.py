@@ -46,9 +46,6 @@ class LostRange:
             "retention_ms": retention_ms,
         }
 
-    def describe(self) -> str:
-        return f"{self.topic}/{self.partition} offsets {self.first}-{self.last} ({self.count} records)"
-
 
 @dataclass(frozen=True, slots=True)
 class Suspect:

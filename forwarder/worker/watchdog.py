@@ -49,8 +49,11 @@ class ConsumerView(Protocol):
     async def position(self, tp: Any) -> int | None: ...
 
 
-class LostRangeSink(Protocol):
+class WatchdogKafka(Protocol):
+    """What the watchdog writes and asks beyond the consumer (``KafkaSide`` in the worker)."""
+
     async def write(self, records: list[DeadLetterRecord]) -> None: ...
+    async def retention_ms(self, topic: str) -> int | None: ...
 
 
 class KafkaSide:
@@ -120,7 +123,7 @@ class Watchdog:
         progress: Progress,
         metrics: Metrics,
         health: Health,
-        kafka: KafkaSide,
+        kafka: WatchdogKafka,
         pulls: PullCounter,
     ) -> None:
         """``committed``: a mapping from partition to the group's committed offset (faust keeps it)."""

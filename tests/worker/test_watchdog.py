@@ -55,7 +55,7 @@ class Clock:
 def watchdog(consumer: Consumer, committed: dict[TP, int], watch: LossWatch | None = None, clock: Clock | None = None):
     metrics, health, kafka = Metrics(), Health(), Kafka()
     progress = Progress(120, clock or Clock())
-    dog = Watchdog(consumer, committed, watch or LossWatch(), progress, metrics, health, kafka, PullCounter())  # type: ignore[arg-type]
+    dog = Watchdog(consumer, committed, watch or LossWatch(), progress, metrics, health, kafka, PullCounter())
     return dog, metrics, health, kafka
 
 
