@@ -5,17 +5,18 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
 
-.PHONY: install run test test-fast lint kafka kafka-stop topics replay replay-dlq backfill bench bench-ingest clean
+.PHONY: install run test test-fast lint kafka kafka-stop topics replay replay-dlq backfill report bench bench-ingest clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,chart]'
 	touch $(STAMP)
 
-## make run: the whole path locally (broker, Amplitude service, sample traffic, worker) and its counts
+## make run: the whole path locally (broker, Amplitude service, sample traffic, worker), its counts, then the
+## reconciliation report of what it just did and its chart (.local/demo-report.png)
 run: install
 	$(BIN)/forwarder demo
 
@@ -56,6 +57,11 @@ replay-dlq: install
 backfill: install
 	@test -n "$(PATHS)" || { echo "usage: make backfill PATHS=<files or folders> [EVENTS=...] [FROM=...] [TO=...] [DRY_RUN=1] [RESTART=1]"; exit 2; }
 	$(BIN)/forwarder backfill $(PATHS) $(if $(EVENTS),--events "$(EVENTS)") $(if $(FROM),--from "$(FROM)") $(if $(TO),--to "$(TO)") $(if $(DRY_RUN),--dry-run) $(if $(RESTART),--restart)
+
+## make report [FROM=2026-11-01T00:00:00Z] [TO=2026-11-02T00:00:00Z] [BY=campaign|code|hour|day] [FORMAT=table|csv|json]
+##             [CHART=report.png] [AMPLITUDE=1]: what came in, what was delivered, why the rest was not
+report: install
+	$(BIN)/forwarder report $(if $(FROM),--from "$(FROM)") $(if $(TO),--to "$(TO)") $(if $(BY),--by "$(BY)") $(if $(FORMAT),--format "$(FORMAT)") $(if $(CHART),--chart "$(CHART)") $(if $(AMPLITUDE),--amplitude)
 
 ## make bench: worker vs read ceiling vs the official SDK, latency, scale-out, peak RSS (JSON summary last)
 bench: install

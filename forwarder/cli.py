@@ -6,6 +6,7 @@ import argparse
 import json
 import signal
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from forwarder.core.identify import AMPLITUDE_DEFAULT_MIN_ID_LENGTH
@@ -131,6 +132,29 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         return 2
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from forwarder import logs
+    from forwarder.commands.report import run_report
+    from forwarder.ledger.amplitude_side import DashboardError
+    from forwarder.ledger.chart import ChartUnavailable
+    from forwarder.settings import SettingsError
+
+    settings = _settings()
+    if settings is None:
+        return 2
+    logs.setup("WARNING")
+    if not _kafka_usable(settings, "report"):
+        return 1
+    try:
+        return run_report(settings, args.start, args.end, args.by, args.format, args.chart, args.amplitude)
+    except (SettingsError, ChartUnavailable) as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except (DashboardError, LookupError) as exc:
+        print(f"forwarder report: {exc}", file=sys.stderr)
+        return 1
+
+
 def _cmd_backfill(args: argparse.Namespace) -> int:
     from forwarder import logs
     from forwarder.commands.backfill import BackfillError, backfill
@@ -238,7 +262,9 @@ def _cmd_amplitude_local(args: argparse.Namespace) -> int:
 
     faults = Faults.from_dict(json.loads(args.faults)) if args.faults else Faults()
     keys = set(args.api_key) if args.api_key else None
-    service = AmplitudeService(api_keys=keys, faults=faults, keep_events=not args.no_keep_events)
+    service = AmplitudeService(
+        api_keys=keys, faults=faults, keep_events=not args.no_keep_events, secret_key=args.secret_key
+    )
     print(f"local Amplitude service on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
     uvicorn.run(service.app, host=args.host, port=args.port, log_level="warning", lifespan="off")
     return 0
@@ -262,7 +288,7 @@ def _cmd_kafka(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from forwarder.commands.demo import run_demo
 
-    return run_demo(total_events=args.events)
+    return run_demo(total_events=args.events, chart=Path(args.chart))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -294,6 +320,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="seek this much before --from by record time (records are written after events)",
     )
     replay.add_argument("--restart", action="store_true", help="ignore the progress of an earlier, interrupted run")
+    report = commands.add_parser(
+        "report", help="per campaign, code, hour or day: what came in, what was delivered, why the rest was not"
+    )
+    report.add_argument("--from", dest="start", metavar="ISO_TIME", help="events whose own time is from here")
+    report.add_argument("--to", dest="end", metavar="ISO_TIME", help="... up to here (exclusive)")
+    report.add_argument("--by", choices=["campaign", "code", "hour", "day"], default="campaign")
+    report.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    report.add_argument("--chart", metavar="PATH.png", help="also draw the report as stacked bars")
+    report.add_argument(
+        "--amplitude",
+        action="store_true",
+        help="also ask Amplitude's Dashboard API what it counted, per event type and day",
+    )
     backfill = commands.add_parser(
         "backfill", help="send MoEngage data exports or saved Streams bodies (files, folders, .gz) to Amplitude"
     )
@@ -316,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         command.add_argument("--rate", type=float, default=2000.0, help="events per second at most (0: no limit)")
 
-    topics = commands.add_parser("topics", help="create the source, retry and dead-letter topics; report drift")
+    topics = commands.add_parser("topics", help="create the source, retry, dead-letter and ledger topics; report drift")
     topics.add_argument("--apply", action="store_true", help="change existing topics to match the settings")
 
     events = commands.add_parser("events", help="list the event catalogue")
@@ -328,12 +367,16 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--api-key", action="append", help="an accepted key (repeatable); default: any key")
     local.add_argument("--faults", help='fault injection as JSON, e.g. \'{"error_rates": {"503": 0.1}}\'')
     local.add_argument("--no-keep-events", action="store_true", help="count accepted events without keeping them")
+    local.add_argument("--secret-key", help="the Dashboard API's secret key; default: any non-empty one")
 
     kafka = commands.add_parser("kafka", help="start or stop a local Apache Kafka broker in the background")
     kafka.add_argument("action", choices=["start", "stop"])
 
     demo = commands.add_parser("demo", help="the whole path locally: broker, Amplitude service, traffic, worker")
     demo.add_argument("--events", type=int, default=5000)
+    demo.add_argument(
+        "--chart", default=".local/demo-report.png", metavar="PATH.png", help="where the report's chart goes"
+    )
     return parser
 
 
@@ -349,6 +392,7 @@ HANDLERS = {
     "amplitude-local": _cmd_amplitude_local,
     "kafka": _cmd_kafka,
     "demo": _cmd_demo,
+    "report": _cmd_report,
 }
 
 

@@ -93,7 +93,7 @@ class Metrics:
 
     def add_outcomes(self, outcomes: OutcomeCounter) -> None:
         """One label lookup per (outcome, reason, code) of a batch, not one per event."""
-        for labels, count in outcomes.counts.items():
+        for labels, count in outcomes.by_code.items():
             self.events.labels(*labels).inc(count)
 
     def delivered_now(self) -> None:

@@ -8,7 +8,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -16,7 +16,9 @@ from forwarder.amplitude.delivery import Deliverer
 from forwarder.core.counting import OutcomeCounter
 from forwarder.core.outcomes import Forwarded, Invalid
 from forwarder.core.pipeline import MappingRules, process_message
+from forwarder.core.slot import slot_of
 from forwarder.kafka.dead_letters import DeadLetterRecord, DeadLetterSink, SourceRef
+from forwarder.ledger.records import LedgerRecord
 from forwarder.metrics import Metrics
 
 log = logging.getLogger("forwarder.batch")
@@ -79,12 +81,21 @@ class BatchSummary:
         }
 
 
+class LedgerSink(Protocol):
+    """Where each run's ledger records go: returns once they are stored, before the run is acknowledged."""
+
+    async def write(self, records: list[LedgerRecord]) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class _Pending:
     source: SourceRef
     index: int
     raw: Any
     outcome: Forwarded
+    ledger: LedgerRecord
+    hour: int
+    campaign: str
 
 
 @dataclass
@@ -92,6 +103,8 @@ class Prepared:
     summary: BatchSummary
     pending: list[_Pending]
     dead: list[DeadLetterRecord]
+    # One ledger record per (topic, partition) of the run: every event is counted in its source's record.
+    slices: dict[tuple[str, int], LedgerRecord] = field(default_factory=dict)
     # (kind, event code) -> events; and the insert_ids of the run, to see one used twice.
     warnings: Counter[tuple[str, str]] = field(default_factory=Counter)
     insert_ids: set[str] = field(default_factory=set)
@@ -99,11 +112,27 @@ class Prepared:
 
     @property
     def outcomes(self) -> OutcomeCounter:
-        return self.summary.outcomes
+        """The run's outcomes so far, over all its slices."""
+        total = OutcomeCounter()
+        for record in self.slices.values():
+            total.add(record.outcomes)
+        return total
 
     @classmethod
     def empty(cls, messages: int) -> Prepared:
         return cls(BatchSummary(messages=messages), [], [])
+
+    def slice_of(self, source: str, ref: SourceRef) -> LedgerRecord:
+        record = self.slices.get((ref.topic, ref.partition))
+        if record is None:
+            record = self.slices[ref.topic, ref.partition] = LedgerRecord(
+                source, ref.topic, ref.partition, ref.offset, ref.offset
+            )
+        elif ref.offset > record.last_offset:
+            record.last_offset = ref.offset
+        elif ref.offset < record.first_offset:
+            record.first_offset = ref.offset
+        return record
 
 
 class BatchProcessor:
@@ -114,13 +143,18 @@ class BatchProcessor:
         dead_letters: DeadLetterSink,
         metrics: Metrics,
         retries: DeadLetterSink | None = None,
+        ledger: LedgerSink | None = None,
+        source: str = "stream",
     ) -> None:
-        """``retries``: where throttled events wait (the retry topic) when the deliverer defers them."""
+        """``retries``: where throttled events wait (the retry topic) when the deliverer defers them.
+        ``ledger``: where each run's outcomes are recorded, labelled ``source`` (None: a dry run, or no Kafka)."""
         self.rules = rules
         self._deliverer = deliverer
         self._dead_letters = dead_letters
         self._retries = retries
         self._metrics = metrics
+        self._ledger = ledger
+        self.source = source
 
     async def process(self, messages: Sequence[SourceMessage]) -> BatchSummary:
         """Returns once every event of ``messages`` has a final outcome (dead letters stored).
@@ -154,10 +188,12 @@ class BatchProcessor:
         return prepared
 
     def _prepare_into(self, prepared: Prepared, messages: Sequence[SourceMessage]) -> None:
-        pending, dead, outcomes = prepared.pending, prepared.dead, prepared.summary.outcomes
-        rules = self.rules
+        pending, dead = prepared.pending, prepared.dead
+        rules, source = self.rules, self.source
         warnings, insert_ids = prepared.warnings, prepared.insert_ids
         for message in messages:
+            ledger = prepared.slice_of(source, message.ref)
+            outcomes = ledger.outcomes
             result = process_message(message.value, rules)
             if result.repaired:
                 prepared.repaired += len(result.outcomes)
@@ -175,11 +211,14 @@ class BatchProcessor:
                 dead.append(
                     DeadLetterRecord(message.value, message.ref, result.error.reason, detail=result.error.detail)
                 )
-                outcomes.count(result.outcomes[0])
+                outcomes.count(result.outcomes[0])  # no event to file it under: NO_SLOT
                 continue
+            events = result.events
             for index, outcome in enumerate(result.outcomes):
                 if isinstance(outcome, Forwarded):
-                    pending.append(_Pending(message.ref, index, result.events[index], outcome))
+                    raw = events[index]
+                    hour, campaign = slot_of(raw, outcome.event["time"])
+                    pending.append(_Pending(message.ref, index, raw, outcome, ledger, hour, campaign))
                     for warning in outcome.warnings:
                         warnings[warning.kind, outcome.code] += 1
                     insert_id = outcome.event["insert_id"]
@@ -188,7 +227,8 @@ class BatchProcessor:
                     else:
                         insert_ids.add(insert_id)
                     continue
-                outcomes.count(outcome)
+                hour, campaign = slot_of(events[index])
+                outcomes.count(outcome, 1, hour, campaign)
                 if isinstance(outcome, Invalid):
                     dead.append(
                         DeadLetterRecord(
@@ -204,7 +244,6 @@ class BatchProcessor:
     async def finish(self, prepared: Prepared) -> BatchSummary:
         """The I/O half: deliver, store dead letters and parked events, count. Raises as ``process`` does."""
         summary, pending, dead = prepared.summary, prepared.pending, prepared.dead
-        outcomes = summary.outcomes
         metrics = self._metrics
         report = await self._deliverer.deliver([p.outcome for p in pending])
         rejected = {d.index: d for d in report.dead}
@@ -212,12 +251,19 @@ class BatchProcessor:
         parked: list[DeadLetterRecord] = []
         not_before_ms = int((time.time() + report.defer_s) * 1000)
         if not rejected and not deferred:
-            # The common case, every event delivered: count them by code without a call per event.
-            for code, count in Counter(item.outcome.code for item in pending).items():
-                outcomes.delivered(code, count)
+            # The common case, every event delivered: count them by slot without a call per event.
+            groups = Counter(
+                (item.ledger, item.outcome.code, item.outcome.event["event_type"], item.hour, item.campaign)
+                for item in pending
+            )
+            for (ledger, code, event_type, hour, campaign), count in groups.items():
+                ledger.outcomes.delivered(code, count, hour, campaign)
+                ledger.event_types.setdefault(code, event_type)
         else:
             for position, item in enumerate(pending):
+                outcomes = item.ledger.outcomes
                 if position in deferred:
+                    item.ledger.deferred += 1
                     # Not final yet: the outcome is counted when the retry topic's pass settles it.
                     parked.append(
                         DeadLetterRecord(
@@ -233,9 +279,10 @@ class BatchProcessor:
                     continue
                 letter = rejected.get(position)
                 if letter is None:
-                    outcomes.delivered(item.outcome.code)
+                    outcomes.delivered(item.outcome.code, 1, item.hour, item.campaign)
+                    item.ledger.event_types.setdefault(item.outcome.code, item.outcome.event["event_type"])
                     continue
-                outcomes.dead_lettered(letter.reason, item.outcome.code)
+                outcomes.dead_lettered(letter.reason, item.outcome.code, 1, item.hour, item.campaign)
                 dead.append(
                     DeadLetterRecord(
                         orjson.dumps(item.raw, default=str),
@@ -256,6 +303,14 @@ class BatchProcessor:
                 raise RuntimeError("the deliverer deferred events but there is no retry topic")
             await self._retries.write(parked)
         await self._dead_letters.write(dead)
+        outcomes = summary.outcomes
+        for record in prepared.slices.values():
+            outcomes.add(record.outcomes)
+        if self._ledger is not None and prepared.slices:
+            written_at_ms = int(time.time() * 1000)
+            for record in prepared.slices.values():
+                record.written_at_ms = written_at_ms
+            await self._ledger.write(list(prepared.slices.values()))
 
         metrics.add_outcomes(outcomes)
         for (kind, code), count in prepared.warnings.items():

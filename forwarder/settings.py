@@ -26,6 +26,8 @@ SETTINGS_FILE_VARIABLE = "FORWARDER_SETTINGS_FILE"
 # shared/spec/amplitude-api.md, "Endpoints (data residency)".
 AMPLITUDE_HOSTS = {"us": "https://api2.amplitude.com", "eu": "https://api.eu.amplitude.com"}
 AMPLITUDE_PATHS = {"http": "/2/httpapi", "batch": "/batch"}
+# The Dashboard REST API (reconciliation's count): another host than ingestion, per residency.
+AMPLITUDE_DASHBOARD_HOSTS = {"us": "https://amplitude.com", "eu": "https://analytics.eu.amplitude.com"}
 
 
 class SettingsError(Exception):
@@ -94,11 +96,13 @@ class TopicSettings(BaseModel):
     group_id: str = Field("moengage-amplitude-forwarder", min_length=1)
     dlq_topic: str = Field("moengage-streams-dlq", min_length=1)
     retry_topic: str = Field("moengage-streams-retry", min_length=1)
+    ledger_topic: str = Field("moengage-streams-ledger", min_length=1)
     topic_partitions: int = Field(6, ge=1, le=10_000)
     topic_replication: int = Field(3, ge=1, le=10)
     source_retention_hours: float = Field(168, gt=0)
     retry_retention_hours: float = Field(24, gt=0)
     dlq_retention_hours: float = Field(720, gt=0)
+    ledger_retention_hours: float = Field(2160, gt=0)
     dlq_max_value_bytes: int = Field(900_000, gt=0, le=100 * 1024 * 1024)
 
 
@@ -108,9 +112,11 @@ class AmplitudeSettings(BaseModel):
     model_config = _part("AMPLITUDE_")
 
     api_key: SecretStr | None = None
+    secret_key: SecretStr | None = None
     residency: Literal["us", "eu"] = "us"
     api: Literal["http", "batch"] = "http"
     api_url: str | None = None
+    dashboard_url: str | None = None
     min_id_length: int = Field(AMPLITUDE_DEFAULT_MIN_ID_LENGTH, ge=1, le=1024)
     timeout_s: float = Field(10.0, gt=0, le=60)
 
@@ -119,12 +125,12 @@ class AmplitudeSettings(BaseModel):
     def _lower(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("api_key", mode="after")
+    @field_validator("api_key", "secret_key", mode="after")
     @classmethod
     def _key_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
         return _not_blank(value)
 
-    @field_validator("api_url", mode="after")
+    @field_validator("api_url", "dashboard_url", mode="after")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
@@ -139,6 +145,12 @@ class AmplitudeSettings(BaseModel):
 
     def endpoint(self, api: str | None = None) -> str:
         return self.base_url + AMPLITUDE_PATHS[api or self.api]
+
+    @property
+    def dashboard_base_url(self) -> str:
+        """``AMPLITUDE_DASHBOARD_URL``, else ``AMPLITUDE_API_URL`` (the local service answers both), else the
+        residency's Dashboard host."""
+        return self.dashboard_url or self.api_url or AMPLITUDE_DASHBOARD_HOSTS[self.residency]
 
 
 class WorkerPart(BaseModel):

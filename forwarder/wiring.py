@@ -1,8 +1,8 @@
 """The composition root: the one place that builds the processing stack from settings.
 
-Kafka producer (dead letters, parked events) -> Amplitude client -> delivery policy -> ``BatchProcessor``. The
-worker, ``replay``, ``replay-dlq`` and ``backfill`` all get theirs here, so a change to how the stack is built
-is made once.
+Kafka producer (dead letters, parked events, the ledger) -> Amplitude client -> delivery policy ->
+``BatchProcessor``. The worker, ``replay``, ``replay-dlq`` and ``backfill`` all get theirs here, so a change to
+how the stack is built is made once.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from forwarder.amplitude.delivery import Deliverer
 from forwarder.amplitude.limits import LIMITS
 from forwarder.core.pipeline import MappingRules
 from forwarder.kafka.dead_letters import DeadLetterSink, DeadLetterWriter, FileDeadLetterWriter
+from forwarder.kafka.ledger import LedgerWriter
 from forwarder.kafka.security import client_options
 from forwarder.metrics import Metrics
 from forwarder.processing import BatchProcessor
@@ -44,10 +45,12 @@ async def processing_stack(
     on_answer: Callable[[str, float], None] | None = None,
     park_throttled: bool = False,
     dead_letters_file: Path | None = None,
+    source: str = "stream",
 ) -> AsyncIterator[Stack]:
     """``park_throttled``: the worker's way, throttled events wait in the retry topic instead of in place (a
     replay or backfill has no live traffic to hold back). ``dead_letters_file``: where dead letters go when
-    no Kafka is configured (``backfill``). ``on_answer(status, seconds)``: each Amplitude answer."""
+    no Kafka is configured (``backfill``; then there is no ledger either). ``on_answer(status, seconds)``: each
+    Amplitude answer. ``source``: what the ledger calls these runs (``stream``, ``retry``, ``replay`` ...)."""
     key = settings.amplitude.api_key
     if key is None:
         raise SettingsError("invalid settings:\n  AMPLITUDE_API_KEY: is required but not set")
@@ -90,6 +93,8 @@ async def processing_stack(
             dead_letters,
             metrics or Metrics(),
             retries=parked,
+            ledger=LedgerWriter(producer, settings.topics.ledger_topic) if producer is not None else None,
+            source=source,
         )
         yield Stack(processor, where)
     finally:
@@ -107,11 +112,14 @@ def worker_environment(
     api_key: str,
     **extra: str,
 ) -> dict[str, str]:
-    """The environment of a ``forwarder worker`` process the demo, the benchmark or a test starts."""
+    """The environment of a ``forwarder worker`` process the demo, the benchmark or a test starts. Its ledger
+    topic is named after its source topic (``<source>-ledger``), so runs that share a broker keep their counts
+    apart."""
     return {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": servers,
         "FORWARDER_SOURCE_TOPIC": source_topic,
+        "FORWARDER_LEDGER_TOPIC": f"{source_topic}-ledger",
         "FORWARDER_DLQ_TOPIC": dlq_topic,
         "FORWARDER_GROUP_ID": group,
         "AMPLITUDE_API_KEY": api_key,

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import httpx
 import orjson
+import pytest
+from aiokafka.errors import KafkaTimeoutError
 from pydantic import SecretStr
 
 from forwarder.amplitude.client import AmplitudeClient
 from forwarder.amplitude.delivery import Deliverer
 from forwarder.amplitude.limits import HTTP_V2
-from forwarder.core import MappingRules
+from forwarder.core import MappingRules, OutcomeCounter
 from forwarder.kafka.dead_letters import DeadLetterWriter, SourceRef
+from forwarder.ledger.records import LedgerFormatError, LedgerRecord
 from forwarder.local.amplitude import AmplitudeService
-from forwarder.local.traffic import streams_requests
+from forwarder.local.traffic import BASE_TIME, streams_requests
 from forwarder.metrics import Metrics
 from forwarder.processing import BatchProcessor, SourceMessage
 
@@ -69,3 +72,74 @@ async def test_every_event_read_is_counted_once_under_its_final_outcome() -> Non
             by_outcome[outcome] = by_outcome.get(outcome, 0) + sample.value
     assert by_outcome.get("delivered") == summary.delivered
     assert sum(by_outcome.values()) == summary.read
+
+
+class Ledger:
+    """Keeps what would be written to the ledger topic; ``fail`` makes the write raise (a broker gone)."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.records: list[LedgerRecord] = []
+        self.fail = fail
+
+    async def write(self, records: list[LedgerRecord]) -> None:
+        if self.fail:
+            raise KafkaTimeoutError()
+        self.records.extend(records)
+
+
+def ledger_processor(service: AmplitudeService, ledger: Ledger) -> BatchProcessor:
+    base = processor(service, Metrics())
+    return BatchProcessor(base.rules, base._deliverer, Letters(), Metrics(), ledger=ledger, source="stream")
+
+
+async def test_a_run_writes_one_ledger_record_per_partition_with_every_outcome_by_hour_and_campaign() -> None:
+    ledger = Ledger()
+    batch = ledger_processor(AmplitudeService(), ledger)
+    run = [SourceMessage(SourceRef("src", m.ref.offset % 2, 100 + m.ref.offset, None), m.value) for m in messages(600)]
+    summary = await batch.process(run)
+
+    assert [(r.source, r.topic, r.partition, r.first_offset, r.last_offset) for r in ledger.records] == [
+        ("stream", "src", 0, 100, 106),
+        ("stream", "src", 1, 101, 107),
+    ]
+    total = OutcomeCounter()
+    for record in ledger.records:
+        total.add(record.outcomes)
+        assert record.written_at_ms > 0
+    assert total == summary.outcomes
+    assert total.read == 602
+    # Filed under each event's hour and campaign (the traffic's campaigns are cmp-0000 .. cmp-0039).
+    campaigns = {campaign for (_, _, _, _, campaign) in total.counts}
+    assert {c for c in campaigns if c.startswith("cmp-")}
+    assert "" in campaigns
+    hours = {hour for (outcome, _, _, hour, _) in total.counts if outcome == "delivered"}
+    assert hours == {BASE_TIME // 3600, BASE_TIME // 3600 + 1} or hours == {BASE_TIME // 3600}
+    delivered_types = {t for r in ledger.records for t in r.event_types.values()}
+    assert "Email Sent" in delivered_types
+
+
+async def test_a_run_whose_ledger_record_cannot_be_stored_fails_so_nothing_is_acknowledged() -> None:
+    batch = ledger_processor(AmplitudeService(), Ledger(fail=True))
+    with pytest.raises(KafkaTimeoutError):
+        await batch.process(messages(100))
+
+
+def test_a_ledger_record_survives_the_topic_and_a_bad_one_is_refused() -> None:
+    record = LedgerRecord("replay", "src", 3, 10, 19, deferred=2, event_types={"SMS_SENT": "SMS Sent"})
+    record.outcomes.delivered("SMS_SENT", 5, hour=490_000, campaign="c-1")
+    record.outcomes.dead_lettered("invalid_json", "", 1)
+    back = LedgerRecord.decode(record.encode())
+    assert (back.source, back.topic, back.partition, back.first_offset, back.last_offset) == (
+        "replay",
+        "src",
+        3,
+        10,
+        19,
+    )
+    assert back.outcomes == record.outcomes
+    assert back.deferred == 2
+    assert back.event_types == record.event_types
+    assert record.key == b"replay|src|3|10-19"
+    for bad in (b"not json", b"[]", b'{"v": 99}', record.encode().replace(b'"delivered"', b'"lost"')):
+        with pytest.raises(LedgerFormatError):
+            LedgerRecord.decode(bad)

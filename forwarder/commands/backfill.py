@@ -175,7 +175,7 @@ async def _backfill(
         where = "none (dry run)"
         if not dry_run:
             stack = await exits.enter_async_context(
-                processing_stack(settings, rules, api=api, dead_letters_file=dead_letters_file)
+                processing_stack(settings, rules, api=api, dead_letters_file=dead_letters_file, source="backfill")
             )
             processor, where = stack.processor, stack.dead_letters_at
         await _send(files, rules, settings, processor, start, checkpoint, limiter, summary)

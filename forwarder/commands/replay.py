@@ -180,7 +180,7 @@ async def _run(
 
             return await _drive(consumer, plan, handle, False, settings.worker.batch_max_messages, limiter, label)
 
-        async with processing_stack(settings, rules, api=api) as stack:
+        async with processing_stack(settings, rules, api=api, source=label) as stack:
             processor = stack.processor
 
             async def deliver(records: list[ConsumerRecord]) -> BatchSummary:

@@ -1,5 +1,8 @@
-"""One tally of outcomes, keyed by (outcome, reason, event code): behind the metrics, the batch log line, every
-command's summary and the demo.
+"""One tally of outcomes, keyed by (outcome, reason, event code, hour, campaign): behind the metrics, the batch
+log line, the reconciliation ledger, every command's summary and the demo.
+
+``hour`` is the event's own time in whole hours since the epoch (UTC), ``NO_HOUR`` when it has none that parses;
+``campaign`` is its campaign id as text, empty when it has none. Views that do not ask for them sum them away.
 
 Outcomes: ``forwarded`` (mapped and to be sent: dry runs and ``transform`` stop there), then the final ones,
 ``delivered``, ``filtered``, ``dropped`` and ``dead_lettered``.
@@ -12,7 +15,8 @@ from typing import assert_never
 
 from forwarder.core.outcomes import Dropped, Filtered, Forwarded, Invalid, Outcome
 
-Key = tuple[str, str, str]
+Key = tuple[str, str, str, int, str]
+NO_HOUR = -1
 
 
 class OutcomeCounter:
@@ -21,26 +25,29 @@ class OutcomeCounter:
     def __init__(self) -> None:
         self.counts: Counter[Key] = Counter()
 
-    def count(self, outcome: Outcome, n: int = 1) -> None:
+    def count(self, outcome: Outcome, n: int = 1, hour: int = NO_HOUR, campaign: str = "") -> None:
         key: Key
         match outcome:
             case Forwarded(code=code):
-                key = ("forwarded", "", code)
+                key = ("forwarded", "", code, hour, campaign)
             case Filtered(code=code, reason=reason):
-                key = ("filtered", reason, code)
+                key = ("filtered", reason, code, hour, campaign)
             case Dropped(code=code, reason=reason):
-                key = ("dropped", reason, code)
+                key = ("dropped", reason, code, hour, campaign)
             case Invalid(code=code, reason=reason):
-                key = ("dead_lettered", reason, code or "")
+                key = ("dead_lettered", reason, code or "", hour, campaign)
             case _:
                 assert_never(outcome)
         self.counts[key] += n
 
-    def delivered(self, code: str, n: int = 1) -> None:
-        self.counts["delivered", "", code] += n
+    def delivered(self, code: str, n: int = 1, hour: int = NO_HOUR, campaign: str = "") -> None:
+        self.counts["delivered", "", code, hour, campaign] += n
 
-    def dead_lettered(self, reason: str, code: str, n: int = 1) -> None:
-        self.counts["dead_lettered", reason, code] += n
+    def dead_lettered(self, reason: str, code: str, n: int = 1, hour: int = NO_HOUR, campaign: str = "") -> None:
+        self.counts["dead_lettered", reason, code, hour, campaign] += n
+
+    def add_key(self, key: Key, n: int) -> None:
+        self.counts[key] += n
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, OutcomeCounter) and self.counts == other.counts
@@ -55,11 +62,11 @@ class OutcomeCounter:
         return sum(self.counts.values())
 
     def total(self, outcome: str) -> int:
-        return sum(n for (kind, _, _), n in self.counts.items() if kind == outcome)
+        return sum(n for key, n in self.counts.items() if key[0] == outcome)
 
     def reasons(self, outcome: str) -> Counter[str]:
         found: Counter[str] = Counter()
-        for (kind, reason, _), n in self.counts.items():
+        for (kind, reason, *_), n in self.counts.items():
             if kind == outcome:
                 found[reason] += n
         return found
@@ -67,14 +74,22 @@ class OutcomeCounter:
     @property
     def by_outcome(self) -> Counter[str]:
         found: Counter[str] = Counter()
-        for (kind, _, _), n in self.counts.items():
-            found[kind] += n
+        for key, n in self.counts.items():
+            found[key[0]] += n
         return found
 
     @property
     def by_reason(self) -> Counter[tuple[str, str]]:
         found: Counter[tuple[str, str]] = Counter()
-        for (kind, reason, _), n in self.counts.items():
+        for (kind, reason, *_), n in self.counts.items():
             if reason:
                 found[kind, reason] += n
+        return found
+
+    @property
+    def by_code(self) -> Counter[tuple[str, str, str]]:
+        """(outcome, reason, event code): the labels of ``forwarder_events_total``."""
+        found: Counter[tuple[str, str, str]] = Counter()
+        for (kind, reason, code, _, _), n in self.counts.items():
+            found[kind, reason, code] += n
         return found

@@ -40,6 +40,13 @@ TOP_LEVEL_FIELDS = (
 )
 
 
+def raw_campaign_id(event: dict[str, Any]) -> Any:
+    """The campaign id as sent: in event_attributes, else at the top level (flat callbacks)."""
+    attributes = event.get("event_attributes")
+    campaign_id = attributes.get("campaign_id") if type(attributes) is dict else None
+    return event.get("campaign_id") if campaign_id is None else campaign_id
+
+
 def insert_id(event: dict[str, Any], code: str) -> str:
     """``event_uuid``, else a hash of what identifies the event, so a replay yields the same id."""
     uuid = event.get("event_uuid")
@@ -49,12 +56,8 @@ def insert_id(event: dict[str, Any], code: str) -> str:
             return uuid
     elif type(uuid) is int:
         return str(uuid)
-    attributes = event.get("event_attributes")
-    campaign_id = attributes.get("campaign_id") if isinstance(attributes, dict) else None
-    if campaign_id is None:
-        campaign_id = event.get("campaign_id")
     key = orjson.dumps(
-        [code, event.get("uid"), raw_anonymous_id(event), event.get("event_time"), campaign_id],
+        [code, event.get("uid"), raw_anonymous_id(event), event.get("event_time"), raw_campaign_id(event)],
         option=orjson.OPT_NON_STR_KEYS,
         default=str,
     )

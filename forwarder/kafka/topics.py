@@ -1,4 +1,4 @@
-"""``forwarder topics``: create the source, retry and dead-letter topics, or report how they drifted.
+"""``forwarder topics``: create the source, retry, dead-letter and ledger topics, or report how they drifted.
 
 Idempotent: a missing topic is created; an existing one is compared with the settings and left alone
 unless ``--apply`` is given (configs altered, partitions added; partitions are never removed and the
@@ -32,10 +32,20 @@ def desired_topics(settings: Settings) -> list[TopicSpec]:
         config = {"cleanup.policy": "delete", "retention.ms": str(int(retention_hours * HOUR_MS))}
         return TopicSpec(name, settings.topics.topic_partitions, settings.topics.topic_replication, config)
 
+    topics = settings.topics
+    # One partition: the report reads the ledger in the order it was written; its records are small (one per run).
+    # Compacted, so a run re-processed with the same range replaces its record; deleted after its retention.
+    ledger = TopicSpec(
+        topics.ledger_topic,
+        1,
+        topics.topic_replication,
+        {"cleanup.policy": "compact,delete", "retention.ms": str(int(topics.ledger_retention_hours * HOUR_MS))},
+    )
     return [
-        spec(settings.topics.source_topic, settings.topics.source_retention_hours),
-        spec(settings.topics.retry_topic, settings.topics.retry_retention_hours),
-        spec(settings.topics.dlq_topic, settings.topics.dlq_retention_hours),
+        spec(topics.source_topic, topics.source_retention_hours),
+        spec(topics.retry_topic, topics.retry_retention_hours),
+        spec(topics.dlq_topic, topics.dlq_retention_hours),
+        ledger,
     ]
 
 

@@ -1,4 +1,5 @@
-"""A local Amplitude-compatible ingestion service: HTTP V2 (``/2/httpapi``) and Batch (``/batch``).
+"""A local Amplitude-compatible service: ingestion by HTTP V2 (``/2/httpapi``) and Batch (``/batch``), and the
+Dashboard REST API's Event Segmentation (``/api/2/events/segmentation``), answered from what it accepted.
 
 It validates requests as Amplitude documents them (shared/spec/amplitude-api.md), answers with Amplitude's
 response bodies, injects faults on demand, and records what it accepted so a run can be checked:
@@ -9,11 +10,14 @@ response bodies, injects faults on demand, and records what it accepted so a run
 from __future__ import annotations
 
 import asyncio
+import base64
+import hmac
 import random
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -67,6 +71,9 @@ class Faults:
     # Until this wall-clock time every request gets ``outage_status`` (an outage window).
     outage_until: float = 0.0
     outage_status: int = 503
+    # Per event: answer 200 but keep nothing of it, as if Amplitude lost it after accepting it (the
+    # reconciliation report must flag exactly the rows these fall in).
+    drop_silently_rate: float = 0.0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Faults:
@@ -104,6 +111,10 @@ class Recorder:
     responses: Counter[int] = field(default_factory=Counter)
     requests: int = 0
     accepted: int = 0
+    # What the Dashboard API counts: unique insert_ids by (event_type, UTC day YYYYMMDD, event property $source).
+    counted: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    # Accepted with 200 and then lost on purpose (``drop_silently_rate``): insert_id, event_type, time.
+    silently_dropped: list[tuple[str, str, int]] = field(default_factory=list)
 
     def stats(self) -> dict[str, Any]:
         unique = len(self.by_insert_id)
@@ -114,8 +125,18 @@ class Recorder:
             "events_accepted": self.accepted,
             "unique_insert_ids": unique,
             "duplicates": self.accepted - unique,
+            "silently_dropped": len(self.silently_dropped),
             "responses": {str(k): v for k, v in sorted(self.responses.items())},
         }
+
+
+def _counted_as(event: dict[str, Any]) -> tuple[str, str, str]:
+    """Where the Dashboard API counts an event: its type, its UTC day (the project's time zone here), $source."""
+    time_ms = event.get("time")
+    day = datetime.fromtimestamp(time_ms / 1000, UTC).strftime("%Y%m%d") if isinstance(time_ms, int) else "?"
+    props = event.get("event_properties")
+    source = props.get("$source") if isinstance(props, dict) else None
+    return str(event.get("event_type")), day, str(source)
 
 
 def _json(status: int, body: dict[str, Any]) -> Response:
@@ -135,9 +156,12 @@ class AmplitudeService:
         api_keys: set[str] | None = None,
         faults: Faults | None = None,
         keep_events: bool = True,
+        secret_key: str | None = None,
     ) -> None:
-        """``api_keys``: keys that are accepted; None accepts any non-empty key."""
+        """``api_keys``: keys that are accepted; None accepts any non-empty key. ``secret_key``: the Dashboard
+        API's password for every key; None accepts any non-empty one."""
         self.api_keys = api_keys
+        self.secret_key = secret_key
         self.faults = faults or Faults()
         self.recorder = Recorder(keep_events=keep_events)
         self.lock = threading.Lock()
@@ -145,6 +169,7 @@ class AmplitudeService:
             routes=[
                 Route("/2/httpapi", self._ingest, methods=["POST"]),
                 Route("/batch", self._ingest, methods=["POST"]),
+                Route("/api/2/events/segmentation", self._segmentation, methods=["GET"]),
                 Route("/_local/stats", self._stats, methods=["GET"]),
                 Route("/_local/events", self._events, methods=["GET"]),
                 Route("/_local/arrivals", self._arrivals, methods=["GET"]),
@@ -273,12 +298,24 @@ class AmplitudeService:
             now = time.time()
             recorder.first_at = recorder.first_at or now
             recorder.last_at = now
-            for event in events:
+            kept = events
+            if faults.drop_silently_rate:
+                kept = []
+                for event in events:
+                    if random.random() < faults.drop_silently_rate:
+                        recorder.silently_dropped.append(
+                            (str(event.get("insert_id")), str(event.get("event_type")), int(event.get("time") or 0))
+                        )
+                    else:
+                        kept.append(event)
+            for event in kept:
                 insert_id = str(event.get("insert_id"))
+                if insert_id not in recorder.by_insert_id:
+                    recorder.counted[_counted_as(event)] += 1
                 recorder.by_insert_id[insert_id] += 1
                 recorder.first_accepted_at.setdefault(insert_id, now)
             if recorder.keep_events:
-                recorder.events.extend(events)
+                recorder.events.extend(kept)
         return self._answer(
             200,
             {
@@ -288,6 +325,68 @@ class AmplitudeService:
                 "server_upload_time": int(time.time() * 1000),
             },
         )
+
+    async def _segmentation(self, request: Request) -> Response:
+        """The Dashboard REST API's Event Segmentation, as far as reconciliation asks it: totals per day of one
+        event type, optionally filtered on one event property (``$source``), from the unique insert_ids kept."""
+        problem = self._dashboard_auth(request.headers.get("authorization", ""))
+        if problem is not None:
+            return problem
+        params = request.query_params
+        try:
+            query = orjson.loads(params.get("e", ""))
+            event_type = query["event_type"]
+            filters = query.get("filters") or []
+            start = datetime.strptime(params["start"], "%Y%m%d").replace(tzinfo=UTC)
+            end = datetime.strptime(params["end"], "%Y%m%d").replace(tzinfo=UTC)
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            return _json(400, {"error": f"invalid segmentation query: {exc}"})
+        if params.get("m", "totals") != "totals" or params.get("i", "1") != "1":
+            return _json(400, {"error": "the local service answers m=totals with i=1 (daily) only"})
+        sources: set[str] | None = None
+        for item in filters:
+            if item.get("subprop_key") != "$source" or item.get("subprop_op", "is") != "is":
+                return _json(400, {"error": "the local service filters on the event property $source only"})
+            sources = {str(v) for v in item.get("subprop_value") or []}
+        if end < start or (end - start).days > 366:
+            return _json(400, {"error": "end must be on or after start, within a year"})
+        days = [(start + timedelta(days=n)).strftime("%Y%m%d") for n in range((end - start).days + 1)]
+        with self.lock:
+            counted = self.recorder.counted
+            series = [
+                sum(
+                    n
+                    for (kind, day_, source), n in counted.items()
+                    if kind == event_type and day_ == day and (sources is None or source in sources)
+                )
+                for day in days
+            ]
+        x_values = [f"{d[:4]}-{d[4:6]}-{d[6:]}" for d in days]
+        return _json(
+            200,
+            {
+                "data": {
+                    "series": [series],
+                    "seriesLabels": [0],
+                    "seriesCollapsed": [[{"setId": "", "value": sum(series)}]],
+                    "xValues": x_values,
+                }
+            },
+        )
+
+    def _dashboard_auth(self, header: str) -> Response | None:
+        scheme, _, encoded = header.partition(" ")
+        try:
+            key, sep, secret = base64.b64decode(encoded, validate=True).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            key, sep, secret = "", "", ""
+        if scheme.lower() != "basic" or not (key and sep and secret):
+            return _json(401, {"error": "Invalid credentials: HTTP Basic with api_key:secret_key is required"})
+        if (self.api_keys is not None and key not in self.api_keys) or (
+            self.secret_key is not None and not hmac.compare_digest(secret, self.secret_key)
+        ):
+            return _json(401, {"error": "Invalid API key or secret key"})
+        return None
 
     async def _stats(self, request: Request) -> Response:
         with self.lock:

@@ -161,13 +161,13 @@ def create_app(
 
         return on_fatal
 
-    async def run(stream: Any, topic: str, name: str, wait_until_due: bool) -> None:
+    async def run(stream: Any, topic: str, name: str, wait_until_due: bool, source: str) -> None:
         def observe(status: str, seconds: float) -> None:
             metrics.observe_request(status, seconds)
             health.amplitude_answered(status)
 
         stack = processing_stack(
-            settings, settings.mapping_rules(), metrics=metrics, on_answer=observe, park_throttled=True
+            settings, settings.mapping_rules(), metrics=metrics, on_answer=observe, park_throttled=True, source=source
         )
         async with stack as built:
             acks = AckLoop(built.processor, settings.worker.batch_max_bytes, drain.requested.is_set, fatal(name))
@@ -188,11 +188,11 @@ def create_app(
     @app.agent(source, concurrency=1)
     async def forward(stream: Any) -> None:
         settle_heap()  # once per process, when the main agent starts
-        await run(stream, settings.topics.source_topic, "forward", wait_until_due=False)
+        await run(stream, settings.topics.source_topic, "forward", wait_until_due=False, source="stream")
 
     @app.agent(retry_topic, concurrency=1)
     async def retry(stream: Any) -> None:
-        await run(stream, settings.topics.retry_topic, "retry", wait_until_due=True)
+        await run(stream, settings.topics.retry_topic, "retry", wait_until_due=True, source="retry")
 
     watchdog: Watchdog | None = None
 

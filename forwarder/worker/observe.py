@@ -9,7 +9,7 @@ from collections.abc import Callable
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from forwarder.core.counting import OutcomeCounter
+from forwarder.core.counting import NO_HOUR, OutcomeCounter
 from forwarder.kafka.admin import partition_offsets
 
 
@@ -23,7 +23,9 @@ def scrape_outcomes(metrics_url: str) -> OutcomeCounter:
         for sample in family.samples:
             if sample.name == "forwarder_events_total":
                 labels = sample.labels
-                outcomes.counts[labels["outcome"], labels["reason"], labels["event_code"]] += int(sample.value)
+                outcomes.add_key(
+                    (labels["outcome"], labels["reason"], labels["event_code"], NO_HOUR, ""), int(sample.value)
+                )
     return outcomes
 
 

@@ -59,6 +59,7 @@ def setup(kafka, amplitude, topic_names):
         "KAFKA_BOOTSTRAP_SERVERS": kafka,
         "FORWARDER_SOURCE_TOPIC": source,
         "FORWARDER_DLQ_TOPIC": dlq,
+        "FORWARDER_LEDGER_TOPIC": source + "-ledger",
         "FORWARDER_GROUP_ID": topic_names("grp"),
         "AMPLITUDE_API_KEY": "test-key",
         "AMPLITUDE_API_URL": url,

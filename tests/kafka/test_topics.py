@@ -30,21 +30,32 @@ def test_create_verify_report_drift_and_apply(kafka, topic_names) -> None:
         "FORWARDER_SOURCE_TOPIC": source,
         "FORWARDER_RETRY_TOPIC": source + "-retry",
         "FORWARDER_DLQ_TOPIC": source + "-dlq",
+        "FORWARDER_LEDGER_TOPIC": source + "-ledger",
         "FORWARDER_TOPIC_PARTITIONS": "3",
         "FORWARDER_TOPIC_REPLICATION": "1",
     }
 
     created = topics(env)
     assert created.returncode == 0, created.stderr
-    assert created.stdout.count("created ") == 3
+    assert created.stdout.count("created ") == 4
     assert (
         f"created {source}: 3 partitions, replication 1, cleanup.policy=delete, retention.ms=604800000"
+        in created.stdout
+    )
+    # The ledger: one partition (read in the order written), compacted, kept 90 days.
+    assert (
+        f"created {source}-ledger: 1 partitions, replication 1, cleanup.policy=compact,delete, retention.ms=7776000000"
         in created.stdout
     )
 
     again = topics(env)  # idempotent
     assert again.returncode == 0
-    assert again.stdout.splitlines() == [f"ok {source}", f"ok {source}-retry", f"ok {source}-dlq"]
+    assert again.stdout.splitlines() == [
+        f"ok {source}",
+        f"ok {source}-retry",
+        f"ok {source}-dlq",
+        f"ok {source}-ledger",
+    ]
 
     drifted = {**env, "FORWARDER_TOPIC_PARTITIONS": "4", "FORWARDER_SOURCE_RETENTION_HOURS": "24"}
     report = topics(drifted)

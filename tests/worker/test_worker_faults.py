@@ -7,15 +7,19 @@ import os
 import random
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from typing import Any
 
 import orjson
 import pytest
 
+from forwarder.core import Dropped, Filtered, Forwarded, MappingRules, process_event
 from forwarder.core.keys import partition_key
 from forwarder.kafka.admin import create_topics, partition_offsets
 from forwarder.kafka.dead_letters import header_map
+from forwarder.kafka.ledger import read_ledger
 from forwarder.local.kafka import LocalKafka
 from forwarder.local.traffic import streams_requests
 from forwarder.worker.observe import scrape_outcomes, wait_until_committed
@@ -76,12 +80,61 @@ def test_crash_sigkill_three_times_loses_nothing(kafka, amplitude, topic_names, 
     assert set(lettered) == rejected  # every rejected event dead-lettered (at least once)
     assert all(h["reason"] == "invalid_field:event_properties" and h["http_status"] == "400" for h in lettered.values())
     duplicates = service.recorder.accepted - len(accepted)
+
+    # The ledger: re-processed runs wrote their records again, and the report still counts every event once,
+    # under the outcome the core gives it (row by row, by event code).
+    written, _ = asyncio.run(read_ledger(kafka, env["FORWARDER_LEDGER_TOPIC"]))
+    naive = sum(r.outcomes.read for r in written)
+    report = subprocess.run(
+        [sys.executable, "-m", "forwarder", "report", "--by", "code", "--format", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert report.returncode == 0, report.stderr
+    body = orjson.loads(report.stdout)
+    assert body["total"]["read"] == len(events) == 20_000
+    assert body["total"]["delivered"] == len(accepted)
+    assert body["total"]["dead_lettered_by_reason"] == {"invalid_field:event_properties": len(rejected)}
+    assert body["balance"]["holds"] is True
+    expected = expected_by_code(events, rejected)
+    assert {row["code"]: row_counts(row) for row in body["rows"]} == expected
     print(
         f"\ncrash test: {len(events)} events, {kills} SIGKILLs, {len(accepted)} delivered, "
         f"{len(rejected)} dead-lettered, {duplicates} duplicates re-sent after kills "
-        f"(Amplitude drops them by insert_id)"
+        f"(Amplitude drops them by insert_id); ledger: {len(written)} records holding {naive} events, "
+        f"{body['superseded_records']} superseded, report counts {body['total']['read']}"
     )
     assert kills == 3
+    assert naive > len(events)
+    assert body["superseded_records"] > 0
+
+
+def row_counts(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: row[k] for k in ("delivered", "filtered_by_reason", "dropped_by_reason", "dead_lettered_by_reason")}
+
+
+def expected_by_code(events: list[dict], rejected: set[str]) -> dict[str, dict[str, Any]]:  # type: ignore[type-arg]
+    """What the pure core makes of each event, with the rejected ones dead-lettered by Amplitude's 400."""
+    rows: dict[str, dict[str, Any]] = {}
+    for event in events:
+        outcome = process_event(event, MappingRules())
+        row = rows.setdefault(
+            outcome.code or "(no event code)",
+            {"delivered": 0, "filtered_by_reason": {}, "dropped_by_reason": {}, "dead_lettered_by_reason": {}},
+        )
+        if isinstance(outcome, Forwarded):
+            if event["event_uuid"] in rejected:
+                reasons = row["dead_lettered_by_reason"]
+                reasons["invalid_field:event_properties"] = reasons.get("invalid_field:event_properties", 0) + 1
+            else:
+                row["delivered"] += 1
+        else:
+            kind = {Filtered: "filtered_by_reason", Dropped: "dropped_by_reason"}[type(outcome)]
+            row[kind][outcome.reason] = row[kind].get(outcome.reason, 0) + 1
+    return rows
 
 
 def test_outage_pauses_without_loss_or_rebalance_and_recovers_by_itself(kafka, amplitude, topic_names, worker_factory):

@@ -1,0 +1,156 @@
+"""``forwarder report``: per campaign, event code, hour or day, what came in, what Amplitude got, and why the
+rest did not; from the ledger topic, optionally next to Amplitude's own count (``--amplitude``).
+
+Exit status: 0 when the totals add up (and, with ``--amplitude``, every day matches), 3 when something does not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import orjson
+
+from forwarder.commands.replay import parse_time
+from forwarder.kafka.ledger import read_ledger
+from forwarder.kafka.security import client_options
+from forwarder.ledger.amplitude_side import (
+    Comparison,
+    DashboardClient,
+    amplitude_counts,
+    compare,
+    delivered_by_type_and_day,
+)
+from forwarder.ledger.chart import draw_chart
+from forwarder.ledger.records import LedgerRecord
+from forwarder.ledger.report import Grouping, Report, Window, build_report, render
+from forwarder.ledger.settle import settle
+from forwarder.settings import Settings, SettingsError
+
+MISMATCH_EXIT = 3
+Format = Literal["table", "csv", "json"]
+
+
+@dataclass
+class Reconciliation:
+    report: Report
+    comparisons: list[Comparison] | None
+    settled: list[LedgerRecord]
+
+    @property
+    def holds(self) -> bool:
+        _, balanced = self.report.balance()
+        return balanced and not any(c.differs for c in self.comparisons or [])
+
+
+def window_of(start: str | None, end: str | None) -> Window:
+    window = Window(parse_time(start) if start else None, parse_time(end) if end else None)
+    if window.start_ms is not None and window.end_ms is not None and window.end_ms <= window.start_ms:
+        raise ValueError("--to must be after --from")
+    return window
+
+
+async def reconcile(settings: Settings, by: Grouping, window: Window, amplitude: bool) -> Reconciliation:
+    records, skipped = await read_ledger(client_options(settings), settings.topics.ledger_topic)
+    settled = settle(records)
+    report = build_report(settled, by, window, skipped=skipped, superseded=len(records) - len(settled))
+    comparisons = await _amplitude_side(settings, settled, window) if amplitude else None
+    return Reconciliation(report, comparisons, settled)
+
+
+async def _amplitude_side(settings: Settings, settled: list[LedgerRecord], window: Window) -> list[Comparison]:
+    key, secret = settings.amplitude.api_key, settings.amplitude.secret_key
+    if key is None or secret is None:
+        missing = [name for name, v in (("AMPLITUDE_API_KEY", key), ("AMPLITUDE_SECRET_KEY", secret)) if v is None]
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(f"{m}: is required by --amplitude" for m in missing))
+    delivered = delivered_by_type_and_day(settled, window)
+    days = sorted({day for _, day in delivered.keys})
+    if not days:
+        return []
+    client = DashboardClient(settings.amplitude.dashboard_base_url, key.get_secret_value(), secret.get_secret_value())
+    try:
+        counted = await amplitude_counts(client, {t for t, _ in delivered.keys}, days[0], days[-1])
+    finally:
+        await client.aclose()
+    return compare(delivered, counted)
+
+
+def render_comparisons(comparisons: list[Comparison], fmt: Format) -> str:
+    if fmt == "csv":
+        lines = ["event_type,day,delivered,resent,amplitude_counted,verdict"]
+        lines += [f'"{c.event_type}",{c.day},{c.delivered},{c.resent},{c.counted},{c.verdict}' for c in comparisons]
+        return "\n".join(lines)
+    header = ("event type", "day", "delivered", "re-sent", "Amplitude counted", "")
+    rows = [header] + [
+        (c.event_type, c.day, str(c.delivered), str(c.resent), str(c.counted), c.verdict) for c in comparisons
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    text = [
+        "  ".join(
+            [r[0].ljust(widths[0]), r[1].ljust(widths[1])]
+            + [v.rjust(w) for v, w in zip(r[2:5], widths[2:5], strict=True)]
+            + [r[5]]
+        ).rstrip()
+        for r in rows
+    ]
+    differing = sum(c.differs for c in comparisons)
+    text.append(
+        "Amplitude counted what was delivered on every row"
+        if not differing
+        else f"{differing} of {len(comparisons)} rows differ from what was delivered"
+    )
+    return "\n".join(text)
+
+
+def as_json(result: Reconciliation) -> str:
+    body = orjson.loads(render(result.report, "json"))
+    if result.comparisons is not None:
+        body["amplitude"] = [
+            {
+                "event_type": c.event_type,
+                "day": c.day,
+                "delivered": c.delivered,
+                "resent": c.resent,
+                "resent_dead_letters": c.resent_dead_letters,
+                "amplitude_counted": c.counted,
+                "verdict": c.verdict,
+            }
+            for c in result.comparisons
+        ]
+    return orjson.dumps(body, option=orjson.OPT_INDENT_2).decode()
+
+
+def print_reconciliation(result: Reconciliation, fmt: Format) -> None:
+    if fmt == "json":
+        print(as_json(result))
+        return
+    print(render(result.report, fmt))
+    if result.comparisons is not None:
+        print()
+        print(render_comparisons(result.comparisons, fmt))
+
+
+def run_report(
+    settings: Settings,
+    start: str | None,
+    end: str | None,
+    by: Grouping,
+    fmt: Format,
+    chart: str | None,
+    amplitude: bool,
+) -> int:
+    try:
+        window = window_of(start, end)
+    except ValueError as exc:
+        print(f"forwarder report: {exc}", file=sys.stderr)
+        return 2
+    result = asyncio.run(reconcile(settings, by, window, amplitude))
+    print_reconciliation(result, fmt)
+    if chart:
+        title = f"MoEngage -> Amplitude by {by}" + (f", {start} to {end}" if start or end else "")
+        path = draw_chart(result.report, Path(chart), title)
+        print(f"chart: {path}", file=sys.stderr)
+    return 0 if result.holds else MISMATCH_EXIT

@@ -1,0 +1,167 @@
+"""Amplitude's side of the count: the Dashboard REST API's Event Segmentation, per event type and day, next to
+what the ledger says was delivered.
+
+Amplitude keeps one event per insert_id, so a re-sent event it already had is not counted twice. Dead letters
+re-sent by ``replay-dlq`` were never accepted before, so Amplitude must count each once more; events re-sent by
+``replay`` or ``backfill`` may or may not be new to it. So a row is right when Amplitude's count lies between
+delivered + dead letters re-sent and that plus the other re-sends. Days are UTC in the ledger and in the
+project's time zone in Amplitude: the comparison assumes a project in UTC (the README says so).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import orjson
+
+from forwarder.core.mapping import SOURCE
+from forwarder.ledger.records import LIVE_SOURCES, LedgerRecord
+from forwarder.ledger.report import Window
+
+SEGMENTATION_PATH = "/api/2/events/segmentation"
+# Amplitude runs at most 5 Dashboard API requests of a project at once (all endpoints together).
+MAX_CONCURRENT = 4
+RETRIES_429 = 5
+
+TypeDay = tuple[str, str]  # (event type, YYYY-MM-DD)
+
+
+class DashboardError(RuntimeError):
+    """The Dashboard API could not answer: one line, without the credentials."""
+
+
+@dataclass(frozen=True)
+class Comparison:
+    event_type: str
+    day: str
+    delivered: int
+    # Delivered by any re-send; of those, dead letters re-sent by ``replay-dlq`` (new to Amplitude).
+    resent: int
+    counted: int
+    resent_dead_letters: int = 0
+
+    @property
+    def verdict(self) -> str:
+        least = self.delivered + self.resent_dead_letters
+        if self.counted == self.delivered == least:
+            return "ok"
+        if least <= self.counted <= self.delivered + self.resent:
+            return "ok (re-sent)"
+        if self.counted < least:
+            return f"MISSING {least - self.counted}"
+        return f"EXTRA {self.counted - self.delivered - self.resent}"
+
+    @property
+    def differs(self) -> bool:
+        return not self.verdict.startswith("ok")
+
+
+@dataclass
+class Delivered:
+    """Delivered events by (Amplitude event type, UTC day): by the live worker, by any re-send, by ``replay-dlq``."""
+
+    live: Counter[TypeDay]
+    resent: Counter[TypeDay]
+    resent_dead_letters: Counter[TypeDay]
+
+    @property
+    def keys(self) -> set[TypeDay]:
+        return set(self.live) | set(self.resent)
+
+
+def delivered_by_type_and_day(settled: Iterable[LedgerRecord], window: Window) -> Delivered:
+    found = Delivered(Counter(), Counter(), Counter())
+    for record in settled:
+        live = record.source in LIVE_SOURCES
+        for (outcome, _, code, hour, _), n in record.outcomes.counts.items():
+            if outcome != "delivered" or not window.holds(hour):
+                continue
+            key = (record.event_types.get(code, code), datetime.fromtimestamp(hour * 3600, UTC).strftime("%Y-%m-%d"))
+            (found.live if live else found.resent)[key] += n
+            if record.source == "replay-dlq":
+                found.resent_dead_letters[key] += n
+    return found
+
+
+def compare(delivered: Delivered, counted: dict[TypeDay, int]) -> list[Comparison]:
+    keys = sorted(delivered.keys | {k for k, v in counted.items() if v})
+    return [
+        Comparison(
+            t,
+            d,
+            delivered.live[t, d],
+            delivered.resent[t, d],
+            counted.get((t, d), 0),
+            delivered.resent_dead_letters[t, d],
+        )
+        for t, d in keys
+    ]
+
+
+class DashboardClient:
+    def __init__(self, base_url: str, api_key: str, secret_key: str, timeout_s: float = 30.0) -> None:
+        self._http = httpx.AsyncClient(base_url=base_url, auth=(api_key, secret_key), timeout=timeout_s)
+        self._gate = asyncio.Semaphore(MAX_CONCURRENT)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def daily_counts(self, event_type: str, first_day: str, last_day: str) -> dict[str, int]:
+        """Events of ``event_type`` with ``$source`` = MOENGAGE, per day (YYYY-MM-DD) in [first_day, last_day]."""
+        query = {
+            "event_type": event_type,
+            "filters": [
+                {"subprop_type": "event", "subprop_key": "$source", "subprop_op": "is", "subprop_value": [SOURCE]}
+            ],
+        }
+        params = {
+            "e": orjson.dumps(query).decode(),
+            "start": first_day.replace("-", ""),
+            "end": last_day.replace("-", ""),
+            "m": "totals",
+            "i": "1",
+        }
+        async with self._gate:
+            for attempt in range(RETRIES_429 + 1):
+                try:
+                    response = await self._http.get(SEGMENTATION_PATH, params=params)
+                except httpx.HTTPError as exc:
+                    raise DashboardError(f"cannot reach the Amplitude Dashboard API: {type(exc).__name__}") from None
+                if response.status_code != 429 or attempt == RETRIES_429:
+                    break
+                await asyncio.sleep(min(60.0, 2.0**attempt))
+        if response.status_code in (401, 403):
+            raise DashboardError(
+                "the Amplitude Dashboard API refused AMPLITUDE_API_KEY / AMPLITUDE_SECRET_KEY "
+                f"(HTTP {response.status_code})"
+            )
+        if response.status_code != 200:
+            raise DashboardError(
+                f"the Amplitude Dashboard API answered HTTP {response.status_code} for {event_type!r}: "
+                + response.text[:200].replace("\n", " ")
+            )
+        return _series(response.content, event_type)
+
+
+def _series(body: bytes, event_type: str) -> dict[str, int]:
+    try:
+        data: Any = orjson.loads(body)["data"]
+        days = [str(day)[:10] for day in data["xValues"]]
+        values = data["series"][0] if data["series"] else [0] * len(days)
+        return {day: int(value) for day, value in zip(days, values, strict=True)}
+    except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, ValueError) as exc:
+        raise DashboardError(f"unexpected Dashboard API answer for {event_type!r}: {exc}") from None
+
+
+async def amplitude_counts(
+    client: DashboardClient, event_types: Iterable[str], first_day: str, last_day: str
+) -> dict[TypeDay, int]:
+    types = sorted(set(event_types))
+    answers = await asyncio.gather(*(client.daily_counts(t, first_day, last_day) for t in types))
+    return {(t, day): n for t, by_day in zip(types, answers, strict=True) for day, n in by_day.items()}

@@ -1,0 +1,111 @@
+"""One ledger record: the outcomes of one run's messages from one (topic, partition), by hour and campaign.
+
+The key names the source range (``source|topic|partition|first-last``), so a run re-processed with the same
+range overwrites its record in the compacted topic, and ``settle`` drops a record whose range later records
+cover. The value is JSON, small (one row per distinct (outcome, reason, code, hour, campaign)).
+
+``source`` says what read the events: ``stream`` and ``retry`` are the live worker's two agents (the traffic as it
+came in; an event parked in the retry topic is counted when the retry agent settles it, never at the first
+pass), ``replay``, ``replay-dlq`` and ``backfill`` re-send, and the report shows them as re-sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from forwarder.core.counting import OutcomeCounter
+
+FORMAT_VERSION = 1
+LIVE_SOURCES = frozenset({"stream", "retry"})
+RESEND_SOURCES = frozenset({"replay", "replay-dlq", "backfill"})
+OUTCOMES = frozenset({"delivered", "filtered", "dropped", "dead_lettered", "forwarded"})
+
+
+class LedgerFormatError(ValueError):
+    """A ledger value this version cannot read: the report skips it and says how many it skipped."""
+
+
+@dataclass(eq=False)  # identity: a run groups its events by the record they go to
+class LedgerRecord:
+    source: str
+    topic: str
+    partition: int
+    first_offset: int
+    last_offset: int
+    outcomes: OutcomeCounter = field(default_factory=OutcomeCounter)
+    # Parked in the retry topic by this run: counted by the retry agent's record once final.
+    deferred: int = 0
+    # Event code -> the Amplitude event type it was delivered as (the report's Amplitude comparison).
+    event_types: dict[str, str] = field(default_factory=dict)
+    written_at_ms: int = 0
+
+    @property
+    def key(self) -> bytes:
+        return f"{self.source}|{self.topic}|{self.partition}|{self.first_offset}-{self.last_offset}".encode()
+
+    @property
+    def stream(self) -> tuple[str, str, int]:
+        """Records of one stream (same source, topic, partition) can supersede each other."""
+        return self.source, self.topic, self.partition
+
+    def encode(self) -> bytes:
+        return orjson.dumps(
+            {
+                "v": FORMAT_VERSION,
+                "source": self.source,
+                "topic": self.topic,
+                "partition": self.partition,
+                "first_offset": self.first_offset,
+                "last_offset": self.last_offset,
+                "deferred": self.deferred,
+                "event_types": self.event_types,
+                "written_at_ms": self.written_at_ms,
+                "counts": [[*key, n] for key, n in self.outcomes.counts.items()],
+            }
+        )
+
+    @classmethod
+    def decode(cls, value: bytes) -> LedgerRecord:
+        try:
+            data = orjson.loads(value)
+            if not isinstance(data, dict) or data.get("v") != FORMAT_VERSION:
+                raise LedgerFormatError(f"not a version {FORMAT_VERSION} ledger record")
+            record = cls(
+                source=_text(data["source"]),
+                topic=_text(data["topic"]),
+                partition=_number(data["partition"]),
+                first_offset=_number(data["first_offset"]),
+                last_offset=_number(data["last_offset"]),
+                deferred=_number(data.get("deferred", 0)),
+                event_types={_text(k): _text(v) for k, v in dict(data.get("event_types") or {}).items()},
+                written_at_ms=_number(data.get("written_at_ms", 0)),
+            )
+            for row in data["counts"]:
+                outcome, reason, code, hour, campaign, n = row
+                if outcome not in OUTCOMES:
+                    raise LedgerFormatError(f"unknown outcome {outcome!r}")
+                record.outcomes.add_key(
+                    (outcome, _text(reason), _text(code), _number(hour), _text(campaign)), _number(n)
+                )
+        except LedgerFormatError:
+            raise
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise LedgerFormatError(f"malformed ledger record: {exc}") from None
+        if record.last_offset < record.first_offset:
+            raise LedgerFormatError("last_offset is before first_offset")
+        return record
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise LedgerFormatError(f"expected text, got {type(value).__name__}")
+    return value
+
+
+def _number(value: Any) -> int:
+    if type(value) is not int:
+        raise LedgerFormatError(f"expected an integer, got {type(value).__name__}")
+    return value

@@ -1,0 +1,214 @@
+"""The reconciliation report: settled ledger records -> rows per campaign, event code, hour or day.
+
+Pure: the command reads the ledger and the Amplitude counts; this module only adds up and renders. Each row keeps
+two tallies: the live traffic (``stream`` and ``retry`` records: read = delivered + filtered + dropped +
+dead-lettered) and what ``replay``, ``replay-dlq`` and ``backfill`` re-sent (shown as re-sent, never as new
+traffic).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import orjson
+
+from forwarder.commands.summary import balance_line
+from forwarder.core.counting import NO_HOUR, OutcomeCounter
+from forwarder.core.slot import HOUR_MS
+from forwarder.ledger.records import LIVE_SOURCES, LedgerRecord
+
+Grouping = Literal["campaign", "code", "hour", "day"]
+GROUPINGS: tuple[Grouping, ...] = ("campaign", "code", "hour", "day")
+FINAL = ("delivered", "filtered", "dropped", "dead_lettered")
+NO_TIME = "(no event time)"
+
+
+@dataclass(frozen=True)
+class Window:
+    """[start, end) in epoch ms on the events' own time; an hour counts when it overlaps the window. Events
+    without a usable time count only when the window is open on both sides."""
+
+    start_ms: int | None = None
+    end_ms: int | None = None
+
+    def holds(self, hour: int) -> bool:
+        if self.start_ms is None and self.end_ms is None:
+            return True
+        if hour == NO_HOUR:
+            return False
+        return (self.start_ms is None or (hour + 1) * HOUR_MS > self.start_ms) and (
+            self.end_ms is None or hour * HOUR_MS < self.end_ms
+        )
+
+
+@dataclass
+class Row:
+    label: str
+    live: OutcomeCounter = field(default_factory=OutcomeCounter)
+    resent: OutcomeCounter = field(default_factory=OutcomeCounter)
+
+    @property
+    def read(self) -> int:
+        return sum(self.live.total(outcome) for outcome in FINAL)
+
+    def as_dict(self) -> dict[str, Any]:
+        live = self.live
+        return {
+            "read": self.read,
+            "delivered": live.total("delivered"),
+            "filtered": live.total("filtered"),
+            "dropped": live.total("dropped"),
+            "dead_lettered": live.total("dead_lettered"),
+            "resent": self.resent.total("delivered"),
+            "filtered_by_reason": dict(sorted(live.reasons("filtered").items())),
+            "dropped_by_reason": dict(sorted(live.reasons("dropped").items())),
+            "dead_lettered_by_reason": dict(sorted(live.reasons("dead_lettered").items())),
+            "resent_by_outcome": dict(sorted(self.resent.by_outcome.items())),
+        }
+
+
+@dataclass
+class Report:
+    by: Grouping
+    rows: list[Row]
+    total: Row
+    # Records this version could not read, and records superseded by a re-processing of their range.
+    skipped: int = 0
+    superseded: int = 0
+    # Live events parked for a retry at least once (each counted once, where its retry settled it).
+    parked: int = 0
+
+    def balance(self) -> tuple[str, bool]:
+        return balance_line(self.total.live)
+
+
+def label_of(by: Grouping, code: str, hour: int, campaign: str) -> str:
+    if by == "campaign":
+        return campaign or "(no campaign)"
+    if by == "code":
+        return code or "(no event code)"
+    if hour == NO_HOUR:
+        return NO_TIME
+    moment = datetime.fromtimestamp(hour * 3600, UTC)
+    return moment.strftime("%Y-%m-%dT%H:00Z") if by == "hour" else moment.strftime("%Y-%m-%d")
+
+
+def build_report(
+    settled: Iterable[LedgerRecord], by: Grouping, window: Window = Window(), skipped: int = 0, superseded: int = 0
+) -> Report:
+    rows: dict[str, Row] = {}
+    total = Row("total")
+    parked = 0
+    for record in settled:
+        live = record.source in LIVE_SOURCES
+        if live:
+            parked += record.deferred
+        for key, n in record.outcomes.counts.items():
+            outcome, _reason, code, hour, campaign = key
+            if outcome not in FINAL or not window.holds(hour):
+                continue
+            label = label_of(by, code, hour, campaign)
+            row = rows.get(label)
+            if row is None:
+                row = rows[label] = Row(label)
+            (row.live if live else row.resent).add_key(key, n)
+            (total.live if live else total.resent).add_key(key, n)
+    ordered = sorted(rows.values(), key=_row_order(by))
+    return Report(by, ordered, total, skipped=skipped, superseded=superseded, parked=parked)
+
+
+def _row_order(by: Grouping) -> Any:
+    if by in ("hour", "day"):
+        return lambda row: (row.label == NO_TIME, row.label)
+    return lambda row: (-row.read, row.label)
+
+
+def reason_columns(report: Report) -> list[tuple[str, str]]:
+    """(outcome, reason) pairs any row has, for the CSV's per-reason columns."""
+    found: set[tuple[str, str]] = set()
+    for row in report.rows:
+        for outcome in ("filtered", "dropped", "dead_lettered"):
+            found.update((outcome, reason) for reason in row.live.reasons(outcome))
+    return sorted(found)
+
+
+def render(report: Report, fmt: Literal["table", "csv", "json"]) -> str:
+    if fmt == "json":
+        text, holds = report.balance()
+        return orjson.dumps(
+            {
+                "by": report.by,
+                "rows": [{report.by: row.label, **row.as_dict()} for row in report.rows],
+                "total": report.total.as_dict(),
+                "balance": {"holds": holds, "text": text},
+                "parked_for_retry": report.parked,
+                "superseded_records": report.superseded,
+                "unreadable_records": report.skipped,
+            },
+            option=orjson.OPT_INDENT_2,
+        ).decode()
+    if fmt == "csv":
+        return _csv(report)
+    return _table(report)
+
+
+def _csv(report: Report) -> str:
+    out = io.StringIO()
+    reasons = reason_columns(report)
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(
+        [report.by, "read", "delivered", "filtered", "dropped", "dead_lettered", "resent"]
+        + [f"{outcome}:{reason}" for outcome, reason in reasons]
+    )
+    for row in [*report.rows, report.total]:
+        values = row.as_dict()
+        writer.writerow(
+            [row.label, *(values[k] for k in ("read", "delivered", "filtered", "dropped", "dead_lettered", "resent"))]
+            + [row.live.reasons(outcome)[reason] for outcome, reason in reasons]
+        )
+    return out.getvalue().rstrip("\n")
+
+
+def _why(row: Row) -> str:
+    parts = [
+        f"{reason} {n}"
+        for outcome in ("dropped", "dead_lettered")
+        for reason, n in sorted(row.live.reasons(outcome).items(), key=lambda item: -item[1])
+    ]
+    return ", ".join(parts)
+
+
+def _table(report: Report) -> str:
+    header = [report.by, "read", "delivered", "filtered", "dropped", "dead-lettered", "re-sent", "why not delivered"]
+    lines: list[Sequence[str]] = [header]
+    for row in [*report.rows, report.total]:
+        values = row.as_dict()
+        lines.append(
+            [
+                row.label,
+                *(str(values[k]) for k in ("read", "delivered", "filtered", "dropped", "dead_lettered", "resent")),
+                _why(row),
+            ]
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+
+    def fmt(line: Sequence[str]) -> str:
+        cells = [line[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(line[1:-1], widths[1:-1], strict=True)]
+        return "  ".join([*cells, line[-1]]).rstrip()
+
+    rule = "-" * len(fmt(lines[0]))
+    text = [fmt(lines[0]), rule, *(fmt(line) for line in lines[1:-1]), rule, fmt(lines[-1])]
+    balance, _ = report.balance()
+    text.append(balance)
+    if report.parked:
+        text.append(f"{report.parked} events were parked for a retry at least once; each counts where it settled")
+    if report.superseded:
+        text.append(f"{report.superseded} ledger records were re-processed ranges, each counted once")
+    if report.skipped:
+        text.append(f"{report.skipped} ledger records could not be read and are not counted")
+    return "\n".join(text)

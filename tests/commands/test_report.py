@@ -1,0 +1,87 @@
+"""``forwarder report`` on the real broker: the ledger the worker and ``replay-dlq`` wrote, next to what the
+local Amplitude service counted through its Dashboard API."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from forwarder.kafka.admin import create_topics
+from forwarder.worker.observe import wait_until_committed
+from tests.commands.test_replay import run_cli
+from tests.worker.test_worker_delivery import worker_env
+from tests.worker.test_worker_faults import publish, sendable
+
+pytestmark = pytest.mark.kafka
+
+
+def test_report_with_amplitude_flags_exactly_the_rows_amplitude_lost_and_shows_re_sends(
+    kafka, amplitude, topic_names, worker_factory
+) -> None:
+    service, url = amplitude
+    source, dlq, group = topic_names("src"), topic_names("dlq"), topic_names("grp")
+    asyncio.run(create_topics(kafka, {source: 2, dlq: 1}))
+    events = publish(kafka, source, 3000, 100, seed=21)
+    rejected = set(random.Random(2).sample(sorted(sendable(events)), 12))
+    service.faults.invalid_insert_ids = rejected  # dead-lettered by the worker, re-sent by replay-dlq below
+    random.seed(4)  # the local service draws faults from the global generator
+    service.faults.drop_silently_rate = 0.01  # Amplitude "loses" ~30 accepted events
+
+    env = worker_env(kafka, url, source, dlq, group)
+    worker = worker_factory(**env).start()
+    asyncio.run(wait_until_committed(kafka, source, group, 180, worker.alive))
+    assert worker.stop() == 0
+    lost = Counter(
+        (event_type, datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d"))
+        for _, event_type, ms in service.recorder.silently_dropped
+    )
+    assert lost
+
+    service.faults.invalid_insert_ids = set()
+    service.faults.drop_silently_rate = 0.0
+    resend = run_cli(env, "replay-dlq")
+    assert resend.returncode == 0, resend.stderr[-2000:]
+
+    env = {**env, "AMPLITUDE_SECRET_KEY": "any-secret"}
+    result = run_cli(env, "report", "--by", "code", "--format", "json", "--amplitude")
+    assert result.returncode == 3, result.stderr  # rows differ: the exit status says so
+    body = orjson.loads(result.stdout)
+    assert body["total"]["read"] == 3000
+    assert body["total"]["dead_lettered"] == len(rejected)
+    assert body["total"]["resent"] == len(rejected)
+    assert body["balance"]["holds"] is True
+    flagged = {
+        (r["event_type"], r["day"]): r["verdict"] for r in body["amplitude"] if not r["verdict"].startswith("ok")
+    }
+    assert flagged == {key: f"MISSING {n}" for key, n in lost.items()}
+    explained = [r for r in body["amplitude"] if r["verdict"] == "ok (re-sent)"]
+    assert sum(r["resent"] for r in explained) >= 1
+
+    table = run_cli(env, "report", "--amplitude", "--chart", str(worker.log_path.parent / "report.png"))
+    assert table.returncode == 3
+    assert f"{len(lost)} of " in table.stdout
+    assert "rows differ from what was delivered" in table.stdout
+    assert (worker.log_path.parent / "report.png").stat().st_size > 10_000
+
+
+def test_bad_report_arguments_and_settings_are_one_line(kafka, topic_names) -> None:
+    env = {"KAFKA_BOOTSTRAP_SERVERS": kafka, "FORWARDER_LEDGER_TOPIC": topic_names("no-ledger")}
+    import os
+
+    env = {**os.environ, **env}
+    bad_time = run_cli(env, "report", "--from", "last tuesday")
+    assert bad_time.returncode == 2
+    assert bad_time.stderr.strip().count("\n") == 0
+    missing = run_cli(env, "report")
+    assert missing.returncode == 1
+    assert "does not exist: run `forwarder topics` to create it" in missing.stderr
+    asyncio.run(create_topics(kafka, {env["FORWARDER_LEDGER_TOPIC"]: 1}))
+    no_secret = run_cli({**env, "AMPLITUDE_API_KEY": "k"}, "report", "--amplitude")
+    assert no_secret.returncode in (0, 2)  # an empty ledger needs no Amplitude question
+    for result in (bad_time, missing):
+        assert "Traceback" not in result.stderr
