@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
 
-.PHONY: install run test test-fast lint kafka kafka-stop topics replay replay-dlq backfill report bench bench-ingest clean
+.PHONY: install run test test-fast lint kafka kafka-stop topics replay replay-dlq backfill report bench bench-stages bench-ingest clean
 
 install: $(STAMP)
 
@@ -67,6 +67,10 @@ report: install
 bench: install
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+## make bench-stages: CPU per event of each stage of the worker (decode, map, encode, HTTP, ...), as a table
+bench-stages: install
+	$(BIN)/python -m bench.stages $(BENCH_ARGS)
 
 ## make bench-ingest: load on the ingestion endpoint over loopback
 bench-ingest: install

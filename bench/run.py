@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -41,12 +42,15 @@ from forwarder.core.keys import partition_key
 from forwarder.kafka.admin import create_topics
 from forwarder.local.kafka import broker_for, free_port, stop_pid
 from forwarder.local.traffic import make_event, streams_requests
+from forwarder.settings import WorkerPart
 from forwarder.wiring import worker_environment
 from forwarder.worker.observe import wait_until_committed
 
 OUT = Path(__file__).resolve().parent / "out"
 API_KEY = "bench-key"
 PARTITIONS = 4
+# Amplitude's real answer time, assumed: a cross-region HTTPS round trip plus its processing (README).
+ROUND_TRIP_MS = 150.0
 
 
 def say(text: str) -> None:
@@ -160,6 +164,10 @@ class AmplitudeProcess:
 
     def reset(self) -> None:
         httpx.post(self.url + "/_local/reset", timeout=10)
+
+    def answer_after(self, latency_ms: float) -> None:
+        """A fixed delay before every answer: Amplitude's real round trip, which the local service lacks."""
+        httpx.post(self.url + "/_local/faults", json={"latency_ms": latency_ms}, timeout=10).raise_for_status()
 
     def wait_for(self, accepted: int, timeout_s: float, alive: Any = None) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s
@@ -360,8 +368,6 @@ app.main()
 
 def faust_floor(servers: str, topic: str, total_events: int) -> Measured:
     """The worker's faust app (same transport, same batch size) with an agent that only acks."""
-    from forwarder.settings import WorkerPart
-
     defaults = WorkerPart.model_validate({})  # the worker's own defaults: the floor batches as the worker does
     batch, window = defaults.batch_max_messages, defaults.batch_window_s
     out = OUT / "floor.json"
@@ -477,6 +483,11 @@ def main() -> None:
             floor = faust_floor(servers, topic, args.events)
             say("(c) the official SDK peer ...")
             sdk = run_peer(servers, topic, amplitude, args.events, expected)
+            say(f"at Amplitude's round trip ({ROUND_TRIP_MS:.0f} ms per answer): the worker, then the SDK peer ...")
+            amplitude.answer_after(ROUND_TRIP_MS)
+            worker_slow = run_workers(1, servers, topic, f"bench-slow-{run_id}", amplitude, expected)
+            sdk_slow = run_peer(servers, topic, amplitude, args.events, expected)
+            amplitude.answer_after(0)
             say("scale: two workers on the 4-partition topic ...")
             two = run_workers(2, servers, topic, f"bench-two-{run_id}", amplitude, expected)
             say(f"latency at half the worker's rate ({worker.eps / 2:,.0f} events/s) ...")
@@ -511,7 +522,15 @@ def main() -> None:
 
     results = {"ceiling": ceiling, "floor": floor, "worker": worker, "sdk": sdk}
     chart(results, OUT / "throughput.png")
-    rows = {"ceiling": ceiling, "faust floor": floor, "worker": worker, "sdk": sdk, "two workers": two}
+    rows = {
+        "ceiling": ceiling,
+        "faust floor": floor,
+        "worker": worker,
+        "sdk": sdk,
+        "worker 150ms": worker_slow,
+        "sdk 150ms": sdk_slow,
+        "two workers": two,
+    }
     for name, m in rows.items():
         say(
             f"{name:>12}: {m.eps:>10,.0f} events/s  {m.cpu_s_per_million:>7.1f} CPU s per million events  "
@@ -526,10 +545,20 @@ def main() -> None:
     say(f"chart: {OUT / 'throughput.png'}")
     summary = {
         "worker_eps": round(worker.eps),
-        "ceiling_eps": round(ceiling.eps),
         "sdk_eps": round(sdk.eps),
-        "ratio_to_ceiling": round(worker.eps / ceiling.eps, 3),
+        "ceiling_eps": round(ceiling.eps),
+        "floor_eps": round(floor.eps),
         "ratio_to_sdk": round(worker.eps / sdk.eps, 2) if sdk.eps else None,
+        "ratio_to_floor": round(worker.eps / floor.eps, 3) if floor.eps else None,
+        # SDK CPU per event / worker CPU per event.
+        "cpu_ratio_to_sdk": round(sdk.cpu_s_per_million / worker.cpu_s_per_million, 2)
+        if worker.cpu_s_per_million
+        else None,
+        "worker_eps_150ms": round(worker_slow.eps),
+        "sdk_eps_150ms": round(sdk_slow.eps),
+        "ratio_to_sdk_150ms": round(worker_slow.eps / sdk_slow.eps, 2) if sdk_slow.eps else None,
+        "latency_hold_150ms": round(worker_slow.eps / worker.eps, 3) if worker.eps else None,
+        "ratio_to_ceiling": round(worker.eps / ceiling.eps, 3),
         "peak_rss_mb": round(backlog.peak_rss_mb if backlog else worker.peak_rss_mb, 1),
         "p99_latency_s": round(p99, 3),
         "p50_latency_s": round(p50, 3),
@@ -539,6 +568,9 @@ def main() -> None:
         "worker_cpu_s_per_million": round(worker.cpu_s_per_million, 1),
         "two_workers_cpu_s_per_million": round(two.cpu_s_per_million, 1),
         "sdk_cpu_s_per_million": round(sdk.cpu_s_per_million, 1),
+        "floor_cpu_s_per_million": round(floor.cpu_s_per_million, 1),
+        "worker_150ms_cpu_s_per_million": round(worker_slow.cpu_s_per_million, 1),
+        "max_in_flight": WorkerPart.model_validate(dict(os.environ)).max_in_flight,
         "events": args.events,
         "backlog_events": args.backlog,
     }

@@ -261,6 +261,8 @@ def _cmd_amplitude_local(args: argparse.Namespace) -> int:
     from forwarder.local.amplitude import AmplitudeService, Faults
 
     faults = Faults.from_dict(json.loads(args.faults)) if args.faults else Faults()
+    if args.latency_ms is not None:
+        faults.latency_s = args.latency_ms / 1000
     keys = set(args.api_key) if args.api_key else None
     service = AmplitudeService(
         api_keys=keys, faults=faults, keep_events=not args.no_keep_events, secret_key=args.secret_key
@@ -367,6 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--api-key", action="append", help="an accepted key (repeatable); default: any key")
     local.add_argument("--faults", help='fault injection as JSON, e.g. \'{"error_rates": {"503": 0.1}}\'')
     local.add_argument("--no-keep-events", action="store_true", help="count accepted events without keeping them")
+    local.add_argument(
+        "--latency-ms", type=float, metavar="MS", help="answer every request after this delay (e.g. 150)"
+    )
     local.add_argument("--secret-key", help="the Dashboard API's secret key; default: any non-empty one")
 
     kafka = commands.add_parser("kafka", help="start or stop a local Apache Kafka broker in the background")

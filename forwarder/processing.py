@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from forwarder.amplitude.delivery import Deliverer
+from forwarder.amplitude.delivery import DeliveryReport
 from forwarder.core.counting import OutcomeCounter
 from forwarder.core.outcomes import Forwarded, Invalid
 from forwarder.core.pipeline import MappingRules, process_message
@@ -81,13 +81,19 @@ class BatchSummary:
         }
 
 
+class Delivers(Protocol):
+    """``Deliverer``, or ``Lanes`` around it: every event of ``items`` final (or deferred) in the report."""
+
+    async def deliver(self, items: Sequence[Forwarded]) -> DeliveryReport: ...
+
+
 class LedgerSink(Protocol):
     """Where each run's ledger records go: returns once they are stored, before the run is acknowledged."""
 
     async def write(self, records: list[LedgerRecord]) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per forwarded event, and frozen __init__ costs a setattr per field
 class _Pending:
     source: SourceRef
     index: int
@@ -139,7 +145,7 @@ class BatchProcessor:
     def __init__(
         self,
         rules: MappingRules,
-        deliverer: Deliverer,
+        deliverer: Delivers,
         dead_letters: DeadLetterSink,
         metrics: Metrics,
         retries: DeadLetterSink | None = None,

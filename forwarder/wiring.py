@@ -1,6 +1,6 @@
 """The composition root: the one place that builds the processing stack from settings.
 
-Kafka producer (dead letters, parked events, the ledger) -> Amplitude client -> delivery policy ->
+Kafka producer (dead letters, parked events, the ledger) -> Amplitude client -> delivery policy -> lanes ->
 ``BatchProcessor``. The worker, ``replay``, ``replay-dlq`` and ``backfill`` all get theirs here, so a change to
 how the stack is built is made once.
 """
@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaProducer
 
 from forwarder.amplitude.client import AmplitudeClient
 from forwarder.amplitude.delivery import Deliverer
+from forwarder.amplitude.lanes import Lanes
 from forwarder.amplitude.limits import LIMITS
 from forwarder.core.pipeline import MappingRules
 from forwarder.kafka.dead_letters import DeadLetterSink, DeadLetterWriter, FileDeadLetterWriter
@@ -72,6 +73,7 @@ async def processing_stack(
         min_id_length=settings.amplitude.min_id_length if settings.amplitude.min_id_length < 5 else None,
         observer=on_answer,
     )
+    lanes: Lanes | None = None
     try:
         dead_letters: DeadLetterSink
         if producer is not None:
@@ -87,9 +89,11 @@ async def processing_stack(
             if producer is None:
                 raise SettingsError("invalid settings:\n  KAFKA_BOOTSTRAP_SERVERS: is required but not set")
             parked = DeadLetterWriter(producer, settings.topics.retry_topic, settings.topics.dlq_max_value_bytes)
+        deliverer = Deliverer(client, LIMITS[api], asyncio.sleep, defer_throttled=park_throttled)
+        lanes = Lanes(deliverer, settings.worker.max_in_flight, LIMITS[api].max_events)
         processor = BatchProcessor(
             rules,
-            Deliverer(client, LIMITS[api], asyncio.sleep, defer_throttled=park_throttled),
+            lanes,
             dead_letters,
             metrics or Metrics(),
             retries=parked,
@@ -98,6 +102,8 @@ async def processing_stack(
         )
         yield Stack(processor, where)
     finally:
+        if lanes is not None:
+            await lanes.aclose()
         await client.aclose()
         if producer is not None:
             await producer.stop()

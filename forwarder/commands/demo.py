@@ -13,6 +13,7 @@ import logging
 import subprocess
 import sys
 import tempfile
+import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -36,7 +37,6 @@ from forwarder.worker.observe import scrape_outcomes, wait_until_committed
 
 TOPIC = "moengage-streams"
 DLQ_TOPIC = "moengage-streams-dlq"
-LEDGER_TOPIC = "moengage-streams-ledger"
 GROUP = "moengage-amplitude-forwarder-demo"
 API_KEY, SECRET_KEY = "demo-key", "demo-secret"
 DEFAULT_CHART = Path(".local/demo-report.png")
@@ -106,11 +106,20 @@ def run_demo(total_events: int = 5000, timeout_s: float = 300.0, chart: Path = D
         runner = ServiceThread(service.app)
         amplitude_url = runner.start()
         asyncio.run(create_topics(servers, {TOPIC: 3, DLQ_TOPIC: 1}))
-        asyncio.run(create_topics(servers, {LEDGER_TOPIC: 1}, config={"cleanup.policy": "compact,delete"}))
+        # Its own ledger, so a broker shared with earlier runs (KAFKA_BOOTSTRAP_SERVERS) reports this run only.
+        ledger_topic = f"{TOPIC}-ledger-{uuid.uuid4().hex[:8]}"
+        asyncio.run(create_topics(servers, {ledger_topic: 1}, config={"cleanup.policy": "compact,delete"}))
         asyncio.run(publish(servers, total_events))
         web_port = free_port()
         env = worker_environment(
-            servers, amplitude_url, TOPIC, GROUP, DLQ_TOPIC, API_KEY, FORWARDER_WEB_PORT=str(web_port)
+            servers,
+            amplitude_url,
+            TOPIC,
+            GROUP,
+            DLQ_TOPIC,
+            API_KEY,
+            FORWARDER_WEB_PORT=str(web_port),
+            FORWARDER_LEDGER_TOPIC=ledger_topic,
         )
         with tempfile.TemporaryDirectory() as tmp:
             log_path = Path(tmp) / "worker.log"

@@ -67,12 +67,14 @@ async def _amplitude_side(settings: Settings, settled: list[LedgerRecord], windo
         missing = [name for name, v in (("AMPLITUDE_API_KEY", key), ("AMPLITUDE_SECRET_KEY", secret)) if v is None]
         raise SettingsError("invalid settings:\n  " + "\n  ".join(f"{m}: is required by --amplitude" for m in missing))
     delivered = delivered_by_type_and_day(settled, window)
-    days = sorted({day for _, day in delivered.keys})
-    if not days:
+    days_by_type: dict[str, set[str]] = {}
+    for event_type, day in delivered.keys:
+        days_by_type.setdefault(event_type, set()).add(day)
+    if not days_by_type:
         return []
     client = DashboardClient(settings.amplitude.dashboard_base_url, key.get_secret_value(), secret.get_secret_value())
     try:
-        counted = await amplitude_counts(client, {t for t, _ in delivered.keys}, days[0], days[-1])
+        counted = await amplitude_counts(client, days_by_type)
     finally:
         await client.aclose()
     return compare(delivered, counted)

@@ -14,7 +14,7 @@ import asyncio
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import httpx
@@ -159,9 +159,23 @@ def _series(body: bytes, event_type: str) -> dict[str, int]:
         raise DashboardError(f"unexpected Dashboard API answer for {event_type!r}: {exc}") from None
 
 
-async def amplitude_counts(
-    client: DashboardClient, event_types: Iterable[str], first_day: str, last_day: str
-) -> dict[TypeDay, int]:
-    types = sorted(set(event_types))
-    answers = await asyncio.gather(*(client.daily_counts(t, first_day, last_day) for t in types))
-    return {(t, day): n for t, by_day in zip(types, answers, strict=True) for day, n in by_day.items()}
+async def amplitude_counts(client: DashboardClient, days_by_type: dict[str, set[str]]) -> dict[TypeDay, int]:
+    """Per event type, its days asked in spans of at most ``MAX_SPAN_DAYS`` (a long ledger stays in bounds)."""
+    questions = [(t, first, last) for t, days in sorted(days_by_type.items()) for first, last in spans(days)]
+    answers = await asyncio.gather(*(client.daily_counts(t, first, last) for t, first, last in questions))
+    return {(t, day): n for (t, _, _), by_day in zip(questions, answers, strict=True) for day, n in by_day.items()}
+
+
+MAX_SPAN_DAYS = 90
+
+
+def spans(days: Iterable[str]) -> list[tuple[str, str]]:
+    """Days (YYYY-MM-DD) -> (first, last) spans covering them, each at most ``MAX_SPAN_DAYS`` long; a gap of more
+    than a week starts a new span rather than asking for the empty days between."""
+    found: list[tuple[date, date]] = []
+    for day in sorted({date.fromisoformat(d) for d in days}):
+        if found and (day - found[-1][1]).days <= 7 and (day - found[-1][0]).days < MAX_SPAN_DAYS:
+            found[-1] = (found[-1][0], day)
+        else:
+            found.append((day, day))
+    return [(a.isoformat(), b.isoformat()) for a, b in found]

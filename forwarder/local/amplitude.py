@@ -77,12 +77,15 @@ class Faults:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Faults:
-        # ``outage_s`` is a shorthand the faults endpoint turns into ``outage_until``.
-        known = {f.name for f in fields(cls)} | {"outage_s"}
+        # ``outage_s`` is a shorthand the faults endpoint turns into ``outage_until``; ``latency_ms`` is
+        # ``latency_s`` in milliseconds (a fixed answer delay: Amplitude's real round trip is ~150 ms).
+        known = {f.name for f in fields(cls)} | {"outage_s", "latency_ms"}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown fault settings: {sorted(unknown)}")
-        values = {k: v for k, v in data.items() if k != "outage_s"}
+        values = {k: v for k, v in data.items() if k not in ("outage_s", "latency_ms")}
+        if "latency_ms" in data:
+            values["latency_s"] = float(data["latency_ms"]) / 1000
         if "error_rates" in values:
             values["error_rates"] = {int(k): float(v) for k, v in values["error_rates"].items()}
         for name in (

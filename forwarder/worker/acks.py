@@ -1,10 +1,11 @@
 """Which offsets may be acknowledged: the most safety-critical loop of the worker, with no faust in it.
 
 A taken batch is cut into runs of at most ``max_run_bytes`` of input, in offset order. Run N+1 is mapped while
-run N's POST is out; POSTs stay sequential, and run N's messages are acknowledged only once all its events are
-final (delivered, dead-lettered, dropped, filtered, or parked in the retry topic). So:
+up to ``max_in_flight`` earlier runs are being delivered (their events share the delivery lanes, one user per
+lane), and run N's messages are acknowledged only once all its events are final (delivered, dead-lettered,
+dropped, filtered, or parked in the retry topic) and every earlier run's are acknowledged. So:
 
-- acknowledgements follow offset order within the batch;
+- acknowledgements follow offset order within the batch, whatever order the runs finish in;
 - after a failure nothing more is acknowledged (a fatal answer parks the worker; anything else propagates and
   crashes it, and a restart replays from the last commit);
 - a stop request between runs leaves the rest of the batch unacknowledged (replayed after restart), and a
@@ -14,6 +15,7 @@ final (delivered, dead-lettered, dropped, filtered, or parked in the retry topic
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -71,34 +73,45 @@ class AckLoop:
         max_run_bytes: int,
         stopping: Callable[[], bool],
         on_fatal: Callable[[FatalDeliveryError, Any], None],
+        max_in_flight: int = 1,
     ) -> None:
-        """``stopping``: true once shutdown began; ``on_fatal(error, first unacknowledged message)``."""
+        """``stopping``: true once shutdown began; ``on_fatal(error, first unacknowledged message)``;
+        ``max_in_flight``: runs being delivered at once (each at most ``max_run_bytes`` of input in memory)."""
         self._processor = processor
         self._max_run_bytes = max_run_bytes
         self._stopping = stopping
         self._on_fatal = on_fatal
+        self._max_in_flight = max(1, max_in_flight)
 
     async def process(self, batch: Sequence[Taken]) -> None:
-        in_flight: tuple[asyncio.Task[BatchSummary], list[Taken]] | None = None
+        in_flight: deque[tuple[asyncio.Task[BatchSummary], list[Taken]]] = deque()
+
+        async def settle_oldest() -> None:
+            task, run = in_flight[0]
+            await task
+            in_flight.popleft()
+            _ack(run)
+
         try:
             for run in runs_by_size(batch, self._max_run_bytes):
                 if self._stopping():
                     break
                 prepared = await self._processor.prepare_yielding(source_messages(run))
-                if in_flight is not None:
-                    await in_flight[0]
-                    _ack(in_flight[1])
-                in_flight = (asyncio.ensure_future(self._processor.finish(prepared)), run)
+                while len(in_flight) >= self._max_in_flight:
+                    await settle_oldest()
+                in_flight.append((asyncio.ensure_future(self._processor.finish(prepared)), run))
                 await asyncio.sleep(0)  # let it put its first request on the wire before mapping the next run
-            if in_flight is not None:
-                await in_flight[0]
-                _ack(in_flight[1])
+            while in_flight:
+                await settle_oldest()
         except FatalDeliveryError as exc:
-            first = in_flight[1][0].message if in_flight else batch[0].message
+            first = in_flight[0][1][0].message if in_flight else batch[0].message
             self._on_fatal(exc, first)
         finally:
-            if in_flight is not None and not in_flight[0].done():
-                in_flight[0].cancel()
+            for task, _ in in_flight:
+                if not task.done():
+                    task.cancel()
+                elif not task.cancelled():
+                    task.exception()  # retrieved: a later run's failure is moot once an earlier one failed
 
 
 def _ack(run: Sequence[Taken]) -> None:

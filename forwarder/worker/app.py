@@ -170,7 +170,13 @@ def create_app(
             settings, settings.mapping_rules(), metrics=metrics, on_answer=observe, park_throttled=True, source=source
         )
         async with stack as built:
-            acks = AckLoop(built.processor, settings.worker.batch_max_bytes, drain.requested.is_set, fatal(name))
+            acks = AckLoop(
+                built.processor,
+                settings.worker.batch_max_bytes,
+                drain.requested.is_set,
+                fatal(name),
+                max_in_flight=settings.worker.max_in_flight,
+            )
             health.consuming = True
             async for batch in stream.noack_take(
                 settings.worker.batch_max_messages, within=settings.worker.batch_window_s

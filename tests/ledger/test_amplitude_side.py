@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import httpx
 import pytest
@@ -17,6 +17,7 @@ from forwarder.ledger.amplitude_side import (
     amplitude_counts,
     compare,
     delivered_by_type_and_day,
+    spans,
 )
 from forwarder.ledger.records import LedgerRecord
 from forwarder.ledger.report import Window
@@ -24,6 +25,13 @@ from forwarder.local.amplitude import AmplitudeService, Faults, ServiceThread
 
 TYPES = {"MOE_EMAIL_SENT": "Email Sent", "MOE_PUSH_CLICKED": "Notification Clicked"}
 DAY0 = 1_795_824_000  # 2026-11-28T00:00Z
+
+
+def test_days_are_asked_in_spans_that_skip_long_gaps_and_stay_short() -> None:
+    assert spans(["2026-11-28", "2026-11-30", "2026-11-29"]) == [("2026-11-28", "2026-11-30")]
+    assert spans(["2017-01-01", "2026-11-28"]) == [("2017-01-01", "2017-01-01"), ("2026-11-28", "2026-11-28")]
+    daily = [(date(2026, 1, 1) + timedelta(days=n)).isoformat() for n in range(200)]
+    assert [first for first, _ in spans(daily)] == ["2026-01-01", "2026-04-01", "2026-06-30"]
 
 
 def test_verdicts() -> None:
@@ -82,7 +90,9 @@ def test_the_report_flags_exactly_the_days_where_amplitude_lost_accepted_events(
         async def ask() -> dict[tuple[str, str], int]:
             client = DashboardClient(url, "key-1", "secret-1")
             try:
-                return await amplitude_counts(client, {t for t, _ in delivered.live}, "2026-11-28", "2026-11-30")
+                return await amplitude_counts(
+                    client, {t: {d for tt, d in delivered.live if tt == t} for t, _ in delivered.live}
+                )
             finally:
                 await client.aclose()
 

@@ -132,3 +132,13 @@ async def test_throttling_and_daily_quota_answer_429_with_amplitudes_fields() ->
     assert body["throttled_users"] == {"customer-0001": 1}
     assert body["exceeded_daily_quota_devices"] == {"dev-99999": 1}
     assert body["throttled_events"] == [1, 2]
+
+
+async def test_a_fixed_answer_delay_is_set_in_milliseconds_at_run_time() -> None:
+    service = AmplitudeService()
+    async with client(service) as http:
+        answer = await http.post("/_local/faults", json={"latency_ms": 150})
+        assert answer.status_code == 200
+        assert service.faults.latency_s == 0.15
+        refused = await http.post("/_local/faults", json={"latency_minutes": 1})
+        assert refused.status_code == 400

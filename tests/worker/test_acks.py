@@ -170,3 +170,34 @@ async def test_a_throttled_event_is_parked_in_the_retry_topic_before_its_message
     assert log.index("park 1 throttled") < log.index("ack 1")
     assert acked(log) == [0, 1, 2]
     assert set(service.recorder.by_insert_id) == {"e0", "e2"}
+
+
+async def test_runs_delivered_at_once_are_still_acknowledged_in_offset_order() -> None:
+    """Three runs out at once; the last finishes first, the first last: nothing is acked until run 1 is final."""
+    log: list[str] = []
+    gates = {0: asyncio.Event(), 1: asyncio.Event(), 2: asyncio.Event()}
+    processor = FakeProcessor(log, gates=gates)
+    acks = AckLoop(processor, 300, lambda: False, lambda exc, first: None, max_in_flight=3)
+    task = asyncio.ensure_future(acks.process(batch(log, 9)))
+    for _ in range(100):  # each run is posted after the previous one's hand-off
+        if processor.runs == 3:
+            break
+        await asyncio.sleep(0)
+    assert log == ["post 0-2", "post 3-5", "post 6-8"]  # all three out before any answer
+    gates[2].set()
+    gates[1].set()
+    await asyncio.sleep(0.01)
+    assert acked(log) == []  # runs 2 and 3 are final, run 1 is not
+    gates[0].set()
+    await task
+    assert acked(log) == list(range(9))
+
+
+async def test_with_runs_in_flight_a_failure_acknowledges_only_the_runs_before_it() -> None:
+    log: list[str] = []
+    fatal: list[Any] = []
+    processor = FakeProcessor(log, fail_on=1)
+    acks = AckLoop(processor, 300, lambda: False, lambda exc, first: fatal.append(first.offset), max_in_flight=4)
+    await acks.process(batch(log, 12))
+    assert acked(log) == [0, 1, 2]
+    assert fatal == [3]

@@ -227,6 +227,7 @@ def test_sigterm_finishes_the_in_flight_batch_commits_it_and_exits_0(kafka, ampl
         **worker_env(kafka, url, source, dlq, group),
         FORWARDER_BATCH_MAX_MESSAGES="1",
         FORWARDER_SHUTDOWN_DEADLINE_S="15",
+        FORWARDER_MAX_IN_FLIGHT="1",  # one request for the message: "mid-POST" is one moment (lanes: chaos test)
     ).start()
     deadline = time.monotonic() + 60
     while service.recorder.requests == 0 and time.monotonic() < deadline:
