@@ -56,6 +56,9 @@ class Instant:
     async def deliver(self, items: Any) -> DeliveryReport:
         return DeliveryReport(delivered=list(range(len(items))))
 
+    def flush(self) -> None:
+        pass
+
 
 class Nowhere:
     async def write(self, records: Any) -> None:

@@ -82,9 +82,12 @@ class BatchSummary:
 
 
 class Delivers(Protocol):
-    """``Deliverer``, or ``Lanes`` around it: every event of ``items`` final (or deferred) in the report."""
+    """``Deliverer``, or ``Lanes`` around it: every event of ``items`` final (or deferred) in the report.
+    ``flush``: the caller is about to wait, so nothing may wait for company any longer."""
 
     async def deliver(self, items: Sequence[Forwarded]) -> DeliveryReport: ...
+
+    def flush(self) -> None: ...
 
 
 class LedgerSink(Protocol):
@@ -168,7 +171,17 @@ class BatchProcessor:
         Raises ``FatalDeliveryError`` (or is cancelled when the worker stops); then nothing of the batch may
         be acknowledged.
         """
-        return await self.finish(self.prepare(messages))
+        finishing = asyncio.ensure_future(self.finish(self.prepare(messages)))
+        try:
+            await asyncio.sleep(0)  # it hands its events to the delivery lanes ...
+            self.flush()  # ... which send them now: nothing else is coming
+            return await finishing
+        finally:
+            if not finishing.done():
+                finishing.cancel()
+
+    def flush(self) -> None:
+        self._deliverer.flush()
 
     def prepare(self, messages: Sequence[SourceMessage]) -> Prepared:
         """The CPU half: decode and map, no I/O."""

@@ -83,6 +83,9 @@ class Deliverer:
         self._backoff = backoff
         self._defer_throttled = defer_throttled
 
+    def flush(self) -> None:
+        """Nothing waits here: each ``deliver`` sends at once (``Lanes`` batches across calls)."""
+
     async def deliver(self, items: Sequence[Forwarded]) -> DeliveryReport:
         """Indexes in the report refer to ``items``."""
         report = DeliveryReport()

@@ -40,6 +40,8 @@ class Processor(Protocol):
 
     async def finish(self, prepared: Prepared) -> BatchSummary: ...
 
+    def flush(self) -> None: ...
+
 
 def runs_by_size(batch: Sequence[Taken], max_bytes: int) -> list[list[Taken]]:
     """Consecutive runs of at most ``max_bytes`` of input, each acked as soon as it is final.
@@ -88,6 +90,7 @@ class AckLoop:
 
         async def settle_oldest() -> None:
             task, run = in_flight[0]
+            self._processor.flush()  # about to wait: what waits for a full request goes now
             await task
             in_flight.popleft()
             _ack(run)

@@ -34,11 +34,13 @@ class SlowAmplitude:
         self.reject = reject
         self.sent: dict[str, list[int]] = defaultdict(list)
         self.in_flight = self.most_in_flight = self.requests = 0
+        self.sizes: list[int] = []
         self.error: Exception | None = None
 
     async def deliver(self, items: Sequence[Forwarded]) -> DeliveryReport:
         self.in_flight += 1
         self.requests += 1
+        self.sizes.append(len(items))
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         try:
             await asyncio.sleep(self.latency_s)
@@ -61,9 +63,16 @@ async def test_runs_share_lanes_users_stay_in_order_and_each_caller_gets_its_own
     lanes = Lanes(amplitude, count=4, events_per_request=50)  # type: ignore[arg-type]
     runs = [[event(f"u{(r * 7 + i) % 10}", r * 100 + i) for i in range(40)] for r in range(6)]
     try:
-        reports = await asyncio.gather(*(lanes.deliver(run) for run in runs))
+        calls = [asyncio.ensure_future(lanes.deliver(run)) for run in runs]
+        await asyncio.sleep(0.05)
+        # Until the caller waits, a lane sends only once it holds half a request (25 of 50 events).
+        sizes_before_flush = list(amplitude.sizes)
+        lanes.flush()
+        reports = await asyncio.gather(*calls)
     finally:
         await lanes.aclose()
+    assert sizes_before_flush
+    assert all(size >= 25 for size in sizes_before_flush)
     for run, report in zip(runs, reports, strict=True):
         assert sorted(report.delivered + [d.index for d in report.dead]) == list(range(len(run)))
         for letter in report.dead:
@@ -81,8 +90,11 @@ async def test_a_fatal_answer_reaches_every_caller_whose_events_it_carried() -> 
     amplitude.error = FatalDeliveryError("Amplitude refused the API key (HTTP 400)")
     lanes = Lanes(amplitude, count=2, events_per_request=10)  # type: ignore[arg-type]
     try:
+        call = asyncio.ensure_future(lanes.deliver([event(f"u{i}", i) for i in range(8)]))
+        await asyncio.sleep(0)
+        lanes.flush()
         with pytest.raises(FatalDeliveryError):
-            await lanes.deliver([event(f"u{i}", i) for i in range(8)])
+            await call
     finally:
         await lanes.aclose()
 

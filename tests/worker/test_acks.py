@@ -62,6 +62,9 @@ class FakeProcessor:
         self.offsets[id(prepared)] = [m.ref.offset for m in messages]
         return prepared
 
+    def flush(self) -> None:
+        self.log.append("flush")
+
     async def finish(self, prepared: Prepared) -> BatchSummary:
         run = self.runs
         self.runs += 1
@@ -82,6 +85,10 @@ def loop(processor: Any, fatal: list[Any] | None = None) -> AckLoop:
 
 def acked(log: list[str]) -> list[int]:
     return [int(line.split()[1]) for line in log if line.startswith("ack")]
+
+
+def posts(log: list[str]) -> list[str]:
+    return [line for line in log if line != "flush"]
 
 
 async def test_runs_are_acknowledged_in_offset_order_each_after_its_post() -> None:
@@ -121,7 +128,7 @@ async def test_a_stop_request_leaves_the_rest_of_the_batch_unacknowledged() -> N
     await AckLoop(StopDuringFirstPost(log), 300, lambda: stop, lambda exc, first: None).process(batch(log, 9))
     # Run 1 was out when the stop came: it finishes and is acknowledged. Runs 2 and 3 never start.
     assert acked(log) == [0, 1, 2]
-    assert log == ["post 0-2", "ack 0", "ack 1", "ack 2"]
+    assert posts(log) == ["post 0-2", "ack 0", "ack 1", "ack 2"]
 
 
 async def test_a_cancellation_mid_post_acknowledges_nothing_of_that_run() -> None:
@@ -129,7 +136,7 @@ async def test_a_cancellation_mid_post_acknowledges_nothing_of_that_run() -> Non
     processor = FakeProcessor(log, gates={1: asyncio.Event()})
     task = asyncio.ensure_future(loop(processor).process(batch(log, 9)))
     await processor.waiting.wait()
-    assert log[-1] == "post 3-5"
+    assert posts(log)[-1] == "post 3-5"
     task.cancel()  # the shutdown deadline passed with run 2's POST still out
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -183,7 +190,7 @@ async def test_runs_delivered_at_once_are_still_acknowledged_in_offset_order() -
         if processor.runs == 3:
             break
         await asyncio.sleep(0)
-    assert log == ["post 0-2", "post 3-5", "post 6-8"]  # all three out before any answer
+    assert posts(log) == ["post 0-2", "post 3-5", "post 6-8"]  # all three out before any answer
     gates[2].set()
     gates[1].set()
     await asyncio.sleep(0.01)
