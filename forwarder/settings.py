@@ -164,6 +164,7 @@ class WorkerPart(BaseModel):
     batch_max_bytes: int = Field(1_000_000, gt=0)
     batch_window_s: float = Field(0.5, gt=0, le=30)
     max_in_flight: int = Field(4, ge=1, le=64)
+    commit_interval_s: float = Field(1.0, gt=0, le=60)
     session_timeout_s: float = Field(45.0, ge=6, le=1800)
     shutdown_deadline_s: float = Field(20.0, gt=0, le=600)
     stall_timeout_s: float = Field(120.0, ge=10, le=86_400)

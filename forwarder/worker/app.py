@@ -138,7 +138,7 @@ def create_app(
         # 1 batch: 14,900 events/s, 253 MB.
         stream_buffer_maxsize=settings.worker.batch_max_messages * 3 // 2,
         # Commit acked offsets often: after a crash less is replayed (insert_id makes replays harmless).
-        broker_commit_interval=1.0,
+        broker_commit_interval=settings.worker.commit_interval_s,
     )
     progress = Progress(settings.worker.stall_timeout_s)
     kafka_side = KafkaSide(client_options(settings), settings.topics.dlq_topic, settings.topics.dlq_max_value_bytes)

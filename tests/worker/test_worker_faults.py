@@ -57,7 +57,9 @@ def test_crash_sigkill_three_times_loses_nothing(kafka, amplitude, topic_names, 
     service.faults.invalid_insert_ids = rejected
     service.faults.latency_s = 0.05  # slow enough that the kills land mid-run
 
-    env = worker_env(kafka, url, source, dlq, group)
+    # Commits every 30 s: each kill lands before a commit, so the next life re-processes runs whose ledger
+    # records were already written (what the ledger must count once).
+    env = {**worker_env(kafka, url, source, dlq, group), "FORWARDER_COMMIT_INTERVAL_S": "30"}
     kills = 0
     thresholds = [3000, 8000, 13000]
     worker = worker_factory(**env).start()
