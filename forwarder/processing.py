@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import orjson
 
 from forwarder.amplitude.delivery import DeliveryReport
-from forwarder.core.counting import OutcomeCounter
+from forwarder.core.counting import OutcomeCounter, outcome_key
 from forwarder.core.outcomes import Forwarded, Invalid
 from forwarder.core.pipeline import MappingRules, process_message
 from forwarder.core.slot import slot_of
@@ -28,6 +28,9 @@ log = logging.getLogger("forwarder.batch")
 class SourceMessage:
     ref: SourceRef
     value: bytes
+    # A message of the retry topic: where its event first came from (source ref, event index). It is parked
+    # again under that name, and the ledger counts the event once however often it was parked.
+    parked_from: tuple[SourceRef, int] | None = None
 
 
 @dataclass
@@ -81,6 +84,13 @@ class BatchSummary:
         }
 
 
+def _origin(parked_from: tuple[SourceRef, int] | None) -> str | None:
+    if parked_from is None:
+        return None
+    ref, index = parked_from
+    return f"{ref.topic}/{ref.partition}/{ref.offset}/{index}"
+
+
 class Delivers(Protocol):
     """``Deliverer``, or ``Lanes`` around it: every event of ``items`` final (or deferred) in the report.
     ``flush``: the caller is about to wait, so nothing may wait for company any longer."""
@@ -105,6 +115,7 @@ class _Pending:
     ledger: LedgerRecord
     hour: int
     campaign: str
+    parked_from: tuple[SourceRef, int] | None = None
 
 
 @dataclass
@@ -237,7 +248,9 @@ class BatchProcessor:
                 if isinstance(outcome, Forwarded):
                     raw = events[index]
                     hour, campaign = slot_of(raw, outcome.event["time"])
-                    pending.append(_Pending(message.ref, index, raw, outcome, ledger, hour, campaign))
+                    pending.append(
+                        _Pending(message.ref, index, raw, outcome, ledger, hour, campaign, message.parked_from)
+                    )
                     for warning in outcome.warnings:
                         warnings[warning.kind, outcome.code] += 1
                     insert_id = outcome.event["insert_id"]
@@ -247,7 +260,7 @@ class BatchProcessor:
                         insert_ids.add(insert_id)
                     continue
                 hour, campaign = slot_of(events[index])
-                outcomes.count(outcome, 1, hour, campaign)
+                ledger.settle(outcome_key(outcome, hour, campaign), _origin(message.parked_from))
                 if isinstance(outcome, Invalid):
                     dead.append(
                         DeadLetterRecord(
@@ -269,7 +282,7 @@ class BatchProcessor:
         deferred = set(report.deferred)
         parked: list[DeadLetterRecord] = []
         not_before_ms = int((time.time() + report.defer_s) * 1000)
-        if not rejected and not deferred:
+        if not rejected and not deferred and not any(item.parked_from for item in pending):
             # The common case, every event delivered: count them by slot without a call per event.
             groups = Counter(
                 (item.ledger, item.outcome.code, item.outcome.event["event_type"], item.hour, item.campaign)
@@ -280,16 +293,17 @@ class BatchProcessor:
                 ledger.event_types.setdefault(code, event_type)
         else:
             for position, item in enumerate(pending):
-                outcomes = item.ledger.outcomes
+                ledger, origin = item.ledger, _origin(item.parked_from)
                 if position in deferred:
-                    item.ledger.deferred += 1
+                    ledger.deferred += 1
                     # Not final yet: the outcome is counted when the retry topic's pass settles it.
+                    source, index = item.parked_from or (item.source, item.index)
                     parked.append(
                         DeadLetterRecord(
                             orjson.dumps(item.raw, default=str),
-                            item.source,
+                            source,
                             "throttled",
-                            event_index=item.index,
+                            event_index=index,
                             event_code=item.outcome.code,
                             status=429,
                             not_before_ms=not_before_ms,
@@ -298,10 +312,10 @@ class BatchProcessor:
                     continue
                 letter = rejected.get(position)
                 if letter is None:
-                    outcomes.delivered(item.outcome.code, 1, item.hour, item.campaign)
-                    item.ledger.event_types.setdefault(item.outcome.code, item.outcome.event["event_type"])
+                    ledger.settle(("delivered", "", item.outcome.code, item.hour, item.campaign), origin)
+                    ledger.event_types.setdefault(item.outcome.code, item.outcome.event["event_type"])
                     continue
-                outcomes.dead_lettered(letter.reason, item.outcome.code, 1, item.hour, item.campaign)
+                ledger.settle(("dead_lettered", letter.reason, item.outcome.code, item.hour, item.campaign), origin)
                 dead.append(
                     DeadLetterRecord(
                         orjson.dumps(item.raw, default=str),

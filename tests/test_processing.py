@@ -12,7 +12,7 @@ from forwarder.amplitude.client import AmplitudeClient
 from forwarder.amplitude.delivery import Deliverer
 from forwarder.amplitude.limits import HTTP_V2
 from forwarder.core import MappingRules, OutcomeCounter
-from forwarder.kafka.dead_letters import DeadLetterWriter, SourceRef
+from forwarder.kafka.dead_letters import DeadLetterRecord, DeadLetterWriter, SourceRef
 from forwarder.ledger.records import LedgerFormatError, LedgerRecord
 from forwarder.local.amplitude import AmplitudeService
 from forwarder.local.traffic import BASE_TIME, streams_requests
@@ -143,3 +143,35 @@ def test_a_ledger_record_survives_the_topic_and_a_bad_one_is_refused() -> None:
     for bad in (b"not json", b"[]", b'{"v": 99}', record.encode().replace(b'"delivered"', b'"lost"')):
         with pytest.raises(LedgerFormatError):
             LedgerRecord.decode(bad)
+
+
+async def test_an_event_from_the_retry_topic_is_parked_again_under_its_first_source_and_its_ledger_names_it() -> None:
+    service = AmplitudeService()
+    service.faults.throttled_users = {"customer-hot"}
+    ledger, parked = Ledger(), Letters()
+    base = processor(service, Metrics())
+    client = base._deliverer
+    assert isinstance(client, Deliverer)
+    batch = BatchProcessor(
+        MappingRules(),
+        Deliverer(client._client, HTTP_V2, client._wait, defer_throttled=True),
+        Letters(),
+        Metrics(),
+        retries=parked,
+        ledger=ledger,
+        source="retry",
+    )
+    first = SourceRef("src", 2, 150, b"k")
+    hot = {"event_code": "SMS_SENT", "event_uuid": "h1", "uid": "customer-hot", "event_time": 1_700_000_000}
+    calm = {"event_code": "SMS_SENT", "event_uuid": "c1", "uid": "customer-calm", "event_time": 1_700_000_000}
+    messages = [
+        SourceMessage(SourceRef("src-retry", 0, 7, b"k"), orjson.dumps(hot), (first, 3)),
+        SourceMessage(SourceRef("src-retry", 0, 8, b"k"), orjson.dumps(calm), (SourceRef("src", 1, 20, None), 0)),
+    ]
+    await batch.process(messages)
+    (again,) = parked.records
+    assert isinstance(again, DeadLetterRecord)
+    assert (again.source.topic, again.source.partition, again.source.offset, again.event_index) == ("src", 2, 150, 3)
+    (record,) = ledger.records
+    assert record.deferred == 1
+    assert [origin for origin, _ in record.origins] == ["src/1/20/0"]

@@ -19,6 +19,20 @@ Key = tuple[str, str, str, int, str]
 NO_HOUR = -1
 
 
+def outcome_key(outcome: Outcome, hour: int = NO_HOUR, campaign: str = "") -> Key:
+    match outcome:
+        case Forwarded(code=code):
+            return ("forwarded", "", code, hour, campaign)
+        case Filtered(code=code, reason=reason):
+            return ("filtered", reason, code, hour, campaign)
+        case Dropped(code=code, reason=reason):
+            return ("dropped", reason, code, hour, campaign)
+        case Invalid(code=code, reason=reason):
+            return ("dead_lettered", reason, code or "", hour, campaign)
+        case _:
+            assert_never(outcome)
+
+
 class OutcomeCounter:
     __slots__ = ("counts",)
 
@@ -26,19 +40,7 @@ class OutcomeCounter:
         self.counts: Counter[Key] = Counter()
 
     def count(self, outcome: Outcome, n: int = 1, hour: int = NO_HOUR, campaign: str = "") -> None:
-        key: Key
-        match outcome:
-            case Forwarded(code=code):
-                key = ("forwarded", "", code, hour, campaign)
-            case Filtered(code=code, reason=reason):
-                key = ("filtered", reason, code, hour, campaign)
-            case Dropped(code=code, reason=reason):
-                key = ("dropped", reason, code, hour, campaign)
-            case Invalid(code=code, reason=reason):
-                key = ("dead_lettered", reason, code or "", hour, campaign)
-            case _:
-                assert_never(outcome)
-        self.counts[key] += n
+        self.counts[outcome_key(outcome, hour, campaign)] += n
 
     def delivered(self, code: str, n: int = 1, hour: int = NO_HOUR, campaign: str = "") -> None:
         self.counts["delivered", "", code, hour, campaign] += n

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from forwarder.core.counting import OutcomeCounter
+from forwarder.core.counting import Key, OutcomeCounter
 
 FORMAT_VERSION = 1
 LIVE_SOURCES = frozenset({"stream", "retry"})
@@ -41,6 +41,15 @@ class LedgerRecord:
     # Event code -> the Amplitude event type it was delivered as (the report's Amplitude comparison).
     event_types: dict[str, str] = field(default_factory=dict)
     written_at_ms: int = 0
+    # Records of the retry agent: each event's first source ("topic/partition/offset/index") and where it was
+    # counted. A run re-processed after a crash parks its throttled events twice; ``settle`` keeps one.
+    origins: list[tuple[str, Key]] = field(default_factory=list)
+
+    def settle(self, key: Key, origin: str | None = None) -> None:
+        """One event's final outcome."""
+        self.outcomes.counts[key] += 1
+        if origin is not None:
+            self.origins.append((origin, key))
 
     @property
     def key(self) -> bytes:
@@ -64,6 +73,7 @@ class LedgerRecord:
                 "event_types": self.event_types,
                 "written_at_ms": self.written_at_ms,
                 "counts": [[*key, n] for key, n in self.outcomes.counts.items()],
+                **({"origins": [[origin, *key] for origin, key in self.origins]} if self.origins else {}),
             }
         )
 
@@ -90,6 +100,11 @@ class LedgerRecord:
                 record.outcomes.add_key(
                     (outcome, _text(reason), _text(code), _number(hour), _text(campaign)), _number(n)
                 )
+            for origin, outcome, reason, code, hour, campaign in data.get("origins") or []:
+                if outcome not in OUTCOMES:
+                    raise LedgerFormatError(f"unknown outcome {outcome!r}")
+                key = (outcome, _text(reason), _text(code), _number(hour), _text(campaign))
+                record.origins.append((_text(origin), key))
         except LedgerFormatError:
             raise
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:

@@ -11,11 +11,15 @@ write its record after the new owner wrote a longer one.
 
 A stretch no chain covers exactly (offsets missing inside it: a compacted or transactional source) falls back
 to dropping the records that later ones cover: then overlap is counted twice rather than lost.
+
+The retry topic adds one more way to count twice: a run re-processed after a crash parks its throttled events
+again, so the retry agent settles them twice, at different retry offsets. Its records name each event's first
+source (``origins``); of two settlements of one event the later one counts.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 
 from forwarder.ledger.records import LedgerRecord
@@ -33,7 +37,43 @@ def settle(records: Sequence[LedgerRecord]) -> list[LedgerRecord]:
             chain = _chain(stretch, order)
             kept.extend(chain if chain is not None else _not_covered_later(stretch, order))
     kept.sort(key=lambda record: order[id(record)])
-    return kept
+    return _once_per_origin(kept)
+
+
+def _once_per_origin(kept: list[LedgerRecord]) -> list[LedgerRecord]:
+    seen: set[str] = set()
+    result = list(kept)
+    for position in range(len(result) - 1, -1, -1):
+        record = result[position]
+        if not record.origins:
+            continue
+        repeated = []
+        for origin, key in reversed(record.origins):
+            if origin in seen:
+                repeated.append(key)
+            seen.add(origin)
+        if repeated:
+            result[position] = _without(record, repeated)
+    return result
+
+
+def _without(record: LedgerRecord, keys: list[tuple[str, str, str, int, str]]) -> LedgerRecord:
+    """A copy of ``record`` with one event less under each of ``keys`` (settled again later)."""
+    copy = LedgerRecord(
+        record.source,
+        record.topic,
+        record.partition,
+        record.first_offset,
+        record.last_offset,
+        deferred=record.deferred,
+        event_types=dict(record.event_types),
+        written_at_ms=record.written_at_ms,
+    )
+    copy.outcomes.add(record.outcomes)
+    for key in keys:
+        copy.outcomes.add_key(key, -1)
+    copy.outcomes.counts += Counter()  # drop the keys that fell to zero
+    return copy
 
 
 def _stretches(group: list[LedgerRecord]) -> list[list[LedgerRecord]]:

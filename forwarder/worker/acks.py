@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from forwarder.amplitude.delivery import FatalDeliveryError
-from forwarder.kafka.dead_letters import SourceRef
+from forwarder.kafka.dead_letters import SourceRef, header_map
 from forwarder.processing import BatchSummary, Prepared, SourceMessage
 
 
@@ -61,11 +61,26 @@ def runs_by_size(batch: Sequence[Taken], max_bytes: int) -> list[list[Taken]]:
     return runs
 
 
-def source_messages(run: Sequence[Taken]) -> list[SourceMessage]:
+def source_messages(run: Sequence[Taken], parked: bool = False) -> list[SourceMessage]:
+    """``parked``: messages of the retry topic, whose headers name where each event first came from."""
     return [
-        SourceMessage(SourceRef(m.topic, m.partition, m.offset, m.key), m.value or b"")
+        SourceMessage(
+            SourceRef(m.topic, m.partition, m.offset, m.key), m.value or b"", parked_from(m) if parked else None
+        )
         for m in (taken.message for taken in run)
     ]
+
+
+def parked_from(message: Any) -> tuple[SourceRef, int] | None:
+    headers = message.headers or []
+    if isinstance(headers, dict):
+        headers = list(headers.items())
+    fields = header_map(list(headers))
+    try:
+        ref = SourceRef(fields["source_topic"], int(fields["source_partition"]), int(fields["source_offset"]), None)
+        return ref, int(fields.get("event_index") or 0)
+    except (KeyError, ValueError):
+        return None
 
 
 class AckLoop:
@@ -76,6 +91,7 @@ class AckLoop:
         stopping: Callable[[], bool],
         on_fatal: Callable[[FatalDeliveryError, Any], None],
         max_in_flight: int = 1,
+        parked: bool = False,
     ) -> None:
         """``stopping``: true once shutdown began; ``on_fatal(error, first unacknowledged message)``;
         ``max_in_flight``: runs being delivered at once (each at most ``max_run_bytes`` of input in memory)."""
@@ -84,6 +100,7 @@ class AckLoop:
         self._stopping = stopping
         self._on_fatal = on_fatal
         self._max_in_flight = max(1, max_in_flight)
+        self._parked = parked
 
     async def process(self, batch: Sequence[Taken]) -> None:
         in_flight: deque[tuple[asyncio.Task[BatchSummary], list[Taken]]] = deque()
@@ -99,7 +116,7 @@ class AckLoop:
             for run in runs_by_size(batch, self._max_run_bytes):
                 if self._stopping():
                     break
-                prepared = await self._processor.prepare_yielding(source_messages(run))
+                prepared = await self._processor.prepare_yielding(source_messages(run, self._parked))
                 while len(in_flight) >= self._max_in_flight:
                     await settle_oldest()
                 in_flight.append((asyncio.ensure_future(self._processor.finish(prepared)), run))

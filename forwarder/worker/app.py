@@ -178,6 +178,7 @@ def create_app(
                 drain.requested.is_set,
                 fatal(name),
                 max_in_flight=settings.worker.max_in_flight,
+                parked=wait_until_due,  # the retry topic's messages carry where their events came from
             )
             health.consuming = True
             async for batch in stream.noack_take(

@@ -103,3 +103,19 @@ def test_any_history_of_crashes_and_rebalances_settles_to_each_offset_once(data:
     if late is not None:
         written.append(late)
     assert counted(written) == Counter({f"o{o}": 1 for o in range(end)})
+
+
+def test_an_event_parked_twice_by_a_re_processed_run_counts_once_where_it_settled_last() -> None:
+    # The stream run parked event src/0/150/3 twice (crash before commit): the retry agent settled it at retry
+    # offsets 7 (dead-lettered) and 9 (delivered), in two records. Another event settled once at offset 8.
+    first = LedgerRecord("retry", "src-retry", 0, 7, 8)
+    first.settle(("dead_lettered", "invalid_field:x", "SMS_SENT", 5, "c"), "src/0/150/3")
+    first.settle(("delivered", "", "SMS_SENT", 5, "c"), "src/1/20/0")
+    second = LedgerRecord("retry", "src-retry", 0, 9, 9)
+    second.settle(("delivered", "", "SMS_SENT", 5, "c"), "src/0/150/3")
+    settled = settle([LedgerRecord.decode(first.encode()), LedgerRecord.decode(second.encode())])
+    total: Counter[str] = Counter()
+    for record in settled:
+        total.update(record.outcomes.by_outcome)
+    assert total == {"delivered": 2}
+    assert first.outcomes.read == 2  # the input is left as it was

@@ -16,11 +16,11 @@ from forwarder.amplitude.client import AmplitudeClient
 from forwarder.amplitude.delivery import Deliverer, FatalDeliveryError
 from forwarder.amplitude.limits import LIMITS
 from forwarder.core import MappingRules
-from forwarder.kafka.dead_letters import DeadLetterRecord
+from forwarder.kafka.dead_letters import DeadLetterRecord, SourceRef
 from forwarder.local.amplitude import AmplitudeService
 from forwarder.metrics import Metrics
 from forwarder.processing import BatchProcessor, BatchSummary, Prepared, SourceMessage
-from forwarder.worker.acks import AckLoop
+from forwarder.worker.acks import AckLoop, source_messages
 
 
 @dataclass
@@ -208,3 +208,24 @@ async def test_with_runs_in_flight_a_failure_acknowledges_only_the_runs_before_i
     await acks.process(batch(log, 12))
     assert acked(log) == [0, 1, 2]
     assert fatal == [3]
+
+
+def test_a_retry_topic_message_names_the_first_source_of_its_event_and_a_bare_one_names_none() -> None:
+    record = DeadLetterRecord(b"{}", SourceRef("src", 2, 150, b"k"), "throttled", event_index=3, not_before_ms=1)
+
+    @dataclass
+    class Parked:
+        topic: str = "src-retry"
+        partition: int = 0
+        offset: int = 7
+        key: bytes | None = b"k"
+        value: bytes = b"{}"
+        headers: Any = None
+
+    with_headers = Parked(headers=record.headers())
+    (message,) = source_messages([Taken(with_headers, [])], parked=True)  # type: ignore[arg-type]
+    assert message.parked_from == (SourceRef("src", 2, 150, None), 3)
+    (bare,) = source_messages([Taken(Parked(), [])], parked=True)  # type: ignore[arg-type]
+    assert bare.parked_from is None
+    (live,) = source_messages([Taken(with_headers, [])])  # type: ignore[arg-type]
+    assert live.parked_from is None
