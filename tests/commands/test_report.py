@@ -4,6 +4,7 @@ local Amplitude service counted through its Dashboard API."""
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 from collections import Counter
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ import pytest
 from forwarder.kafka.admin import create_topics
 from forwarder.worker.observe import wait_until_committed
 from tests.commands.test_replay import run_cli
+from tests.kafka_helpers import produce
 from tests.worker.test_worker_delivery import worker_env
 from tests.worker.test_worker_faults import publish, sendable
 
@@ -70,10 +72,7 @@ def test_report_with_amplitude_flags_exactly_the_rows_amplitude_lost_and_shows_r
 
 
 def test_bad_report_arguments_and_settings_are_one_line(kafka, topic_names) -> None:
-    env = {"KAFKA_BOOTSTRAP_SERVERS": kafka, "FORWARDER_LEDGER_TOPIC": topic_names("no-ledger")}
-    import os
-
-    env = {**os.environ, **env}
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka, "FORWARDER_LEDGER_TOPIC": topic_names("no-ledger")}
     bad_time = run_cli(env, "report", "--from", "last tuesday")
     assert bad_time.returncode == 2
     assert bad_time.stderr.strip().count("\n") == 0
@@ -81,7 +80,12 @@ def test_bad_report_arguments_and_settings_are_one_line(kafka, topic_names) -> N
     assert missing.returncode == 1
     assert "does not exist: run `forwarder topics` to create it" in missing.stderr
     asyncio.run(create_topics(kafka, {env["FORWARDER_LEDGER_TOPIC"]: 1}))
+    asyncio.run(produce(kafka, env["FORWARDER_LEDGER_TOPIC"], [b"not a ledger record"]))
+    garbage = run_cli(env, "report")
+    assert garbage.returncode == 0  # nothing counted, so nothing out of balance; the skip is said
+    assert "1 ledger records could not be read and are not counted" in garbage.stdout
     no_secret = run_cli({**env, "AMPLITUDE_API_KEY": "k"}, "report", "--amplitude")
-    assert no_secret.returncode in (0, 2)  # an empty ledger needs no Amplitude question
-    for result in (bad_time, missing):
+    assert no_secret.returncode == 2
+    assert no_secret.stderr.strip().splitlines()[-1].strip() == "AMPLITUDE_SECRET_KEY: is required by --amplitude"
+    for result in (bad_time, missing, garbage, no_secret):
         assert "Traceback" not in result.stderr

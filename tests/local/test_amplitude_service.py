@@ -142,3 +142,45 @@ async def test_a_fixed_answer_delay_is_set_in_milliseconds_at_run_time() -> None
         assert service.faults.latency_s == 0.15
         refused = await http.post("/_local/faults", json={"latency_minutes": 1})
         assert refused.status_code == 400
+
+
+async def test_the_dashboard_segmentation_endpoint_counts_unique_accepted_events_and_refuses_bad_questions() -> None:
+    service = AmplitudeService(api_keys={"key-1"}, secret_key="secret-1")
+    event = {
+        "event_type": "Email Sent",
+        "user_id": "customer-1",
+        "insert_id": "i-1",
+        "time": 1_795_873_510_000,  # 2026-11-28
+        "event_properties": {"$source": "MOENGAGE"},
+    }
+    auth = ("key-1", "secret-1")
+    query = {
+        "e": orjson.dumps(
+            {
+                "event_type": "Email Sent",
+                "filters": [
+                    {
+                        "subprop_type": "event",
+                        "subprop_key": "$source",
+                        "subprop_op": "is",
+                        "subprop_value": ["MOENGAGE"],
+                    }
+                ],
+            }
+        ).decode(),
+        "start": "20261127",
+        "end": "20261128",
+    }
+    async with client(service) as http:
+        for _ in range(2):  # the same insert_id twice: counted once
+            assert (await http.post("/2/httpapi", json={"api_key": "key-1", "events": [event]})).status_code == 200
+        answer = await http.get("/api/2/events/segmentation", params=query, auth=auth)
+        assert answer.status_code == 200
+        assert answer.json()["data"]["series"] == [[0, 1]]
+        assert answer.json()["data"]["xValues"] == ["2026-11-27", "2026-11-28"]
+        assert (await http.get("/api/2/events/segmentation", params=query)).status_code == 401
+        wrong = await http.get("/api/2/events/segmentation", params=query, auth=("key-1", "nope"))
+        assert wrong.status_code == 401
+        for bad in ({**query, "e": "{"}, {**query, "m": "uniques"}, {**query, "start": "yesterday"}):
+            refused = await http.get("/api/2/events/segmentation", params=bad, auth=auth)
+            assert refused.status_code == 400
