@@ -272,6 +272,32 @@ def _cmd_amplitude_local(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_moengage_local(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from forwarder.local.moengage import MoEngageFaults, MoEngageService
+
+    service = MoEngageService(
+        args.workspace_id,
+        args.data_api_key,
+        requests_per_minute=args.requests_per_minute,
+        apply_delay_s=args.apply_delay_s,
+    )
+    if args.faults:
+        service.faults = MoEngageFaults.from_dict(json.loads(args.faults))
+    if args.known_uids:
+        with open(args.known_uids, encoding="utf-8") as handle:
+            service.known |= {("uid", line.strip()) for line in handle if line.strip()}
+    print(
+        f"local MoEngage Cohort Sync API on http://{args.host}:{args.port} (workspace {args.workspace_id}, "
+        f"{len(service.known)} known users)",
+        file=sys.stderr,
+        flush=True,
+    )
+    uvicorn.run(service.app, host=args.host, port=args.port, log_level="warning", lifespan="off")
+    return 0
+
+
 def _cmd_kafka(args: argparse.Namespace) -> int:
     from forwarder.local.kafka import BrokerError, start_background, stop_background
 
@@ -374,6 +400,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     local.add_argument("--secret-key", help="the Dashboard API's secret key; default: any non-empty one")
 
+    moengage = commands.add_parser("moengage-local", help="serve the local MoEngage Cohort Sync API")
+    moengage.add_argument("--host", default="127.0.0.1")
+    moengage.add_argument("--port", type=int, default=8766)
+    moengage.add_argument("--workspace-id", default="local-workspace")
+    moengage.add_argument("--data-api-key", default="local-data-key", help="the Data API key it accepts")
+    moengage.add_argument("--requests-per-minute", type=int, default=300)
+    moengage.add_argument("--apply-delay-s", type=float, default=0.0, help="accepted now, applied this much later")
+    moengage.add_argument("--known-uids", metavar="FILE", help="users MoEngage knows: one uid per line")
+    moengage.add_argument("--faults", help='fault injection as JSON, e.g. \'{"error_rates": {"503": 0.1}}\'')
+
     kafka = commands.add_parser("kafka", help="start or stop a local Apache Kafka broker in the background")
     kafka.add_argument("action", choices=["start", "stop"])
 
@@ -395,6 +431,7 @@ HANDLERS = {
     "transform": _cmd_transform,
     "events": _cmd_events,
     "amplitude-local": _cmd_amplitude_local,
+    "moengage-local": _cmd_moengage_local,
     "kafka": _cmd_kafka,
     "demo": _cmd_demo,
     "report": _cmd_report,

@@ -39,6 +39,8 @@ def forwarder(*args: str, env: dict[str, str] | None = None, stdin: bytes = b"")
         (("transform", "/"), None, "cannot read /"),
         (("amplitude-local", "--port", "0", "--faults", "{bad"), None, "forwarder amplitude-local:"),
         (("amplitude-local", "--port", "0", "--faults", '{"nope": 1}'), None, "unknown fault settings"),
+        (("moengage-local", "--port", "0", "--faults", '{"nope": 1}'), None, "unknown fault settings"),
+        (("moengage-local", "--port", "0", "--known-uids", "/nonexistent/uids.txt"), None, "forwarder moengage-local"),
         (
             ("worker",),
             {"KAFKA_BOOTSTRAP_SERVERS": "x", "AMPLITUDE_API_KEY": "k", "FORWARDER_BATCH_WINDOW_S": "abc"},

@@ -1,0 +1,1 @@
+"""Amplitude behavioral cohorts -> MoEngage custom segments (shared/spec/cohort-sync.md): the pure core."""
