@@ -20,7 +20,6 @@ from forwarder.core.counting import Key, OutcomeCounter
 
 FORMAT_VERSION = 1
 LIVE_SOURCES = frozenset({"stream", "retry"})
-RESEND_SOURCES = frozenset({"replay", "replay-dlq", "backfill"})
 OUTCOMES = frozenset({"delivered", "filtered", "dropped", "dead_lettered", "forwarded"})
 
 
