@@ -129,6 +129,8 @@ class Prepared:
     warnings: Counter[tuple[str, str]] = field(default_factory=Counter)
     insert_ids: set[str] = field(default_factory=set)
     repaired: int = 0
+    # Some message came from the retry topic: its events are settled one by one, under their first source.
+    parked: bool = False
 
     @property
     def outcomes(self) -> OutcomeCounter:
@@ -222,6 +224,8 @@ class BatchProcessor:
         rules, source = self.rules, self.source
         warnings, insert_ids = prepared.warnings, prepared.insert_ids
         for message in messages:
+            if message.parked_from is not None:
+                prepared.parked = True
             ledger = prepared.slice_of(source, message.ref)
             outcomes = ledger.outcomes
             result = process_message(message.value, rules)
@@ -282,7 +286,7 @@ class BatchProcessor:
         deferred = set(report.deferred)
         parked: list[DeadLetterRecord] = []
         not_before_ms = int((time.time() + report.defer_s) * 1000)
-        if not rejected and not deferred and not any(item.parked_from for item in pending):
+        if not rejected and not deferred and not prepared.parked:
             # The common case, every event delivered: count them by slot without a call per event.
             groups = Counter(
                 (item.ledger, item.outcome.code, item.outcome.event["event_type"], item.hour, item.campaign)

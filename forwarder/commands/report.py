@@ -26,7 +26,7 @@ from forwarder.ledger.amplitude_side import (
 )
 from forwarder.ledger.chart import draw_chart
 from forwarder.ledger.records import LedgerRecord
-from forwarder.ledger.report import Grouping, Report, Window, build_report, render
+from forwarder.ledger.report import Grouping, Report, Window, align, build_report, csv_text, render
 from forwarder.ledger.settle import settle
 from forwarder.settings import Settings, SettingsError
 
@@ -82,22 +82,15 @@ async def _amplitude_side(settings: Settings, settled: list[LedgerRecord], windo
 
 def render_comparisons(comparisons: list[Comparison], fmt: Format) -> str:
     if fmt == "csv":
-        lines = ["event_type,day,delivered,resent,amplitude_counted,verdict"]
-        lines += [f'"{c.event_type}",{c.day},{c.delivered},{c.resent},{c.counted},{c.verdict}' for c in comparisons]
-        return "\n".join(lines)
+        return csv_text(
+            [["event_type", "day", "delivered", "resent", "amplitude_counted", "verdict"]]
+            + [[c.event_type, c.day, c.delivered, c.resent, c.counted, c.verdict] for c in comparisons]
+        )
     header = ("event type", "day", "delivered", "re-sent", "Amplitude counted", "")
     rows = [header] + [
         (c.event_type, c.day, str(c.delivered), str(c.resent), str(c.counted), c.verdict) for c in comparisons
     ]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    text = [
-        "  ".join(
-            [r[0].ljust(widths[0]), r[1].ljust(widths[1])]
-            + [v.rjust(w) for v, w in zip(r[2:5], widths[2:5], strict=True)]
-            + [r[5]]
-        ).rstrip()
-        for r in rows
-    ]
+    text = align(rows, text_columns=2)
     differing = sum(c.differs for c in comparisons)
     text.append(
         "Amplitude counted what was delivered on every row"

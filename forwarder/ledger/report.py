@@ -158,20 +158,16 @@ def render(report: Report, fmt: Literal["table", "csv", "json"]) -> str:
 
 
 def _csv(report: Report) -> str:
-    out = io.StringIO()
     reasons = reason_columns(report)
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(
-        [report.by, "read", "delivered", "filtered", "dropped", "dead_lettered", "resent"]
-        + [f"{outcome}:{reason}" for outcome, reason in reasons]
-    )
+    header: list[object] = [report.by, "read", "delivered", "filtered", "dropped", "dead_lettered", "resent"]
+    lines = [header + [f"{outcome}:{reason}" for outcome, reason in reasons]]
     for row in [*report.rows, report.total]:
         values = row.as_dict()
-        writer.writerow(
+        lines.append(
             [row.label, *(values[k] for k in ("read", "delivered", "filtered", "dropped", "dead_lettered", "resent"))]
             + [row.live.reasons(outcome)[reason] for outcome, reason in reasons]
         )
-    return out.getvalue().rstrip("\n")
+    return csv_text(lines)
 
 
 def _why(row: Row) -> str:
@@ -181,6 +177,23 @@ def _why(row: Row) -> str:
         for reason, n in sorted(row.live.reasons(outcome).items(), key=lambda item: -item[1])
     ]
     return ", ".join(parts)
+
+
+def align(lines: Sequence[Sequence[str]], text_columns: int) -> list[str]:
+    """Lines as columns: the first ``text_columns`` to the left, numbers to the right, the last one free text."""
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    out = []
+    for line in lines:
+        cells = [c.ljust(w) for c, w in zip(line[:text_columns], widths, strict=False)]
+        cells += [c.rjust(w) for c, w in zip(line[text_columns:-1], widths[text_columns:-1], strict=True)]
+        out.append("  ".join([*cells, line[-1]]).rstrip())
+    return out
+
+
+def csv_text(lines: Sequence[Sequence[object]]) -> str:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(lines)
+    return out.getvalue().rstrip("\n")
 
 
 def _table(report: Report) -> str:
@@ -195,14 +208,8 @@ def _table(report: Report) -> str:
                 _why(row),
             ]
         )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-
-    def fmt(line: Sequence[str]) -> str:
-        cells = [line[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(line[1:-1], widths[1:-1], strict=True)]
-        return "  ".join([*cells, line[-1]]).rstrip()
-
-    rule = "-" * len(fmt(lines[0]))
-    text = [fmt(lines[0]), rule, *(fmt(line) for line in lines[1:-1]), rule, fmt(lines[-1])]
+    aligned = align(lines, text_columns=1)
+    text = [aligned[0], "-" * len(aligned[0]), *aligned[1:-1], "-" * len(aligned[0]), aligned[-1]]
     balance, _ = report.balance()
     text.append(balance)
     if report.parked:
