@@ -57,17 +57,25 @@ def test_crash_sigkill_three_times_loses_nothing(kafka, amplitude, topic_names, 
     service.faults.invalid_insert_ids = rejected
     service.faults.latency_s = 0.05  # slow enough that the kills land mid-run
 
-    # Commits every 30 s: each kill lands before a commit, so the next life re-processes runs whose ledger
-    # records were already written (what the ledger must count once).
+    # Commits every 30 s, and each life is killed once it has written two ledger records: every kill lands after
+    # runs were recorded and before their commit, so the next life re-processes them (what the ledger must count
+    # once). Killing at a count of accepted events instead could land before any run of the life had finished.
     env = {**worker_env(kafka, url, source, dlq, group), "FORWARDER_COMMIT_INTERVAL_S": "30"}
+    ledger_topic = env["FORWARDER_LEDGER_TOPIC"]
+
+    def ledger_records() -> int:
+        ends, _ = asyncio.run(partition_offsets(kafka, ledger_topic))
+        return sum(ends.values())
+
     kills = 0
-    thresholds = [3000, 8000, 13000]
     worker = worker_factory(**env).start()
-    for threshold in thresholds:
+    for _ in range(3):
+        recorded, accepted_before = ledger_records(), service.recorder.accepted
         deadline = time.monotonic() + 120
-        while service.recorder.accepted < threshold and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert service.recorder.accepted >= threshold, worker.log()[-3000:]
+        while ledger_records() < recorded + 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert ledger_records() >= recorded + 2, worker.log()[-3000:]
+        assert service.recorder.accepted > accepted_before
         os.kill(worker.process.pid, signal.SIGKILL)
         worker.process.wait()
         kills += 1
