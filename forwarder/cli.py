@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -44,8 +45,12 @@ def _kafka_usable(settings: Settings, command: str) -> bool:
 
 
 def _exit_before_consuming(signum: int, frame: object) -> None:
-    """SIGTERM while starting (imports, preflight): nothing was taken, so there is nothing to finish."""
-    raise SystemExit(0)
+    """SIGTERM while starting (imports, preflight): nothing was taken, so there is nothing to finish. Exits at
+    once: raising SystemExit from wherever the signal lands (an import, ``asyncio.run``'s clean-up of a Kafka
+    client) could leave the process waiting on half-built state (a CI run saw one hang for over 60 s)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
