@@ -75,7 +75,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     import uvicorn
 
     from forwarder import logs
-    from forwarder.ingest.app import KafkaSink, create_ingest_app
+    from forwarder.ingest.app import CohortRoute, KafkaSink, create_ingest_app
     from forwarder.ingest.auth import Credentials
     from forwarder.kafka.security import client_options
     from forwarder.settings import SettingsError
@@ -90,13 +90,21 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 2
     credentials = Credentials.of(settings.ingest)
+    cohorts = None
+    if settings.cohorts.webhook_header is not None:  # the route is off without its credential
+        cohorts = CohortRoute(
+            settings.cohorts.webhook_path,
+            Credentials.parse(None, settings.cohorts.webhook_header.get_secret_value()),
+            settings.cohorts.topic,
+            settings.cohorts.max_webhook_bytes,
+        )
     sink = KafkaSink(
         client_options(settings),
         settings.topics.source_topic,
         settings.ingest.kafka_timeout_s,
-        max_request_bytes=settings.ingest.max_body_bytes + 64 * 1024,
+        max_request_bytes=max(settings.ingest.max_body_bytes, settings.cohorts.max_webhook_bytes) + 64 * 1024,
     )
-    app = create_ingest_app(sink, credentials, settings.ingest.path, settings.ingest.max_body_bytes)
+    app = create_ingest_app(sink, credentials, settings.ingest.path, settings.ingest.max_body_bytes, cohorts)
     uvicorn.run(
         app,
         host=settings.ingest.host,
@@ -303,6 +311,74 @@ def _cmd_moengage_local(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_cohorts(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from forwarder import logs
+    from forwarder.cohorts.pull import ExportError
+    from forwarder.commands import cohorts
+    from forwarder.settings import CohortPullSettings, CohortWorkerSettings
+
+    if args.action == "demo":
+        from forwarder.commands.cohorts_demo import run_cohorts_demo
+
+        if min(args.users, args.leave, args.join) < 0 or args.leave > args.users:
+            print(
+                "forwarder cohorts demo: --users, --leave and --join must be >= 0, --leave <= --users", file=sys.stderr
+            )
+            return 2
+        return run_cohorts_demo(args.users, args.leave, args.join)
+    if args.action == "worker":
+        signal.signal(signal.SIGTERM, _exit_before_consuming)
+        worker_settings = _settings(CohortWorkerSettings)
+        if worker_settings is None:
+            return 2
+        logs.setup(worker_settings.worker.log_level)
+        if not _kafka_usable(worker_settings, "cohorts worker"):
+            return 1
+        try:
+            partitions = asyncio.run(cohorts.topic_partitions(worker_settings, worker_settings.cohorts.topic))
+        except LookupError as exc:
+            print(f"forwarder cohorts worker: {exc}", file=sys.stderr)
+            return 1
+        from forwarder.cohorts.worker import run_cohorts_worker
+
+        run_cohorts_worker(worker_settings, partitions)
+        return 0
+    if args.action == "status":
+        settings = _settings()
+        if settings is None:
+            return 2
+        logs.setup("WARNING")
+        if not _kafka_usable(settings, "cohorts status"):
+            return 1
+        try:
+            return cohorts.run_status(settings, args.format)
+        except LookupError as exc:
+            print(f"forwarder cohorts status: {exc}", file=sys.stderr)
+            return 1
+    pull_settings = _settings(CohortPullSettings)
+    if pull_settings is None:
+        return 2
+    logs.setup("WARNING")
+    if args.list:
+        try:
+            return cohorts.run_list(pull_settings)
+        except ExportError as exc:
+            print(f"forwarder cohorts pull: {exc}", file=sys.stderr)
+            return 1
+    if not args.cohort and not args.all:
+        print("forwarder cohorts pull: name --cohort ID (repeatable), or --all", file=sys.stderr)
+        return 2
+    if not _kafka_usable(pull_settings, "cohorts pull"):
+        return 1
+    try:
+        return cohorts.run_pull(pull_settings, args.cohort or [], args.all, args.if_changed, args.schedule)
+    except (ExportError, LookupError) as exc:
+        print(f"forwarder cohorts pull: {exc}", file=sys.stderr)
+        return 1
+
+
 def _cmd_kafka(args: argparse.Namespace) -> int:
     from forwarder.local.kafka import BrokerError, start_background, stop_background
 
@@ -415,6 +491,24 @@ def build_parser() -> argparse.ArgumentParser:
     moengage.add_argument("--known-uids", metavar="FILE", help="users MoEngage knows: one uid per line")
     moengage.add_argument("--faults", help='fault injection as JSON, e.g. \'{"error_rates": {"503": 0.1}}\'')
 
+    cohorts = commands.add_parser("cohorts", help="Amplitude cohorts -> MoEngage segments: worker, pull, status")
+    cohort_actions = cohorts.add_subparsers(dest="action", required=True, metavar="ACTION")
+    cohort_actions.add_parser("worker", help="run the cohort sync worker (a deployment of its own)")
+    pull = cohort_actions.add_parser("pull", help="export cohorts from Amplitude into the cohorts topic as snapshots")
+    pull.add_argument("--cohort", action="append", metavar="ID", help="a cohort id (repeatable)")
+    pull.add_argument("--all", action="store_true", help="every cohort that is not archived")
+    pull.add_argument(
+        "--if-changed", action="store_true", help="skip cohorts whose lastComputed did not move since the last pull"
+    )
+    pull.add_argument("--schedule", choices=["hourly", "daily"], help="repeat at every whole hour or every midnight")
+    pull.add_argument("--list", action="store_true", help="list Amplitude's cohorts and exit")
+    status = cohort_actions.add_parser("status", help="per cohort: members, sent, unmapped, pending, dead letters")
+    status.add_argument("--format", choices=["table", "json"], default="table")
+    cohorts_demo = cohort_actions.add_parser("demo", help="a 5,000-user cohort synced, then 300 leave and 200 join")
+    cohorts_demo.add_argument("--users", type=int, default=5000)
+    cohorts_demo.add_argument("--leave", type=int, default=300)
+    cohorts_demo.add_argument("--join", type=int, default=200)
+
     kafka = commands.add_parser("kafka", help="start or stop a local Apache Kafka broker in the background")
     kafka.add_argument("action", choices=["start", "stop"])
 
@@ -438,6 +532,7 @@ HANDLERS = {
     "amplitude-local": _cmd_amplitude_local,
     "moengage-local": _cmd_moengage_local,
     "kafka": _cmd_kafka,
+    "cohorts": _cmd_cohorts,
     "demo": _cmd_demo,
     "report": _cmd_report,
 }

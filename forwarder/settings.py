@@ -26,8 +26,10 @@ SETTINGS_FILE_VARIABLE = "FORWARDER_SETTINGS_FILE"
 # shared/spec/amplitude-api.md, "Endpoints (data residency)".
 AMPLITUDE_HOSTS = {"us": "https://api2.amplitude.com", "eu": "https://api.eu.amplitude.com"}
 AMPLITUDE_PATHS = {"http": "/2/httpapi", "batch": "/batch"}
-# The Dashboard REST API (reconciliation's count): another host than ingestion, per residency.
+# The Dashboard REST API (reconciliation's count, cohort exports): another host than ingestion, per residency.
 AMPLITUDE_DASHBOARD_HOSTS = {"us": "https://amplitude.com", "eu": "https://analytics.eu.amplitude.com"}
+# shared/spec/cohort-sync.md, "MoEngage side": one API host per data center.
+MOENGAGE_DATA_CENTERS = ("01", "02", "03", "04", "05", "06")
 
 
 class SettingsError(Exception):
@@ -225,6 +227,71 @@ class IngestSettings(BaseModel):
             )
 
 
+class MoEngageSettings(BaseModel):
+    """Where cohort members go: MoEngage's Cohort Sync API of one workspace. Required by ``cohorts worker``."""
+
+    model_config = _part("MOENGAGE_")
+
+    workspace_id: str | None = None
+    data_api_key: SecretStr | None = None
+    data_center: str = "01"
+    api_url: str | None = None
+    anonymous_field: str = Field("moe_anonymous_id", min_length=1, max_length=100)
+    max_requests_per_minute: int = Field(300, ge=1, le=10_000)
+    timeout_s: float = Field(10.0, gt=0, le=120)
+
+    @field_validator("data_center", mode="before")
+    @classmethod
+    def _data_center(cls, value: object) -> object:
+        text = str(value).strip()
+        text = text.zfill(2) if text.isdigit() else text
+        if text not in MOENGAGE_DATA_CENTERS:
+            raise ValueError("must be one of 01, 02, 03, 04, 05, 06")
+        return text
+
+    @field_validator("workspace_id", mode="after")
+    @classmethod
+    def _workspace(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
+    @field_validator("data_api_key", mode="after")
+    @classmethod
+    def _key_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        return _not_blank(value)
+
+    @field_validator("api_url", mode="after")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return AmplitudeSettings._url(value)
+
+    @property
+    def base_url(self) -> str:
+        return self.api_url or f"https://api-{self.data_center}.moengage.com"
+
+
+class CohortSettings(BaseModel):
+    """The cohort sync: the webhook route of ``ingest``, the topic between it, ``cohorts pull`` and the worker."""
+
+    model_config = _part("COHORTS_")
+
+    webhook_path: str = Field("/amplitude/cohorts", pattern=r"^/")
+    webhook_header: SecretStr | None = None
+    topic: str = Field("amplitude-cohort-changes", min_length=1)
+    dlq_topic: str = Field("amplitude-cohort-changes-dlq", min_length=1)
+    status_topic: str = Field("amplitude-cohort-status", min_length=1)
+    group_id: str = Field("amplitude-moengage-cohorts", min_length=1)
+    anonymous_property: str = Field("moe_anonymous_id", min_length=1, max_length=200)
+    segment_prefix: str = Field("[Amplitude] ", max_length=100)
+    max_webhook_bytes: int = Field(5_000_000, gt=0, le=20_000_000)
+    snapshot_chunk_members: int = Field(15_000, ge=1, le=50_000)
+    web_port: int = Field(6067, ge=0, le=65535)
+
+    @field_validator("webhook_header", mode="after")
+    @classmethod
+    def _header_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        return IngestSettings._header_shape(value)
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -233,6 +300,8 @@ class Settings(BaseModel):
     amplitude: AmplitudeSettings
     worker: WorkerPart
     ingest: IngestSettings
+    moengage: MoEngageSettings
+    cohorts: CohortSettings
 
     def mapping_rules(self) -> MappingRules:
         return MappingRules(
@@ -254,6 +323,28 @@ class WorkerSettings(Settings):
     """The worker's view: the same settings, with the Amplitude key required."""
 
     amplitude: AmplitudeWithKey
+
+
+class MoEngageWithKey(MoEngageSettings):
+    workspace_id: str = Field(min_length=1)
+    data_api_key: SecretStr
+
+
+class AmplitudeWithSecret(AmplitudeSettings):
+    api_key: SecretStr
+    secret_key: SecretStr
+
+
+class CohortWorkerSettings(Settings):
+    """``cohorts worker``: the MoEngage workspace and key required."""
+
+    moengage: MoEngageWithKey
+
+
+class CohortPullSettings(Settings):
+    """``cohorts pull``: Amplitude's export API needs the API key and the secret key."""
+
+    amplitude: AmplitudeWithSecret
 
 
 class OptionalKafka(KafkaSettings):

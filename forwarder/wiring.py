@@ -2,7 +2,7 @@
 
 Kafka producer (dead letters, parked events, the ledger) -> Amplitude client -> delivery policy -> lanes ->
 ``BatchProcessor``. The worker, ``replay``, ``replay-dlq`` and ``backfill`` all get theirs here, so a change to
-how the stack is built is made once.
+how the stack is built is made once. The cohort worker's edges (MoEngage client, dead letters) too.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from forwarder.amplitude.client import AmplitudeClient
 from forwarder.amplitude.delivery import Deliverer
 from forwarder.amplitude.lanes import Lanes
 from forwarder.amplitude.limits import LIMITS
+from forwarder.cohorts.moengage import MoEngageClient
 from forwarder.core.pipeline import MappingRules
 from forwarder.kafka.dead_letters import DeadLetterSink, DeadLetterWriter, FileDeadLetterWriter
 from forwarder.kafka.ledger import LedgerWriter
@@ -132,3 +133,41 @@ def worker_environment(
         "AMPLITUDE_API_URL": amplitude_url,
         **extra,
     }
+
+
+@dataclass(frozen=True)
+class CohortStack:
+    client: MoEngageClient
+    dead_letters: DeadLetterWriter
+    producer: AIOKafkaProducer
+
+
+@contextlib.asynccontextmanager
+async def cohort_stack(
+    settings: Settings, on_answer: Callable[[str, float], None] | None = None
+) -> AsyncIterator[CohortStack]:
+    """The cohort worker's edges: the MoEngage client and a producer for dead letters and status records."""
+    moengage = settings.moengage
+    if moengage.workspace_id is None or moengage.data_api_key is None:
+        raise SettingsError("invalid settings:\n  MOENGAGE_WORKSPACE_ID and MOENGAGE_DATA_API_KEY: are required")
+    producer = AIOKafkaProducer(
+        **client_options(settings),
+        acks="all",
+        enable_idempotence=True,
+        max_request_size=settings.topics.dlq_max_value_bytes + 64 * 1024,
+    )
+    await producer.start()
+    client = MoEngageClient(
+        moengage.base_url,
+        moengage.workspace_id,
+        moengage.data_api_key,
+        max_requests_per_minute=moengage.max_requests_per_minute,
+        timeout_s=moengage.timeout_s,
+        observer=on_answer,
+    )
+    try:
+        dead_letters = DeadLetterWriter(producer, settings.cohorts.dlq_topic, settings.topics.dlq_max_value_bytes)
+        yield CohortStack(client, dead_letters, producer)
+    finally:
+        await client.aclose()
+        await producer.stop()

@@ -12,7 +12,11 @@ UNREACHABLE = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "AMPLITUDE_API_KEY": "k
 
 
 def forwarder(*args: str, env: dict[str, str] | None = None, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "FORWARDER_", "AMPLITUDE_"))}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("KAFKA_", "FORWARDER_", "AMPLITUDE_", "MOENGAGE_", "COHORTS_"))
+    }
     return subprocess.run(
         [sys.executable, "-m", "forwarder", *args],
         env={**clean, **(env or {})},
@@ -46,6 +50,21 @@ def forwarder(*args: str, env: dict[str, str] | None = None, stdin: bytes = b"")
             {"KAFKA_BOOTSTRAP_SERVERS": "x", "AMPLITUDE_API_KEY": "k", "FORWARDER_BATCH_WINDOW_S": "abc"},
             "FORWARDER_BATCH_WINDOW_S",
         ),
+        (("cohorts", "worker"), {"KAFKA_BOOTSTRAP_SERVERS": "x"}, "MOENGAGE_DATA_API_KEY: is required"),
+        (
+            ("cohorts", "worker"),
+            {**UNREACHABLE, "MOENGAGE_WORKSPACE_ID": "w", "MOENGAGE_DATA_API_KEY": "k", "MOENGAGE_DATA_CENTER": "9"},
+            "MOENGAGE_DATA_CENTER: Value error, must be one of 01, 02, 03, 04, 05, 06",
+        ),
+        (
+            ("cohorts", "worker"),
+            {**UNREACHABLE, "MOENGAGE_WORKSPACE_ID": "w", "MOENGAGE_DATA_API_KEY": "k"},
+            "cannot use Kafka",
+        ),
+        (("cohorts", "pull", "--cohort", "c1"), UNREACHABLE, "AMPLITUDE_SECRET_KEY: is required"),
+        (("cohorts", "pull"), {**UNREACHABLE, "AMPLITUDE_SECRET_KEY": "s"}, "name --cohort ID (repeatable), or --all"),
+        (("cohorts", "status"), UNREACHABLE, "cannot use Kafka at 127.0.0.1:1"),
+        (("cohorts", "demo", "--leave", "-1"), None, "must be >= 0"),
     ],
 )
 def test_bad_input_gets_one_line_not_a_traceback(args: tuple[str, ...], env: dict[str, str] | None, says: str) -> None:

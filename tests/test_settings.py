@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from forwarder.settings import Settings, SettingsError, WorkerSettings, load_settings
+from forwarder.settings import (
+    CohortWorkerSettings,
+    Settings,
+    SettingsError,
+    WorkerSettings,
+    load_settings,
+    settings_from,
+)
 
 SECRET = "amp-secret-key-do-not-print"
 BASE = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092", "AMPLITUDE_API_KEY": SECRET}
@@ -143,5 +150,21 @@ def test_settings_file_is_read_and_the_environment_wins(env, monkeypatch, tmp_pa
 
 
 def test_settings_is_one_object_by_part() -> None:
-    assert set(Settings.model_fields) == {"kafka", "topics", "amplitude", "worker", "ingest"}
+    assert set(Settings.model_fields) == {"kafka", "topics", "amplitude", "worker", "ingest", "moengage", "cohorts"}
     assert "api_key" in Settings.model_fields["amplitude"].annotation.model_fields  # type: ignore[union-attr]
+
+
+def test_moengage_data_center_is_one_of_six_and_the_cohort_settings_name_themselves() -> None:
+    base = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092"}
+    assert settings_from({**base, "MOENGAGE_DATA_CENTER": "2"}).moengage.base_url == "https://api-02.moengage.com"
+    for bad in ("07", "00", "eu", ""):
+        with pytest.raises(SettingsError, match=r"MOENGAGE_DATA_CENTER: .*01, 02, 03, 04, 05, 06"):
+            settings_from({**base, "MOENGAGE_DATA_CENTER": bad})
+    with pytest.raises(SettingsError) as raised:
+        settings_from(
+            {**base, "COHORTS_WEBHOOK_HEADER": "no-colon-secret", "MOENGAGE_DATA_API_KEY": "k"}, CohortWorkerSettings
+        )
+    message = str(raised.value)
+    assert "COHORTS_WEBHOOK_HEADER: " in message
+    assert "MOENGAGE_WORKSPACE_ID: is required" in message
+    assert "no-colon-secret" not in message

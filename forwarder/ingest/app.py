@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -24,6 +25,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from forwarder.cohorts.members import PayloadError, parse_webhook
+from forwarder.cohorts.records import KIND_HEADER, WEBHOOK
 from forwarder.ingest.auth import Credentials
 from forwarder.ingest.records import Batch, NotStreamsRequest, parse_batch
 from forwarder.kafka.admin import Connection, options_of
@@ -98,6 +101,16 @@ class KafkaSink:
         self.last_ok = time.time()
         return events
 
+    async def store_record(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> None:
+        """One record, returned once Kafka acknowledged it; raises otherwise."""
+
+        async def send() -> None:
+            producer = await self._ensure()
+            await (await producer.send(topic, value, key=key, headers=headers))
+
+        await asyncio.wait_for(send(), timeout=self.timeout_s)
+        self.last_ok = time.time()
+
     async def close(self) -> None:
         if self._producer is not None:
             await self._producer.stop()
@@ -110,6 +123,9 @@ class IngestMetrics:
         self.requests = Counter("ingest_requests_total", "Requests by HTTP status.", ["status"], registry=self.registry)
         self.events = Counter("ingest_events_total", "Events stored in Kafka.", registry=self.registry)
         self.latency = Histogram("ingest_request_seconds", "Time to answer a POST.", registry=self.registry)
+        self.cohort_users = Counter(
+            "ingest_cohort_users_total", "Users of cohort webhook changes stored in Kafka.", registry=self.registry
+        )
         self.repaired = Counter(
             "forwarder_events_repaired",
             "Events kept after repairing their input (invalid_utf8: bytes that are not UTF-8 became U+FFFD).",
@@ -118,8 +134,22 @@ class IngestMetrics:
         )
 
 
+@dataclass(frozen=True)
+class CohortRoute:
+    """Amplitude's Cohort Webhooks destination: ``path``, its header credential, the cohorts topic."""
+
+    path: str
+    credentials: Credentials
+    topic: str
+    max_body_bytes: int = 5_000_000
+
+
 def create_ingest_app(
-    sink: KafkaSink, credentials: Credentials, path: str = "/moengage/streams", max_body_bytes: int = 1_000_000
+    sink: KafkaSink,
+    credentials: Credentials,
+    path: str = "/moengage/streams",
+    max_body_bytes: int = 1_000_000,
+    cohorts: CohortRoute | None = None,
 ) -> Starlette:
     metrics = IngestMetrics()
 
@@ -167,6 +197,37 @@ def create_ingest_app(
         metrics.events.inc(events)
         return answer(200, {"status": "stored", "events": events}, started)
 
+    async def receive_cohort_change(request: Request) -> Response:
+        """Stored as received, keyed by cohort id (one cohort's changes keep their order); a repeated
+        ``message_id`` is stored again and changes nothing downstream (the worker's state is per member)."""
+        assert cohorts is not None
+        started = time.perf_counter()
+        if not cohorts.credentials.allows(request.headers):
+            return answer(401, {"error": "missing or wrong credentials"}, started)
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            return answer(415, {"error": "Content-Type must be application/json"}, started)
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > cohorts.max_body_bytes:
+                return answer(413, {"error": f"the body is over {cohorts.max_body_bytes} bytes"}, started)
+        try:
+            change = parse_webhook(bytes(body))
+        except PayloadError as exc:
+            return answer(400, {"error": str(exc)}, started)
+        headers = [(KIND_HEADER, WEBHOOK), ("ingested_at", str(int(time.time() * 1000)).encode())]
+        try:
+            await sink.store_record(cohorts.topic, change.cohort_id.encode(), bytes(body), headers)
+        except (KafkaError, TimeoutError, OSError) as exc:
+            sink.last_error = type(exc).__name__
+            log.warning(
+                "kafka did not take the cohort change; answering 503", extra={"fields": {"error": type(exc).__name__}}
+            )
+            return answer(503, {"error": "the event store is unavailable; retry later"}, started)
+        metrics.cohort_users.inc(len(change.users))
+        return answer(200, {"status": "stored", "users": len(change.users)}, started)
+
     async def liveness(request: Request) -> Response:
         return _json(200, {"status": "alive"})
 
@@ -185,8 +246,10 @@ def create_ingest_app(
         yield
         await sink.close()
 
+    cohort_routes = [Route(cohorts.path, receive_cohort_change, methods=["POST"])] if cohorts is not None else []
     app = Starlette(
         routes=[
+            *cohort_routes,
             Route(path, receive, methods=["POST"]),
             Route("/healthz", liveness, methods=["GET"]),
             Route("/readyz", readiness, methods=["GET"]),

@@ -1,4 +1,4 @@
-"""``forwarder topics``: create the source, retry, dead-letter and ledger topics, or report how they drifted.
+"""``forwarder topics``: create the source, retry, dead-letter, ledger and cohort topics, or report how they drifted.
 
 Idempotent: a missing topic is created; an existing one is compared with the settings and left alone
 unless ``--apply`` is given (configs altered, partitions added; partitions are never removed and the
@@ -41,11 +41,18 @@ def desired_topics(settings: Settings) -> list[TopicSpec]:
         topics.topic_replication,
         {"cleanup.policy": "compact,delete", "retention.ms": str(int(topics.ledger_retention_hours * HOUR_MS))},
     )
+    cohorts = settings.cohorts
+    # One record per cohort (and per cohort pulled), read whole by ``cohorts status``: compacted, kept.
+    cohort_status = TopicSpec(cohorts.status_topic, 1, topics.topic_replication, {"cleanup.policy": "compact"})
     return [
         spec(topics.source_topic, topics.source_retention_hours),
         spec(topics.retry_topic, topics.retry_retention_hours),
         spec(topics.dlq_topic, topics.dlq_retention_hours),
         ledger,
+        # The cohort sync: its changes and snapshots (as long as the source's), their dead letters, the status.
+        spec(cohorts.topic, topics.source_retention_hours),
+        spec(cohorts.dlq_topic, topics.dlq_retention_hours),
+        cohort_status,
     ]
 
 

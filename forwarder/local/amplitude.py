@@ -1,5 +1,6 @@
 """A local Amplitude-compatible service: ingestion by HTTP V2 (``/2/httpapi``) and Batch (``/batch``), and the
-Dashboard REST API's Event Segmentation (``/api/2/events/segmentation``), answered from what it accepted.
+Dashboard REST API's Event Segmentation (``/api/2/events/segmentation``), answered from what it accepted, and the
+cohorts side (Behavioral Cohorts API, Cohort Webhooks sender: ``forwarder.local.amplitude_cohorts``).
 
 It validates requests as Amplitude documents them (shared/spec/amplitude-api.md), answers with Amplitude's
 response bodies, injects faults on demand, and records what it accepted so a run can be checked:
@@ -28,6 +29,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from forwarder.amplitude.limits import LIMITS, ApiLimits
+from forwarder.local.amplitude_cohorts import LocalCohorts
 
 # Amplitude's own rules, written down here from its HTTP V2 documentation rather than imported from the core: the
 # service is the judge of what the core sends, so its verdict must not share the core's code.
@@ -168,8 +170,10 @@ class AmplitudeService:
         self.faults = faults or Faults()
         self.recorder = Recorder(keep_events=keep_events)
         self.lock = threading.Lock()
+        self.cohorts = LocalCohorts(self._dashboard_auth)
         self.app = Starlette(
             routes=[
+                *self.cohorts.routes(),
                 Route("/2/httpapi", self._ingest, methods=["POST"]),
                 Route("/batch", self._ingest, methods=["POST"]),
                 Route("/api/2/events/segmentation", self._segmentation, methods=["GET"]),

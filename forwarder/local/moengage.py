@@ -68,8 +68,11 @@ class MoEngageService:
         requests_per_minute: int = REQUESTS_PER_MINUTE,
         apply_delay_s: float = 0.0,
         anonymous_field: str = "moe_anonymous_id",
+        rate_window_s: float = 60.0,
     ) -> None:
+        """``rate_window_s``: the window of ``requests_per_minute`` (MoEngage's is a minute; a test shortens it)."""
         self.workspace_id = workspace_id
+        self.rate_window_s = rate_window_s
         self._key = data_api_key
         self.requests_per_minute = requests_per_minute
         self.apply_delay_s = apply_delay_s
@@ -116,10 +119,10 @@ class MoEngageService:
         """(refused, seconds until a request is allowed again): a sliding minute per workspace."""
         now = time.monotonic()
         with self.lock:
-            while self._recent and now - self._recent[0] >= 60:
+            while self._recent and now - self._recent[0] >= self.rate_window_s:
                 self._recent.popleft()
             if len(self._recent) >= self.requests_per_minute:
-                return True, max(1, int(60 - (now - self._recent[0])) + 1)
+                return True, max(1, int(self.rate_window_s - (now - self._recent[0])) + 1)
             self._recent.append(now)
             return False, 0
 

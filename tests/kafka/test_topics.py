@@ -31,17 +31,22 @@ def test_create_verify_report_drift_and_apply(kafka, topic_names) -> None:
         "FORWARDER_RETRY_TOPIC": source + "-retry",
         "FORWARDER_DLQ_TOPIC": source + "-dlq",
         "FORWARDER_LEDGER_TOPIC": source + "-ledger",
+        "COHORTS_TOPIC": source + "-cohorts",
+        "COHORTS_DLQ_TOPIC": source + "-cohorts-dlq",
+        "COHORTS_STATUS_TOPIC": source + "-cohorts-status",
         "FORWARDER_TOPIC_PARTITIONS": "3",
         "FORWARDER_TOPIC_REPLICATION": "1",
     }
 
     created = topics(env)
     assert created.returncode == 0, created.stderr
-    assert created.stdout.count("created ") == 4
+    assert created.stdout.count("created ") == 7
     assert (
         f"created {source}: 3 partitions, replication 1, cleanup.policy=delete, retention.ms=604800000"
         in created.stdout
     )
+    # The cohort status: one record per cohort, compacted, kept.
+    assert f"created {source}-cohorts-status: 1 partitions, replication 1, cleanup.policy=compact" in created.stdout
     # The ledger: one partition (read in the order written), compacted, kept 90 days.
     assert (
         f"created {source}-ledger: 1 partitions, replication 1, cleanup.policy=compact,delete, retention.ms=7776000000"
@@ -55,6 +60,9 @@ def test_create_verify_report_drift_and_apply(kafka, topic_names) -> None:
         f"ok {source}-retry",
         f"ok {source}-dlq",
         f"ok {source}-ledger",
+        f"ok {source}-cohorts",
+        f"ok {source}-cohorts-dlq",
+        f"ok {source}-cohorts-status",
     ]
 
     drifted = {**env, "FORWARDER_TOPIC_PARTITIONS": "4", "FORWARDER_SOURCE_RETENTION_HOURS": "24"}

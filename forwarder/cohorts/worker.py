@@ -1,0 +1,244 @@
+"""``forwarder cohorts worker``: a Faust agent that keeps MoEngage segments in step with Amplitude cohorts.
+
+It reads the cohorts topic one record at a time (the records are large: a webhook batch of 1,000 users, a
+snapshot part of thousands) and keeps each cohort's membership as sent to MoEngage in a Faust table, whose
+changelog on Kafka lets a restarted or moved worker recover it. A state change goes to the changelog partition of
+the record being processed, so the table has as many partitions as the topic and each cohort's state lives with
+its records (written in batches: ``forwarder.cohorts.changelog``).
+
+Delivery discipline as the forwarder's (shared/spec/faust-delivery.md): manual acks (``noack``), one agent
+instance, ``CrashingSupervisor``; a record is acknowledged only after MoEngage answered for all its members
+(and its state changes are in the changelog). A refused key parks the agent: nothing more is acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import tempfile
+from typing import Any
+
+import faust
+import mode
+from faust.types import TP
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from forwarder.cohorts.changelog import ChangelogStore
+from forwarder.cohorts.members import PayloadError
+from forwarder.cohorts.moengage import MoEngageFatal
+from forwarder.cohorts.order import OffsetOrder
+from forwarder.cohorts.records import decode
+from forwarder.cohorts.status import StatusPublisher
+from forwarder.cohorts.sync import CohortSyncer, Identity
+from forwarder.kafka.dead_letters import SourceRef
+from forwarder.kafka.security import faust_credentials
+from forwarder.settings import CohortWorkerSettings
+from forwarder.wiring import cohort_stack
+from forwarder.worker.health import Health
+
+log = logging.getLogger("forwarder.cohorts")
+
+TABLE_NAME = "cohort-members"
+TIMER_S = 2.0
+
+
+class CohortMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        labels = ["cohort_id"]
+        self.members = Gauge(
+            "cohort_members",
+            "Members MoEngage was told are in the segment.",
+            [*labels, "identity"],
+            registry=self.registry,
+        )
+        self.snapshot = Gauge(
+            "cohort_snapshot_members", "Members in the last snapshot.", labels, registry=self.registry
+        )
+        self.unmapped = Gauge("cohort_unmapped_members", "Members with neither id.", labels, registry=self.registry)
+        self.pending = Gauge("cohort_pending_members", "Members waiting for MoEngage.", labels, registry=self.registry)
+        self.dead = Gauge(
+            "cohort_dead_lettered_members", "Members in refused requests.", labels, registry=self.registry
+        )
+        self.last_sync = Gauge(
+            "cohort_last_sync_timestamp_seconds", "When the cohort was last synced.", labels, registry=self.registry
+        )
+        self.requests = Counter(
+            "moengage_requests_total", "Cohort Sync requests by answer.", ["status"], registry=self.registry
+        )
+        self.latency = Histogram("moengage_request_seconds", "Time to MoEngage's answer.", registry=self.registry)
+
+    def observe(self, status: str, seconds: float) -> None:
+        self.requests.labels(status=status).inc()
+        self.latency.observe(seconds)
+
+    def render(self, syncer: CohortSyncer | None) -> bytes:
+        for s in syncer.statuses.values() if syncer is not None else ():
+            self.members.labels(s.cohort_id, "uid").set(s.in_uid)
+            self.members.labels(s.cohort_id, "anonymous").set(s.in_anonymous)
+            self.snapshot.labels(s.cohort_id).set(s.snapshot_members or 0)
+            self.unmapped.labels(s.cohort_id).set(s.unmapped)
+            self.pending.labels(s.cohort_id).set(s.pending)
+            self.dead.labels(s.cohort_id).set(s.dead_lettered)
+            self.last_sync.labels(s.cohort_id).set(s.last_sync_ms / 1000)
+        return generate_latest(self.registry)
+
+
+def create_cohorts_app(settings: CohortWorkerSettings, partitions: int, health: Health | None = None) -> faust.App:
+    health = health or Health()
+    metrics = CohortMetrics()
+    app = faust.App(
+        settings.cohorts.group_id,
+        broker=[f"kafka://{server.strip()}" for server in settings.kafka.bootstrap_servers.split(",")],
+        broker_credentials=faust_credentials(settings),
+        value_serializer="raw",
+        key_serializer="raw",
+        agent_supervisor=mode.CrashingSupervisor,
+        consumer_auto_offset_reset="earliest",
+        stream_wait_empty=False,
+        topic_disable_leader=True,
+        topic_partitions=partitions,
+        topic_replication_factor=settings.topics.topic_replication,
+        # No standby copies: each worker holds only its own cohorts (the memory bound in the README); a moved
+        # partition is recovered from the changelog.
+        table_standby_replicas=0,
+        datadir=os.path.join(tempfile.gettempdir(), f"forwarder-{settings.cohorts.group_id}-data"),
+        web_enabled=True,
+        web_bind=settings.worker.web_host,
+        web_host=settings.worker.web_host,
+        web_port=settings.cohorts.web_port,
+        producer_acks=-1,
+        broker_session_timeout=settings.worker.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.worker.session_timeout_s / 3),
+        # Records are large (up to a few MB): a small buffer bounds memory.
+        stream_buffer_maxsize=16,
+        broker_commit_interval=settings.worker.commit_interval_s,
+    )
+    topic = app.topic(settings.cohorts.topic, value_type=bytes, key_type=bytes)
+    table = app.Table(TABLE_NAME, partitions=partitions, key_type=bytes, value_type=bytes)
+    held: dict[tuple[int, int], Any] = {}
+
+    async def seek(partition: int, offset: int) -> None:
+        await app.consumer.seek(TP(settings.cohorts.topic, partition), offset)
+
+    order = OffsetOrder(seek)
+    current: dict[str, Any] = {"syncer": None, "publisher": None, "store": None}
+
+    def ack(refs: list[SourceRef]) -> None:
+        for ref in refs:
+            event = held.pop((ref.partition, ref.offset), None)
+            if event is not None:
+                event.ack()
+
+    @app.agent(topic, concurrency=1)
+    async def sync(stream: Any) -> None:
+        async with cohort_stack(settings, on_answer=metrics.observe) as stack:
+            publisher = StatusPublisher(stack.producer, settings.cohorts.status_topic)
+            store = ChangelogStore(table.data, stack.producer, table.changelog_topic.get_topic_name())
+            syncer = CohortSyncer(
+                store,
+                stack.client,
+                stack.dead_letters,
+                segment_prefix=settings.cohorts.segment_prefix,
+                identity=Identity(settings.cohorts.anonymous_property, settings.moengage.anonymous_field),
+                on_status=publisher.changed,
+                persist=store.flush,
+            )
+            current.update(syncer=syncer, publisher=publisher, store=store)
+            health.consuming = True
+            async for event in stream.noack().events():
+                message = event.message
+                if not await order.admit(message.partition, message.offset):
+                    if message.offset < order.expected[message.partition]:
+                        event.ack()  # a copy of a record done already
+                    continue
+                ref = SourceRef(message.topic, message.partition, message.offset, message.key)
+                held[(message.partition, message.offset)] = event
+                store.partition = message.partition
+                try:
+                    record = decode(message.value or b"", list(message.headers or []), message.timestamp)
+                except PayloadError as exc:
+                    final = await syncer.unreadable(message.value or b"", ref, str(exc))
+                else:
+                    try:
+                        final = await syncer.handle(record, ref)
+                    except MoEngageFatal as exc:
+                        health.fatal = str(exc)
+                        log.error(
+                            "cohort sync stopped: MoEngage refused the credentials; nothing past this record is "
+                            "committed; fix the setting and restart",
+                            extra={
+                                "fields": {"error": str(exc), "first_unacked": f"{message.partition}@{message.offset}"}
+                            },
+                        )
+                        await publisher.flush(force=True)
+                        await _park()
+                await store.flush()  # the state's changes are durable before anything is acknowledged
+                ack(final)
+                order.done(message.partition, message.offset)
+                await publisher.flush(force=True)
+
+    @app.timer(interval=TIMER_S)  # type: ignore[untyped-decorator]
+    async def tick() -> None:
+        publisher = current["publisher"]
+        if publisher is not None:  # pending counts during a long sync
+            await publisher.flush()
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        """What was taken but not acknowledged is read again from the committed offset by whoever owns the
+        partition after the rebalance (this worker too): never acknowledge the old copy. The table's data stays:
+        faust keeps a partition this worker gets back without re-reading its changelog."""
+        gone = {tp.partition for tp in revoked if tp.topic == settings.cohorts.topic}
+        for key in [k for k in held if k[0] in gone]:
+            del held[key]
+        order.forget(gone)
+        syncer = current["syncer"]
+        if syncer is not None:
+            syncer.forget_partitions(gone)
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        """Partitions that went to another worker: their cohorts' keys leave this worker's memory (faust recovers
+        a partition it gets back later from the start of its changelog)."""
+        kept = {tp.partition for tp in assigned if tp.topic == settings.cohorts.topic}
+        gone = set(range(partitions)) - kept
+        store = current["store"]
+        if store is not None and gone:
+            dropped = store.forget_partitions(gone, partitions)
+            log.info("partitions moved away; their cohorts' state dropped here", extra={"fields": {"keys": dropped}})
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        return web.bytes(metrics.render(current["syncer"]), content_type="text/plain; version=0.0.4")
+
+    @app.page("/healthz")
+    async def liveness(web: Any, request: Any) -> Any:
+        body, alive = health.liveness()
+        return web.json(body, status=200 if alive else 503)
+
+    @app.page("/readyz")
+    async def readiness(web: Any, request: Any) -> Any:
+        body, ready = health.readiness()
+        return web.json(body, status=200 if ready else 503)
+
+    return app
+
+
+async def _park() -> None:
+    """Taken but not acknowledged: after the restart (with the setting fixed) it is read again."""
+    await asyncio.Event().wait()
+
+
+def run_cohorts_worker(settings: CohortWorkerSettings, partitions: int) -> None:
+    from forwarder.logs import logging_config
+
+    app = create_cohorts_app(settings, partitions)
+    worker = faust.Worker(
+        app,
+        loglevel=settings.worker.log_level,
+        logging_config=logging_config(settings.worker.log_level),
+        redirect_stdouts=False,
+    )
+    worker.execute_from_commandline()
