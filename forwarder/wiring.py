@@ -30,6 +30,19 @@ from forwarder.processing import BatchProcessor
 from forwarder.settings import Settings, SettingsError
 
 
+async def _started_producer(settings: Settings) -> AIOKafkaProducer:
+    """Idempotent, acks from all in-sync replicas: dead letters, parked events, ledger and changelog records."""
+    producer = AIOKafkaProducer(
+        **client_options(settings),
+        acks="all",
+        enable_idempotence=True,
+        # Headers ride along with the value: leave them room.
+        max_request_size=settings.topics.dlq_max_value_bytes + 64 * 1024,
+    )
+    await producer.start()
+    return producer
+
+
 @dataclass(frozen=True)
 class Stack:
     processor: BatchProcessor
@@ -59,14 +72,7 @@ async def processing_stack(
     api = api or settings.amplitude.api
     producer: AIOKafkaProducer | None = None
     if settings.kafka.bootstrap_servers:
-        producer = AIOKafkaProducer(
-            **client_options(settings),
-            acks="all",
-            enable_idempotence=True,
-            # Headers ride along with the value: leave them room.
-            max_request_size=settings.topics.dlq_max_value_bytes + 64 * 1024,
-        )
-        await producer.start()
+        producer = await _started_producer(settings)
     client = AmplitudeClient(
         settings.amplitude.endpoint(api),
         key,
@@ -150,13 +156,7 @@ async def cohort_stack(
     moengage = settings.moengage
     if moengage.workspace_id is None or moengage.data_api_key is None:
         raise SettingsError("invalid settings:\n  MOENGAGE_WORKSPACE_ID and MOENGAGE_DATA_API_KEY: are required")
-    producer = AIOKafkaProducer(
-        **client_options(settings),
-        acks="all",
-        enable_idempotence=True,
-        max_request_size=settings.topics.dlq_max_value_bytes + 64 * 1024,
-    )
-    await producer.start()
+    producer = await _started_producer(settings)
     client = MoEngageClient(
         moengage.base_url,
         moengage.workspace_id,

@@ -12,9 +12,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from forwarder.cohorts.state import CohortStatus
+from forwarder.kafka.admin import Connection, read_to_end
 from forwarder.ledger.report import align
 
 PULL_PREFIX = "pull|"
@@ -54,30 +55,12 @@ class StatusPublisher:
             await future
 
 
-async def read_statuses(options: dict[str, Any], topic: str) -> tuple[dict[str, CohortStatus], dict[str, Any]]:
+async def read_statuses(connection: Connection, topic: str) -> tuple[dict[str, CohortStatus], dict[str, Any]]:
     """(status per cohort id, pull record per cohort id): the latest record of each key."""
-    consumer = AIOKafkaConsumer(**options, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions is None:
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            raise LookupError(f"the topic {topic} does not exist (run: forwarder topics)")
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        latest: dict[bytes, bytes | None] = {}
-        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
-            batches = await consumer.getmany(*tps, timeout_ms=1000)
-            for records in batches.values():
-                for message in records:
-                    if message.key is not None:
-                        latest[message.key] = message.value
-    finally:
-        await consumer.stop()
+    latest: dict[bytes, bytes | None] = {}
+    async for message in read_to_end(connection, topic, f"the topic {topic} does not exist (run: forwarder topics)"):
+        if message.key is not None:
+            latest[message.key] = message.value
     statuses: dict[str, CohortStatus] = {}
     pulls: dict[str, Any] = {}
     for raw_key, value in latest.items():

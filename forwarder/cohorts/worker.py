@@ -35,7 +35,7 @@ from forwarder.kafka.dead_letters import SourceRef
 from forwarder.kafka.security import faust_credentials
 from forwarder.settings import CohortWorkerSettings
 from forwarder.wiring import cohort_stack
-from forwarder.worker.health import Health
+from forwarder.worker.health import Health, serve_health
 
 log = logging.getLogger("forwarder.cohorts")
 
@@ -209,19 +209,7 @@ def create_cohorts_app(settings: CohortWorkerSettings, partitions: int, health: 
             dropped = store.forget_partitions(gone, partitions)
             log.info("partitions moved away; their cohorts' state dropped here", extra={"fields": {"keys": dropped}})
 
-    @app.page("/metrics")
-    async def metrics_page(web: Any, request: Any) -> Any:
-        return web.bytes(metrics.render(current["syncer"]), content_type="text/plain; version=0.0.4")
-
-    @app.page("/healthz")
-    async def liveness(web: Any, request: Any) -> Any:
-        body, alive = health.liveness()
-        return web.json(body, status=200 if alive else 503)
-
-    @app.page("/readyz")
-    async def readiness(web: Any, request: Any) -> Any:
-        body, ready = health.readiness()
-        return web.json(body, status=200 if ready else 503)
+    serve_health(app, health, lambda: metrics.render(current["syncer"]))
 
     return app
 

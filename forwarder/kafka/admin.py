@@ -1,14 +1,17 @@
-"""Kafka questions the tools ask: create topics, where a group has committed, where partitions end."""
+"""Kafka questions the tools ask: create topics, where a group has committed, where partitions end, what a
+topic holds."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+from aiokafka.structs import ConsumerRecord
 
 Connection = str | dict[str, Any]
 
@@ -108,3 +111,33 @@ async def preflight(connection: Connection, timeout_s: float = 30.0) -> None:
         aiokafka_log.removeHandler(remember)
         aiokafka_log.propagate = propagate
         await admin.close()
+
+
+async def read_to_end(connection: Connection, topic: str, missing: str) -> AsyncIterator[ConsumerRecord]:
+    """Every record of ``topic`` up to the end offsets seen at the start, partition by partition as fetched.
+    Joins no group and commits nothing; raises ``LookupError(missing)`` when the topic does not exist."""
+    consumer = AIOKafkaConsumer(**options_of(connection), enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            raise LookupError(missing)
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        await consumer.seek_to_beginning(*tps)
+        remaining = {tp for tp in tps if ends[tp] > 0}
+        while remaining:
+            fetched = await consumer.getmany(*remaining, timeout_ms=1000, max_records=10_000)
+            for tp, messages in fetched.items():
+                for message in messages:
+                    if message.offset < ends[tp]:
+                        yield message
+            for tp in list(remaining):
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+    finally:
+        await consumer.stop()

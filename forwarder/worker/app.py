@@ -34,7 +34,7 @@ from forwarder.settings import WorkerSettings
 from forwarder.wiring import processing_stack
 from forwarder.worker.acks import AckLoop
 from forwarder.worker.fastpath import Transport
-from forwarder.worker.health import Health
+from forwarder.worker.health import Health, serve_health
 from forwarder.worker.lost_offsets import LossWatch, PullCounter
 from forwarder.worker.progress import Progress
 from forwarder.worker.watchdog import KafkaSide, Watchdog
@@ -220,19 +220,7 @@ def create_app(
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
         metrics.rebalances.inc()
 
-    @app.page("/metrics")
-    async def metrics_page(web: Any, request: Any) -> Any:
-        return web.bytes(metrics.render(), content_type="text/plain; version=0.0.4")
-
-    @app.page("/healthz")
-    async def liveness(web: Any, request: Any) -> Any:
-        body, alive = health.liveness()
-        return web.json(body, status=200 if alive else 503)
-
-    @app.page("/readyz")
-    async def readiness(web: Any, request: Any) -> Any:
-        body, ready = health.readiness()
-        return web.json(body, status=200 if ready else 503)
+    serve_health(app, health, metrics.render)
 
     return app
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,3 +37,22 @@ class Health:
             # Delivery is paused and retrying; nothing is lost, but an operator should see it.
             return {"status": "amplitude unreachable", "last_answer": self.amplitude_status}, False
         return {"status": "ready", "amplitude_last_answer": self.amplitude_status}, True
+
+
+def serve_health(app: Any, health: Health, metrics_body: Callable[[], bytes]) -> None:
+    """``/metrics``, ``/healthz`` and ``/readyz`` on a faust app's web server (the forwarder's and the cohort
+    worker's)."""
+
+    @app.page("/metrics")  # type: ignore[untyped-decorator]
+    async def metrics_page(web: Any, request: Any) -> Any:
+        return web.bytes(metrics_body(), content_type="text/plain; version=0.0.4")
+
+    @app.page("/healthz")  # type: ignore[untyped-decorator]
+    async def liveness(web: Any, request: Any) -> Any:
+        body, alive = health.liveness()
+        return web.json(body, status=200 if alive else 503)
+
+    @app.page("/readyz")  # type: ignore[untyped-decorator]
+    async def readiness(web: Any, request: Any) -> Any:
+        body, ready = health.readiness()
+        return web.json(body, status=200 if ready else 503)
