@@ -15,12 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import tempfile
 from typing import Any
 
 import faust
-import mode
 from faust.types import TP
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -32,10 +29,10 @@ from forwarder.cohorts.records import decode
 from forwarder.cohorts.status import StatusPublisher
 from forwarder.cohorts.sync import CohortSyncer, Identity
 from forwarder.kafka.dead_letters import SourceRef
-from forwarder.kafka.security import faust_credentials
 from forwarder.settings import CohortWorkerSettings
 from forwarder.wiring import cohort_stack
 from forwarder.worker.health import Health, serve_health
+from forwarder.worker.options import faust_options
 
 log = logging.getLogger("forwarder.cohorts")
 
@@ -90,30 +87,14 @@ def create_cohorts_app(settings: CohortWorkerSettings, partitions: int, health: 
     metrics = CohortMetrics()
     app = faust.App(
         settings.cohorts.group_id,
-        broker=[f"kafka://{server.strip()}" for server in settings.kafka.bootstrap_servers.split(",")],
-        broker_credentials=faust_credentials(settings),
-        value_serializer="raw",
-        key_serializer="raw",
-        agent_supervisor=mode.CrashingSupervisor,
-        consumer_auto_offset_reset="earliest",
-        stream_wait_empty=False,
-        topic_disable_leader=True,
+        **faust_options(settings, settings.cohorts.group_id, settings.cohorts.web_port),
         topic_partitions=partitions,
         topic_replication_factor=settings.topics.topic_replication,
         # No standby copies: each worker holds only its own cohorts (the memory bound in the README); a moved
         # partition is recovered from the changelog.
         table_standby_replicas=0,
-        datadir=os.path.join(tempfile.gettempdir(), f"forwarder-{settings.cohorts.group_id}-data"),
-        web_enabled=True,
-        web_bind=settings.worker.web_host,
-        web_host=settings.worker.web_host,
-        web_port=settings.cohorts.web_port,
-        producer_acks=-1,
-        broker_session_timeout=settings.worker.session_timeout_s,
-        broker_heartbeat_interval=min(3.0, settings.worker.session_timeout_s / 3),
         # Records are large (up to a few MB): a small buffer bounds memory.
         stream_buffer_maxsize=16,
-        broker_commit_interval=settings.worker.commit_interval_s,
     )
     topic = app.topic(settings.cohorts.topic, value_type=bytes, key_type=bytes)
     table = app.Table(TABLE_NAME, partitions=partitions, key_type=bytes, value_type=bytes)

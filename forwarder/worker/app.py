@@ -15,20 +15,17 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
 import signal
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import faust
-import mode
 
 from forwarder.amplitude.delivery import FatalDeliveryError
 from forwarder.kafka.dead_letters import header_map
-from forwarder.kafka.security import client_options, faust_credentials
+from forwarder.kafka.security import client_options
 from forwarder.metrics import Metrics
 from forwarder.settings import WorkerSettings
 from forwarder.wiring import processing_stack
@@ -36,6 +33,7 @@ from forwarder.worker.acks import AckLoop
 from forwarder.worker.fastpath import Transport
 from forwarder.worker.health import Health, serve_health
 from forwarder.worker.lost_offsets import LossWatch, PullCounter
+from forwarder.worker.options import faust_options
 from forwarder.worker.progress import Progress
 from forwarder.worker.watchdog import KafkaSide, Watchdog
 
@@ -114,31 +112,12 @@ def create_app(
     health = health or Health()
     app = ForwarderApp(
         settings.topics.group_id,
-        broker=[f"kafka://{server.strip()}" for server in settings.kafka.bootstrap_servers.split(",")],
-        broker_credentials=faust_credentials(settings),
-        value_serializer="raw",
-        key_serializer="raw",
-        agent_supervisor=mode.CrashingSupervisor,
-        consumer_auto_offset_reset="earliest",
-        stream_wait_empty=False,
-        topic_disable_leader=True,
-        # faust creates a data directory even without tables; keep it out of the working directory.
-        datadir=os.path.join(tempfile.gettempdir(), f"forwarder-{settings.topics.group_id}-data"),
-        web_enabled=True,
-        web_bind=settings.worker.web_host,
-        web_host=settings.worker.web_host,
-        web_port=settings.worker.web_port,
-        producer_acks=-1,
-        # How long a dead worker keeps its partitions before the group moves them (Kafka's default 45 s).
-        broker_session_timeout=settings.worker.session_timeout_s,
-        broker_heartbeat_interval=min(3.0, settings.worker.session_timeout_s / 3),
+        **faust_options(settings, settings.topics.group_id, settings.worker.web_port),
         # faust buffers up to 4,096 messages per stream by default: with 100-event Streams bodies (~55 KB)
         # that is ~225 MB before any work. A batch and a half keeps the agent fed and memory bounded: measured
         # with a 1,000,000-event backlog and 4 runs in flight, 2 batches: 18,700 events/s, peak RSS 299 MB;
         # 1 batch: 14,900 events/s, 253 MB.
         stream_buffer_maxsize=settings.worker.batch_max_messages * 3 // 2,
-        # Commit acked offsets often: after a crash less is replayed (insert_id makes replays harmless).
-        broker_commit_interval=settings.worker.commit_interval_s,
     )
     progress = Progress(settings.worker.stall_timeout_s)
     kafka_side = KafkaSide(client_options(settings), settings.topics.dlq_topic, settings.topics.dlq_max_value_bytes)
