@@ -28,7 +28,9 @@ from forwarder.cohorts.order import OffsetOrder
 from forwarder.cohorts.records import decode
 from forwarder.cohorts.status import StatusPublisher
 from forwarder.cohorts.sync import CohortSyncer, Identity
+from forwarder.kafka.admin import committed_offsets
 from forwarder.kafka.dead_letters import SourceRef
+from forwarder.kafka.security import client_options
 from forwarder.settings import CohortWorkerSettings
 from forwarder.wiring import cohort_stack
 from forwarder.worker.health import Health, serve_health
@@ -103,7 +105,12 @@ def create_cohorts_app(settings: CohortWorkerSettings, partitions: int, health: 
     async def seek(partition: int, offset: int) -> None:
         await app.consumer.seek(TP(settings.cohorts.topic, partition), offset)
 
-    order = OffsetOrder(seek)
+    async def committed(partitions: set[int]) -> dict[int, int]:
+        return await committed_offsets(
+            client_options(settings), settings.cohorts.topic, settings.cohorts.group_id, partitions
+        )
+
+    order = OffsetOrder(seek, committed)
     current: dict[str, Any] = {"syncer": None, "publisher": None, "store": None}
 
     def ack(refs: list[SourceRef]) -> None:

@@ -141,3 +141,19 @@ async def read_to_end(connection: Connection, topic: str, missing: str) -> Async
                     remaining.discard(tp)
     finally:
         await consumer.stop()
+
+
+async def committed_offsets(connection: Connection, topic: str, group: str, partitions: set[int]) -> dict[int, int]:
+    """Where ``group`` has committed on these partitions of ``topic`` (partitions it never committed are left out).
+    Joins no group."""
+    consumer = AIOKafkaConsumer(**options_of(connection), group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        found: dict[int, int] = {}
+        for partition in sorted(partitions):
+            offset = await consumer.committed(TopicPartition(topic, partition))
+            if offset is not None and offset >= 0:
+                found[partition] = offset
+        return found
+    finally:
+        await consumer.stop()

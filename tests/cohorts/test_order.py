@@ -47,3 +47,16 @@ async def test_after_a_rebalance_the_first_record_is_the_start() -> None:
     order.done(3, 41)
     order.forget({3})
     assert await order.admit(3, 20)  # the committed offset, behind what this worker did before
+
+
+async def test_the_first_record_after_a_start_is_checked_against_the_committed_offset() -> None:
+    seeks = Seeks()
+
+    async def committed(partitions: set[int]) -> dict[int, int]:
+        return {p: 10 for p in partitions if p == 0}
+
+    order = OffsetOrder(seeks, committed)
+    assert not await order.admit(0, 11)  # faust dropped offset 10, where it began to read
+    assert seeks.calls == [(0, 10)]
+    assert await order.admit(0, 10)
+    assert await order.admit(1, 7)  # never committed: the first record is the start
