@@ -56,6 +56,11 @@ def test_pull_then_webhooks_keep_the_segment_exact_and_a_repeated_delivery_chang
         assert rig.segment("c1") == rig.expected("c1")
         assert len(rig.expected("c1")) > 1500
         after_pull = requests_seen(rig)
+        exports = rig.amplitude.cohorts.export_requests
+        again = rig.command("pull", "--cohort", "c1", "--if-changed")  # lastComputed has not moved
+        assert again.returncode == 0, again.stderr
+        assert "unchanged since the last pull; skipped" in again.stdout
+        assert rig.amplitude.cohorts.export_requests == exports  # no export spent from the monthly quota
 
         # Push: Amplitude's first webhook sync sends everyone (nothing new for MoEngage), then 100 leave and 60
         # join; every batch is delivered twice, as Amplitude's retries do.
