@@ -84,7 +84,21 @@ class Metrics:
         )
         self.stalled = Gauge(
             "forwarder_stalled",
-            "1 while partitions have lag and no message was taken for FORWARDER_STALL_TIMEOUT_S.",
+            "1 while a partition has lag and none of its messages was taken for FORWARDER_STALL_TIMEOUT_S.",
+            registry=self.registry,
+        )
+
+        self.offset_gaps = Counter(
+            "forwarder_offset_gaps",
+            "Times the consumer handed over a record past offsets it skipped; each was read again (or, below the "
+            "log start, counted in forwarder_offsets_lost_total).",
+            ["topic", "partition"],
+            registry=self.registry,
+        )
+        self.commit_blocked = Gauge(
+            "forwarder_commit_blocked",
+            "1 while acknowledged offsets wait above an unacknowledged one for FORWARDER_STALL_TIMEOUT_S.",
+            ["topic", "partition"],
             registry=self.registry,
         )
 

@@ -54,16 +54,18 @@ def amplitude() -> Iterator[tuple[AmplitudeService, str]]:
 class WorkerProcess:
     """``forwarder worker`` as operators run it: a separate process, its log kept for assertions."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, module: str = "forwarder") -> None:
+        """``module``: what ``python -m`` runs (a test may wrap the worker)."""
         self.env = env
         self.log_path = log_path
+        self.module = module
         self.web_port = int(env["FORWARDER_WEB_PORT"])
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "forwarder", "worker"],
+                [sys.executable, "-m", self.module, "worker"],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

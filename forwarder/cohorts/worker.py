@@ -9,6 +9,8 @@ its records (written in batches: ``forwarder.cohorts.changelog``).
 Delivery discipline as the forwarder's (shared/spec/faust-delivery.md): manual acks (``noack``), one agent
 instance, ``CrashingSupervisor``; a record is acknowledged only after MoEngage answered for all its members
 (and its state changes are in the changelog). A refused key parks the agent: nothing more is acknowledged.
+The same offset guard and ordered commit as the forwarder's (``forwarder.kafka.order``): records in offset
+order, each once; a commit held behind a hole is reported (``forwarder_commit_blocked``, ``/healthz`` 503).
 """
 
 from __future__ import annotations
@@ -18,23 +20,23 @@ import logging
 from typing import Any
 
 import faust
-from faust.types import TP
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from forwarder.cohorts.changelog import ChangelogStore
 from forwarder.cohorts.members import PayloadError
 from forwarder.cohorts.moengage import MoEngageFatal
-from forwarder.cohorts.order import OffsetOrder
 from forwarder.cohorts.records import decode
 from forwarder.cohorts.status import StatusPublisher
 from forwarder.cohorts.sync import CohortSyncer, Identity
-from forwarder.kafka.admin import committed_offsets
-from forwarder.kafka.dead_letters import SourceRef
-from forwarder.kafka.security import client_options
+from forwarder.kafka.dead_letters import LOST_TO_RETENTION, SourceRef
+from forwarder.kafka.order import CommitWatch, Hole, Verdict
 from forwarder.settings import CohortWorkerSettings
 from forwarder.wiring import cohort_stack
+from forwarder.worker.fastpath import GuardedApp
 from forwarder.worker.health import Health, serve_health
+from forwarder.worker.lost_offsets import LostRange
 from forwarder.worker.options import faust_options
+from forwarder.worker.watchdog import lost_range_record
 
 log = logging.getLogger("forwarder.cohorts")
 
@@ -67,6 +69,25 @@ class CohortMetrics:
             "moengage_requests_total", "Cohort Sync requests by answer.", ["status"], registry=self.registry
         )
         self.latency = Histogram("moengage_request_seconds", "Time to MoEngage's answer.", registry=self.registry)
+        partition_labels = ["topic", "partition"]
+        self.offset_gaps = Counter(
+            "forwarder_offset_gaps",
+            "Times the consumer handed over a record past offsets it skipped; each was read again.",
+            partition_labels,
+            registry=self.registry,
+        )
+        self.offsets_lost = Counter(
+            "forwarder_offsets_lost",
+            "Offsets Kafka deleted (retention) before the worker read them; each range is in the dead-letter topic.",
+            partition_labels,
+            registry=self.registry,
+        )
+        self.commit_blocked = Gauge(
+            "forwarder_commit_blocked",
+            "1 while acknowledged offsets wait above an unacknowledged one for FORWARDER_STALL_TIMEOUT_S.",
+            partition_labels,
+            registry=self.registry,
+        )
 
     def observe(self, status: str, seconds: float) -> None:
         self.requests.labels(status=status).inc()
@@ -87,7 +108,7 @@ class CohortMetrics:
 def create_cohorts_app(settings: CohortWorkerSettings, partitions: int, health: Health | None = None) -> faust.App:
     health = health or Health()
     metrics = CohortMetrics()
-    app = faust.App(
+    app = GuardedApp(
         settings.cohorts.group_id,
         **faust_options(settings, settings.cohorts.group_id, settings.cohorts.web_port),
         topic_partitions=partitions,
@@ -102,16 +123,23 @@ def create_cohorts_app(settings: CohortWorkerSettings, partitions: int, health: 
     table = app.Table(TABLE_NAME, partitions=partitions, key_type=bytes, value_type=bytes)
     held: dict[tuple[int, int], Any] = {}
 
-    async def seek(partition: int, offset: int) -> None:
-        await app.consumer.seek(TP(settings.cohorts.topic, partition), offset)
+    current: dict[str, Any] = {"syncer": None, "publisher": None, "store": None, "dead_letters": None}
 
-    async def committed(partitions: set[int]) -> dict[int, int]:
-        return await committed_offsets(
-            client_options(settings), settings.cohorts.topic, settings.cohorts.group_id, partitions
+    def on_gap(hole: Hole) -> None:
+        metrics.offset_gaps.labels(hole.topic, str(hole.partition)).inc()
+
+    async def on_lost(hole: Hole) -> None:
+        lost = LostRange(hole.topic, hole.partition, hole.first, hole.last)
+        if current["dead_letters"] is not None:  # stored first: a loss counts once it can be found again
+            await current["dead_letters"].write([lost_range_record(lost, None)])
+        metrics.offsets_lost.labels(hole.topic, str(hole.partition)).inc(hole.count)
+        log.error(
+            "records deleted by Kafka before they were read: they cannot be synced",
+            extra={"fields": {**lost.fields(None), "reason": LOST_TO_RETENTION}},
         )
 
-    order = OffsetOrder(seek, committed)
-    current: dict[str, Any] = {"syncer": None, "publisher": None, "store": None}
+    guard = app.guard_with(on_gap, on_lost)
+    commit_watch = CommitWatch(settings.worker.stall_timeout_s)
 
     def ack(refs: list[SourceRef]) -> None:
         for ref in refs:
@@ -133,13 +161,14 @@ def create_cohorts_app(settings: CohortWorkerSettings, partitions: int, health: 
                 on_status=publisher.changed,
                 persist=store.flush,
             )
-            current.update(syncer=syncer, publisher=publisher, store=store)
+            current.update(syncer=syncer, publisher=publisher, store=store, dead_letters=stack.dead_letters)
             health.consuming = True
             async for event in stream.noack().events():
                 message = event.message
-                if not await order.admit(message.partition, message.offset):
-                    if message.offset < order.expected[message.partition]:
-                        event.ack()  # a copy of a record done already
+                verdict = await guard.admit(message.topic, message.partition, message.offset)
+                if verdict is Verdict.DONE:
+                    event.ack()  # a copy of a record done already
+                if verdict is not Verdict.PROCESS:
                     continue
                 ref = SourceRef(message.topic, message.partition, message.offset, message.key)
                 held[(message.partition, message.offset)] = event
@@ -164,7 +193,6 @@ def create_cohorts_app(settings: CohortWorkerSettings, partitions: int, health: 
                         await _park()
                 await store.flush()  # the state's changes are durable before anything is acknowledged
                 ack(final)
-                order.done(message.partition, message.offset)
                 await publisher.flush(force=True)
 
     @app.timer(interval=TIMER_S)  # type: ignore[untyped-decorator]
@@ -172,6 +200,12 @@ def create_cohorts_app(settings: CohortWorkerSettings, partitions: int, health: 
         publisher = current["publisher"]
         if publisher is not None:  # pending counts during a long sync
             await publisher.flush()
+        if health.consuming:
+            states = app.commit_states()
+            blocked = {(b.topic, b.partition): b for b in commit_watch.look(states)}
+            for topic, partition in states:
+                metrics.commit_blocked.labels(topic, str(partition)).set(1 if (topic, partition) in blocked else 0)
+            health.commit_blocked = "; ".join(b.describe() for b in blocked.values()) or None
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
@@ -181,7 +215,6 @@ def create_cohorts_app(settings: CohortWorkerSettings, partitions: int, health: 
         gone = {tp.partition for tp in revoked if tp.topic == settings.cohorts.topic}
         for key in [k for k in held if k[0] in gone]:
             del held[key]
-        order.forget(gone)
         syncer = current["syncer"]
         if syncer is not None:
             syncer.forget_partitions(gone)

@@ -15,6 +15,7 @@ from typing import Literal
 import orjson
 
 from forwarder.commands.replay import parse_time
+from forwarder.kafka.admin import partition_offsets
 from forwarder.kafka.ledger import read_ledger
 from forwarder.kafka.security import client_options
 from forwarder.ledger.amplitude_side import (
@@ -25,6 +26,7 @@ from forwarder.ledger.amplitude_side import (
     delivered_by_type_and_day,
 )
 from forwarder.ledger.chart import draw_chart
+from forwarder.ledger.holes import find_holes, lost_ranges
 from forwarder.ledger.records import LedgerRecord
 from forwarder.ledger.report import Grouping, Report, Window, align, build_report, csv_text, render
 from forwarder.ledger.settle import settle
@@ -43,7 +45,7 @@ class Reconciliation:
     @property
     def holds(self) -> bool:
         _, balanced = self.report.balance()
-        return balanced and not any(c.differs for c in self.comparisons or [])
+        return balanced and not self.report.holes and not any(c.differs for c in self.comparisons or [])
 
 
 def window_of(start: str | None, end: str | None) -> Window:
@@ -57,8 +59,20 @@ async def reconcile(settings: Settings, by: Grouping, window: Window, amplitude:
     records, skipped = await read_ledger(client_options(settings), settings.topics.ledger_topic)
     settled = settle(records)
     report = build_report(settled, by, window, skipped=skipped, superseded=len(records) - len(settled))
+    live_topics = (settings.topics.source_topic, settings.topics.retry_topic)
+    report.holes = find_holes(records, await _committed(settings, live_topics), live_topics)
+    report.lost = lost_ranges(records)
     comparisons = await _amplitude_side(settings, settled, window) if amplitude else None
     return Reconciliation(report, comparisons, settled)
+
+
+async def _committed(settings: Settings, topics: tuple[str, ...]) -> dict[tuple[str, int], int]:
+    """The worker group's committed offset per partition of ``topics`` (partitions it never committed left out)."""
+    committed: dict[tuple[str, int], int] = {}
+    for topic in topics:
+        _, offsets = await partition_offsets(client_options(settings), topic, settings.topics.group_id)
+        committed.update({(topic, partition): offset for partition, offset in offsets.items() if offset > 0})
+    return committed
 
 
 async def _amplitude_side(settings: Settings, settled: list[LedgerRecord], window: Window) -> list[Comparison]:

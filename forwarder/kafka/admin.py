@@ -50,10 +50,10 @@ async def create_topics(
 
 
 async def partition_offsets(
-    servers: str, topic: str, group: str | None = None
+    connection: Connection, topic: str, group: str | None = None
 ) -> tuple[dict[int, int], dict[int, int]]:
     """(end offsets, committed offsets of ``group``) per partition; no commit -> 0."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=servers, group_id=group, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**options_of(connection), group_id=group, enable_auto_commit=False)
     await consumer.start()
     try:
         partitions = consumer.partitions_for_topic(topic)
@@ -139,21 +139,5 @@ async def read_to_end(connection: Connection, topic: str, missing: str) -> Async
             for tp in list(remaining):
                 if await consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
-    finally:
-        await consumer.stop()
-
-
-async def committed_offsets(connection: Connection, topic: str, group: str, partitions: set[int]) -> dict[int, int]:
-    """Where ``group`` has committed on these partitions of ``topic`` (partitions it never committed are left out).
-    Joins no group."""
-    consumer = AIOKafkaConsumer(**options_of(connection), group_id=group, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        found: dict[int, int] = {}
-        for partition in sorted(partitions):
-            offset = await consumer.committed(TopicPartition(topic, partition))
-            if offset is not None and offset >= 0:
-                found[partition] = offset
-        return found
     finally:
         await consumer.stop()

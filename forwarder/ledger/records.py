@@ -43,6 +43,8 @@ class LedgerRecord:
     # Records of the retry agent: each event's first source ("topic/partition/offset/index") and where it was
     # counted. A run re-processed after a crash parks its throttled events twice; ``settle`` keeps one.
     origins: list[tuple[str, Key]] = field(default_factory=list)
+    # A range Kafka deleted before it was read (reported lost, in the dead-letter topic): no events, but covered.
+    lost: bool = False
 
     def settle(self, key: Key, origin: str | None = None) -> None:
         """One event's final outcome."""
@@ -73,6 +75,7 @@ class LedgerRecord:
                 "written_at_ms": self.written_at_ms,
                 "counts": [[*key, n] for key, n in self.outcomes.counts.items()],
                 **({"origins": [[origin, *key] for origin, key in self.origins]} if self.origins else {}),
+                **({"lost": True} if self.lost else {}),
             }
         )
 
@@ -91,6 +94,7 @@ class LedgerRecord:
                 deferred=_number(data.get("deferred", 0)),
                 event_types={_text(k): _text(v) for k, v in dict(data.get("event_types") or {}).items()},
                 written_at_ms=_number(data.get("written_at_ms", 0)),
+                lost=data.get("lost") is True,
             )
             for row in data["counts"]:
                 outcome, reason, code, hour, campaign, n = row

@@ -20,6 +20,7 @@ import orjson
 from forwarder.commands.summary import balance_line
 from forwarder.core.counting import NO_HOUR, OutcomeCounter
 from forwarder.core.slot import HOUR_MS
+from forwarder.ledger.holes import OffsetRange
 from forwarder.ledger.records import LIVE_SOURCES, LedgerRecord
 
 Grouping = Literal["campaign", "code", "hour", "day"]
@@ -82,6 +83,10 @@ class Report:
     superseded: int = 0
     # Live events parked for a retry at least once (each counted once, where its retry settled it).
     parked: int = 0
+    # Offsets of the live topics below the group's commit that no ledger record covers (never processed), and
+    # ranges reported lost to retention.
+    holes: list[OffsetRange] = field(default_factory=list)
+    lost: list[OffsetRange] = field(default_factory=list)
 
     def balance(self) -> tuple[str, bool]:
         return balance_line(self.total.live)
@@ -149,6 +154,8 @@ def render(report: Report, fmt: Literal["table", "csv", "json"]) -> str:
                 "parked_for_retry": report.parked,
                 "superseded_records": report.superseded,
                 "unreadable_records": report.skipped,
+                "holes": [hole.as_dict() for hole in report.holes],
+                "lost_to_retention": [lost.as_dict() for lost in report.lost],
             },
             option=orjson.OPT_INDENT_2,
         ).decode()
@@ -212,6 +219,8 @@ def _table(report: Report) -> str:
     text = [aligned[0], "-" * len(aligned[0]), *aligned[1:-1], "-" * len(aligned[0]), aligned[-1]]
     balance, _ = report.balance()
     text.append(balance)
+    text.extend(f"offsets never processed: {hole.describe()}" for hole in report.holes)
+    text.extend(f"offsets lost to retention (dead-lettered): {lost.describe()}" for lost in report.lost)
     if report.parked:
         text.append(f"{report.parked} events were parked for a retry at least once; each counts where it settled")
     if report.superseded:

@@ -92,15 +92,18 @@ class AckLoop:
         on_fatal: Callable[[FatalDeliveryError, Any], None],
         max_in_flight: int = 1,
         parked: bool = False,
+        holds: Callable[[Any], bool] = lambda message: True,
     ) -> None:
         """``stopping``: true once shutdown began; ``on_fatal(error, first unacknowledged message)``;
-        ``max_in_flight``: runs being delivered at once (each at most ``max_run_bytes`` of input in memory)."""
+        ``max_in_flight``: runs being delivered at once (each at most ``max_run_bytes`` of input in memory);
+        ``holds(message)``: false once its partition was revoked (the next owner processes it)."""
         self._processor = processor
         self._max_run_bytes = max_run_bytes
         self._stopping = stopping
         self._on_fatal = on_fatal
         self._max_in_flight = max(1, max_in_flight)
         self._parked = parked
+        self._holds = holds
 
     async def process(self, batch: Sequence[Taken]) -> None:
         in_flight: deque[tuple[asyncio.Task[BatchSummary], list[Taken]]] = deque()
@@ -113,9 +116,14 @@ class AckLoop:
             _ack(run)
 
         try:
-            for run in runs_by_size(batch, self._max_run_bytes):
+            for whole in runs_by_size(batch, self._max_run_bytes):
                 if self._stopping():
                     break
+                # A member that was paused past its session learns at its next rebalance that the group moved on:
+                # from then on, what it still holds of the partitions it lost is left to their new owner.
+                run = [taken for taken in whole if self._holds(taken.message)]
+                if not run:
+                    continue
                 prepared = await self._processor.prepare_yielding(source_messages(run, self._parked))
                 while len(in_flight) >= self._max_in_flight:
                     await settle_oldest()

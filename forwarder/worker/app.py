@@ -25,17 +25,17 @@ import faust
 
 from forwarder.amplitude.delivery import FatalDeliveryError
 from forwarder.kafka.dead_letters import header_map
+from forwarder.kafka.order import Hole
 from forwarder.kafka.security import client_options
 from forwarder.metrics import Metrics
 from forwarder.settings import WorkerSettings
 from forwarder.wiring import processing_stack
 from forwarder.worker.acks import AckLoop
-from forwarder.worker.fastpath import Transport
+from forwarder.worker.fastpath import GuardedApp
 from forwarder.worker.health import Health, serve_health
-from forwarder.worker.lost_offsets import LossWatch, PullCounter
 from forwarder.worker.options import faust_options
 from forwarder.worker.progress import Progress
-from forwarder.worker.watchdog import KafkaSide, Watchdog
+from forwarder.worker.watchdog import KafkaSide, LossReporter, Watchdog
 
 log = logging.getLogger("forwarder.worker")
 
@@ -88,21 +88,15 @@ def settle_heap() -> None:
     gc.set_threshold(10_000, 50, 1000)
 
 
-class ForwarderApp(faust.App):
+class ForwarderApp(GuardedApp):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # Filled by the consumer (seeks and pulls), read by the watchdog.
-        self.loss_watch = LossWatch()
-        self.pulls = PullCounter()
         self.watchdog_kafka: KafkaSide | None = None
 
     async def on_stop(self) -> None:
         await super().on_stop()
         if self.watchdog_kafka is not None:
             await self.watchdog_kafka.close()
-
-    def _new_transport(self) -> Transport:
-        return Transport(self.conf.broker_consumer, self)
 
 
 def create_app(
@@ -120,8 +114,19 @@ def create_app(
         stream_buffer_maxsize=settings.worker.batch_max_messages * 3 // 2,
     )
     progress = Progress(settings.worker.stall_timeout_s)
-    kafka_side = KafkaSide(client_options(settings), settings.topics.dlq_topic, settings.topics.dlq_max_value_bytes)
+    kafka_side = KafkaSide(
+        client_options(settings),
+        settings.topics.dlq_topic,
+        settings.topics.dlq_max_value_bytes,
+        settings.topics.ledger_topic,
+        {settings.topics.source_topic: "stream", settings.topics.retry_topic: "retry"},
+    )
     app.watchdog_kafka = kafka_side
+
+    def on_gap(hole: Hole) -> None:
+        metrics.offset_gaps.labels(hole.topic, str(hole.partition)).inc()
+
+    guard = app.guard_with(on_gap, LossReporter(app.loss_watch, metrics, kafka_side).hole_below_log_start)
     source = app.topic(settings.topics.source_topic, value_type=bytes, key_type=bytes)
     retry_topic = app.topic(settings.topics.retry_topic, value_type=bytes, key_type=bytes)
 
@@ -158,15 +163,19 @@ def create_app(
                 fatal(name),
                 max_in_flight=settings.worker.max_in_flight,
                 parked=wait_until_due,  # the retry topic's messages carry where their events came from
+                holds=lambda message: guard.holds(message.topic, message.partition),
             )
             health.consuming = True
-            async for batch in stream.noack_take(
+            async for taken in stream.noack_take(
                 settings.worker.batch_max_messages, within=settings.worker.batch_window_s
             ):
-                progress.taken(topic, [(e.message.partition, e.message.timestamp) for e in batch])
+                progress.taken(topic, [(e.message.partition, e.message.timestamp) for e in taken])
                 if drain.requested.is_set() or health.fatal:
                     await asyncio.Event().wait()  # taken but not processed: replayed after restart
-                with progress.working(topic):
+                batch = await guard.admit_all(taken)  # each partition in offset order, each offset once
+                if not batch:
+                    continue
+                with progress.working(topic, {e.message.partition for e in batch}):
                     if wait_until_due and (delay := _not_before_s(batch) - time.time()) > 0:
                         await asyncio.sleep(delay)
                     with drain.batch():
@@ -191,13 +200,24 @@ def create_app(
             consumer: Any = app.consumer
             # faust's own record of the group's committed offsets (its version is pinned; see fastpath).
             committed = consumer._committed_offset
-            watchdog = Watchdog(consumer, committed, app.loss_watch, progress, metrics, health, kafka_side, app.pulls)
+            watchdog = Watchdog(
+                consumer,
+                committed,
+                app.loss_watch,
+                progress,
+                metrics,
+                health,
+                kafka_side,
+                app.pulls,
+                commits=app.commit_states,
+            )
         health.stopping = drain.requested.is_set()
         await watchdog.tick()
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
         metrics.rebalances.inc()
+        progress.assigned((tp.topic, tp.partition) for tp in assigned)
 
     serve_health(app, health, metrics.render)
 

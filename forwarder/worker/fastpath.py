@@ -1,4 +1,4 @@
-"""faust's Kafka transport with a cheaper per-message hand-off from the fetcher to the streams.
+"""faust's Kafka transport: a cheaper hand-off from the fetcher to the streams, and commits that never skip.
 
 faust's fetch loop hands every message to the streams through ``Service.wait_first(callback(message),
 suspend_flow.wait())``, which schedules four tasks per message so that a callback blocked during a rebalance can
@@ -8,8 +8,13 @@ reading (see the closing note of the performance issue and ``bench/``).
 
 ``FastDrainConsumer`` runs the callback inline, one step: when it completes without suspending (the common case)
 no task is created. When it does suspend (flow control during a rebalance, a full buffer, a full producer buffer)
-the rest of it runs as a task raced against ``suspend_flow``, exactly as faust does it. Offsets, gaps and
-commits are handled as in faust's own loop.
+the rest of it runs as a task raced against ``suspend_flow``, exactly as faust does it.
+
+It carries the offset discipline of every agent (``forwarder.kafka.order``): the commit advances only over a
+contiguous run of acknowledged offsets from the committed offset (``advance``); offsets skipped between fetched
+records are no longer taken as done (faust's gap tree) nor dropped as seen, since the guard reads them again;
+what was acknowledged is committed before revoked partitions are released; and ``commit_states`` shows a commit
+held behind a hole.
 
 It also tells the ``LossWatch`` (``forwarder.worker.lost_offsets``) where each partition was seeked to and which
 offsets each pull returned, so offsets Kafka deleted before they were read are found rather than skipped in silence.
@@ -21,19 +26,56 @@ records/s with the fetcher hand-off alone.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
-from collections.abc import Coroutine, Generator
+import logging
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, cast
 
+import faust
+from aiokafka import TopicPartition
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
 
+from forwarder.kafka.order import Hole, OffsetGuard, Pending
 from forwarder.worker.lost_offsets import LossWatch, PullCounter
+
+log = logging.getLogger("forwarder.consumer")
 
 # faust waits up to a second for records of the partitions whose buffers have room; a partition that drains
 # meanwhile is not fetched until that wait ends, and the agent idles. A short wait costs an idle worker ten
 # cross-thread polls a second.
 FETCH_WAIT_S = 0.1
+# A commit before releasing revoked partitions must not hold the rebalance long.
+REVOKE_COMMIT_TIMEOUT_S = 10.0
+
+
+def advance(base: int, acked: list[int], index: set[int], lost: list[tuple[int, int]] | None) -> int | None:
+    """The next offset to commit: past the run of acknowledged offsets (and ranges lost to retention) that starts at
+    ``base``, the committed offset. Removes what it passes from ``acked``/``index``/``lost``; None: nothing to pass.
+
+    faust's own arithmetic (``Consumer._new_offset``) commits the first run of acknowledged offsets wherever it
+    starts when at most one offset is missing before it, or when nothing was ever committed: a record dropped at
+    the head of a partition is then skipped for good.
+    """
+    acked.sort()
+    at = bisect.bisect_left(acked, base)  # below the base: committed already
+    offset = base
+    while True:
+        if at < len(acked) and acked[at] <= offset:
+            offset += acked[at] == offset
+            at += 1
+        elif lost and lost[0][1] < offset:
+            del lost[0]
+        elif lost and lost[0][0] <= offset:
+            offset = lost.pop(0)[1] + 1
+        else:
+            break
+    if at:
+        index.difference_update(acked[:at])
+        del acked[:at]
+    return offset if offset > base else None
 
 
 async def _resume(coroutine: Coroutine[Any, Any, Any], awaiting: Any) -> Any:
@@ -76,16 +118,112 @@ class FastDrainConsumer(faust_aiokafka.Consumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._buffer_drained = asyncio.Event()
-        # Only ever created by ForwarderApp, which owns both.
+        # Only ever created by a GuardedApp, which owns both.
         app: Any = self.app
         self._loss_watch: LossWatch = app.loss_watch
         self._pulls: PullCounter = app.pulls
+        # Where this assignment's reading of each partition began: the committed offset, or where a group that never
+        # committed there started. The commit base when faust has no committed offset (it keeps none for 0).
+        self._reading_from: dict[TP, int] = {}
+        # Offsets Kafka deleted before they were read (the guard found them below the log start): passable.
+        self._lost: dict[TP, list[tuple[int, int]]] = {}
 
     async def seek_to_committed(self) -> Any:
         offsets = await super().seek_to_committed()
         for tp, offset in offsets.items():
             self._loss_watch.seeked(tp.topic, tp.partition, offset)
+            if offset is not None and offset >= 0:
+                self._reading_from[tp] = offset
+                continue
+            try:  # never committed: the client resets to the log start now, and that is where reading begins
+                position = await self.position(tp)
+                if position is not None:
+                    self._reading_from[tp] = position
+            except Exception as exc:
+                fields = {"tp": str(tp), "error": repr(exc)}
+                log.warning("no start position for a new partition", extra={"fields": fields})
         return offsets
+
+    # The offset guard's side (forwarder.kafka.order.ReadingSide).
+
+    async def reading_start(self, topic: str, partition: int) -> int | None:
+        tp = TP(topic, partition)
+        start = self._reading_from.get(tp)
+        if start is None:  # a record ahead of this assignment's seek: ask the group, through this consumer
+            thread: Any = self._thread
+            client = thread._ensure_consumer()
+            committed = await thread.call_thread(client.committed, TopicPartition(topic, partition))
+            start = committed if committed is not None and committed >= 0 else None
+        return start
+
+    async def seek_back(self, topic: str, partition: int, offset: int) -> None:
+        await self.seek(TP(topic, partition), offset)
+
+    async def log_start(self, topic: str, partition: int) -> int:
+        tp = TP(topic, partition)
+        return int((await self.earliest_offsets(tp))[tp])
+
+    def pass_lost(self, topic: str, partition: int, first: int, last: int) -> None:
+        ranges = self._lost.setdefault(TP(topic, partition), [])
+        ranges.append((first, last))
+        ranges.sort()
+
+    # The commit: never past an offset that was not acknowledged (faust's _new_offset can jump one, and never
+    # moves again past a longer hole; shared/spec/faust-delivery.md).
+
+    def _commit_base(self, tp: TP) -> int | None:
+        committed = self._committed_offset.get(tp)
+        return committed if committed is not None else self._reading_from.get(tp)
+
+    def _new_offset(self, tp: TP) -> int | None:
+        """The end of the run of acknowledged (or lost) offsets that starts at the commit base; None: no move."""
+        self._gap.pop(tp, None)  # faust's gap tree treats skipped offsets as acknowledged: the guard decides instead
+        acked = self._acked[tp]
+        base = self._commit_base(tp)
+        if not acked or base is None:
+            return None
+        return advance(base, acked, self._acked_index[tp], self._lost.get(tp))
+
+    def commit_states(self) -> dict[tuple[str, int], Pending]:
+        """Every assigned partition's next offset to commit, and whether a hole holds it (``CommitWatch``)."""
+        states: dict[tuple[str, int], Pending] = {}
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        for tp in self.assignment():
+            base = self._commit_base(tp)
+            if base is None or not acks_enabled_for(tp.topic):
+                continue
+            acked = self._acked.get(tp) or []
+            blocked = bool(acked) and base not in self._acked_index[tp] and max(acked) > base
+            if blocked and any(first <= base <= last for first, last in self._lost.get(tp, ())):
+                blocked = False
+            states[(tp.topic, tp.partition)] = Pending(base, blocked)
+        return states
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        app: Any = self.app
+        guard: OffsetGuard | None = app.guard
+        if guard is not None:  # what is still in hand of these partitions is not processed any further here
+            guard.forget((tp.topic, tp.partition) for tp in revoked)
+        await self._commit_before_release(revoked)
+        for tp in revoked:
+            self._reading_from.pop(tp, None)
+            self._lost.pop(tp, None)
+        await super().on_partitions_revoked(revoked)
+
+    async def _commit_before_release(self, revoked: set[TP]) -> None:
+        """What was acknowledged is committed before the partitions go (faust would discard it, and the next owner
+        would deliver it again). A member the group already left behind cannot commit: that is said, not raised."""
+        tps = {tp for tp in revoked if self._acked.get(tp)}
+        if not tps or self.app.should_stop:
+            return
+        try:
+            await asyncio.wait_for(self._commit_now(tps), timeout=REVOKE_COMMIT_TIMEOUT_S)
+        except Exception as exc:
+            log.info("could not commit before releasing partitions", extra={"fields": {"error": repr(exc)}})
+
+    async def _commit_now(self, tps: set[TP]) -> None:
+        await self.maybe_wait_for_commit_to_finish()  # a commit under way may not include these: then one more
+        await self.commit(tps)
 
     async def _getmany(self, active_partitions: Any, timeout: float) -> Any:  # noqa: ASYNC109 - faust's signature
         self._pulls.begin()
@@ -137,12 +275,13 @@ class FastDrainConsumer(faust_aiokafka.Consumer):
                         await sleep(0)
                         since_yield = 0
                     offset = message.offset
-                    read_offset = get_read_offset(tp)
-                    if read_offset is not None and offset < read_offset:
-                        continue  # already seen (faust drops these too)
-                    gap = offset - (read_offset or 0)
-                    if gap > 1 and read_offset and acks_enabled_for(message.topic):
-                        await self._add_gap(tp, read_offset + 1, offset)
+                    # faust drops offsets below the read offset as seen and registers skipped offsets as a gap that
+                    # the commit passes. On acknowledged topics the offset guard decides both: a record read again
+                    # after its seek back must reach it, and a skip must never be passed as done.
+                    if not acks_enabled_for(message.topic):
+                        read_offset = get_read_offset(tp)
+                        if read_offset is not None and offset < read_offset:
+                            continue  # already seen (faust drops these too)
                     if commit_every is not None and self._n_acked >= commit_every:
                         self._n_acked = 0
                         await self.commit()
@@ -176,3 +315,46 @@ class FastDrainConsumer(faust_aiokafka.Consumer):
 
 class Transport(faust_aiokafka.Transport):
     Consumer = FastDrainConsumer
+
+
+class _Reading:
+    """The guard's view of the app's consumer, which exists only once the app runs."""
+
+    def __init__(self, app: faust.App) -> None:
+        self._app = app
+
+    def _consumer(self) -> FastDrainConsumer:
+        return cast(FastDrainConsumer, self._app.consumer)
+
+    async def reading_start(self, topic: str, partition: int) -> int | None:
+        return await self._consumer().reading_start(topic, partition)
+
+    async def seek_back(self, topic: str, partition: int, offset: int) -> None:
+        await self._consumer().seek_back(topic, partition, offset)
+
+    async def log_start(self, topic: str, partition: int) -> int:
+        return await self._consumer().log_start(topic, partition)
+
+    def pass_lost(self, topic: str, partition: int, first: int, last: int) -> None:
+        self._consumer().pass_lost(topic, partition, first, last)
+
+
+class GuardedApp(faust.App):
+    """A faust app on the fork's consumer, with one offset guard for all its agents (``guard_with``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Filled by the consumer (seeks and pulls), read by the watchdog.
+        self.loss_watch = LossWatch()
+        self.pulls = PullCounter()
+        self.guard: OffsetGuard | None = None
+
+    def guard_with(self, on_gap: Callable[[Hole], None], on_lost: Callable[[Hole], Awaitable[None]]) -> OffsetGuard:
+        self.guard = OffsetGuard(_Reading(self), on_gap, on_lost)
+        return self.guard
+
+    def commit_states(self) -> dict[tuple[str, int], Pending]:
+        return cast(FastDrainConsumer, self.consumer).commit_states()
+
+    def _new_transport(self) -> Transport:
+        return Transport(self.conf.broker_consumer, self)

@@ -16,6 +16,8 @@ class Health:
     amplitude_status: str | None = None
     # Set by the watchdog while partitions have lag and nothing is taken (the reason, for /healthz).
     stalled: str | None = None
+    # Set by the watchdog while a partition's commit cannot pass an unacknowledged offset (the reason).
+    commit_blocked: str | None = None
     # Shutting down: an idle agent is expected then, not a stall.
     stopping: bool = False
 
@@ -23,9 +25,12 @@ class Health:
         self.amplitude_status = status
 
     def liveness(self) -> tuple[dict[str, Any], bool]:
-        """Alive unless stalled: an orchestrator restarts a worker that is running but not reading."""
+        """Alive unless stalled or its commit is blocked: an orchestrator restarts a worker that is running but
+        not reading, or reading but never committing (the restart reads again from the commit)."""
         if self.stalled:
             return {"status": "stalled", "reason": self.stalled}, False
+        if self.commit_blocked:
+            return {"status": "commit blocked", "reason": self.commit_blocked}, False
         return {"status": "alive"}, True
 
     def readiness(self) -> tuple[dict[str, Any], bool]:

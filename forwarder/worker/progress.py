@@ -2,8 +2,9 @@
 
 A worker can be alive and not reading (faust's tracker lists several ways; shared/spec/faust-delivery.md). Lag
 alone cannot tell that from a slow worker, and an idle agent alone cannot tell it from an empty topic: a stall is
-lag on a topic whose agent has taken nothing for ``timeout_s`` and is not busy with a batch (delivering,
-retrying through an outage, or waiting for throttled events to fall due).
+lag on a partition of which nothing was taken for ``timeout_s`` while no batch holding its records is being
+worked on (delivering, retrying through an outage, or waiting for throttled events to fall due). The clock is per
+partition: one that faust stopped handing over is stalled even while its neighbours are read.
 """
 
 from __future__ import annotations
@@ -31,15 +32,22 @@ class Progress:
         self.stall_timeout_s = stall_timeout_s
         self._clock = clock
         self._started = clock()
-        self._last_taken: dict[str, float] = {}
-        self._busy: dict[str, int] = {}
+        self._last_taken: dict[Partition, float] = {}
+        self._busy: dict[Partition, int] = {}
         # Per partition: the record timestamp (epoch s) of the first message of the batch being worked on.
         self._oldest: dict[Partition, float] = {}
 
+    def assigned(self, partitions: Iterable[Partition]) -> None:
+        """Newly assigned partitions' clocks start now."""
+        now = self._clock()
+        for key in partitions:
+            self._last_taken[key] = now
+
     def taken(self, topic: str, records: Iterable[tuple[int, float | None]]) -> None:
         """A batch of ``topic`` was taken: its (partition, record timestamp) pairs, in offset order."""
-        self._last_taken[topic] = self._clock()
+        now = self._clock()
         for partition, timestamp in records:
+            self._last_taken[topic, partition] = now
             if timestamp is not None and (topic, partition) not in self._oldest:
                 self._oldest[topic, partition] = timestamp
 
@@ -49,13 +57,18 @@ class Progress:
             del self._oldest[key]
 
     @contextlib.contextmanager
-    def working(self, topic: str) -> Iterator[None]:
-        self._busy[topic] = self._busy.get(topic, 0) + 1
+    def working(self, topic: str, partitions: Iterable[int]) -> Iterator[None]:
+        """A batch holding records of these partitions is being worked on."""
+        keys = [(topic, partition) for partition in set(partitions)]
+        for key in keys:
+            self._busy[key] = self._busy.get(key, 0) + 1
         try:
             yield
         finally:
-            self._busy[topic] -= 1
-            self._last_taken[topic] = self._clock()  # the stall clock runs from the end of the work
+            now = self._clock()
+            for key in keys:
+                self._busy[key] -= 1
+                self._last_taken[key] = now  # the stall clock runs from the end of the work
 
     def oldest_age_s(self, topic: str, partition: int, now_epoch_s: float) -> float:
         """Age of the oldest record read and not yet final on the partition; 0 when none is in hand."""
@@ -67,11 +80,11 @@ class Progress:
         now = self._clock()
         stuck: list[Partition] = []
         idle_s = 0.0
-        for (topic, partition), behind in sorted(lag.items()):
-            if behind <= 0 or self._busy.get(topic, 0):
+        for key, behind in sorted(lag.items()):
+            if behind <= 0 or self._busy.get(key, 0):
                 continue
-            idle = now - self._last_taken.get(topic, self._started)
+            idle = now - self._last_taken.get(key, self._started)
             if idle >= self.stall_timeout_s:
-                stuck.append((topic, partition))
+                stuck.append(key)
                 idle_s = max(idle_s, idle)
         return Stall(tuple(stuck), idle_s) if stuck else None

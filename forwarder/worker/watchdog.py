@@ -9,8 +9,10 @@ Every few seconds (the worker's timer) it asks Kafka where each assigned partiti
   *can* be read;
 - sets ``forwarder_oldest_unprocessed_age_seconds`` and warns when it passes half the topic's retention, before
   Kafka starts deleting what the worker has not finished;
-- declares a stall (``/healthz`` 503, ``forwarder_stalled`` 1, a warning naming the partitions) when lag
-  stays while nothing is taken.
+- declares a stall (``/healthz`` 503, ``forwarder_stalled`` 1, a warning naming the partitions) when a
+  partition's lag stays while nothing of it is taken;
+- declares a blocked commit (``/healthz`` 503, ``forwarder_commit_blocked`` 1 for the partition, a warning naming
+  the first missing offset) when acknowledged offsets wait above one that never was (``CommitWatch``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import orjson
@@ -27,9 +30,12 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
 from forwarder.kafka.dead_letters import LOST_TO_RETENTION, DeadLetterRecord, DeadLetterWriter, SourceRef
+from forwarder.kafka.ledger import LedgerWriter
+from forwarder.kafka.order import CommitWatch, Hole, Pending
+from forwarder.ledger.records import LedgerRecord
 from forwarder.metrics import Metrics
 from forwarder.worker.health import Health
-from forwarder.worker.lost_offsets import LossWatch, LostRange, PullCounter
+from forwarder.worker.lost_offsets import LossWatch, LostRange, PullCounter, Suspect
 from forwarder.worker.progress import Partition, Progress
 
 log = logging.getLogger("forwarder.watchdog")
@@ -53,25 +59,49 @@ class WatchdogKafka(Protocol):
     """What the watchdog writes and asks beyond the consumer (``KafkaSide`` in the worker)."""
 
     async def write(self, records: list[DeadLetterRecord]) -> None: ...
+    async def record_lost(self, lost: LostRange) -> None: ...
     async def retention_ms(self, topic: str) -> int | None: ...
 
 
 class KafkaSide:
     """The Kafka clients the watchdog needs only now and then, opened on first use."""
 
-    def __init__(self, client_options: dict[str, Any], dlq_topic: str, max_value_bytes: int) -> None:
+    def __init__(
+        self,
+        client_options: dict[str, Any],
+        dlq_topic: str,
+        max_value_bytes: int,
+        ledger_topic: str | None = None,
+        ledger_sources: dict[str, str] | None = None,
+    ) -> None:
+        """``ledger_sources``: topic -> the ledger's name for what reads it (``stream``, ``retry``)."""
         self._options = client_options
         self._dlq_topic = dlq_topic
         self._max_value_bytes = max_value_bytes
+        self._ledger_topic = ledger_topic
+        self._ledger_sources = ledger_sources or {}
         self._producer: AIOKafkaProducer | None = None
         self._retention: dict[str, tuple[float, int | None]] = {}
 
-    async def write(self, records: list[DeadLetterRecord]) -> None:
+    async def _started(self) -> AIOKafkaProducer:
         if self._producer is None:
             producer = AIOKafkaProducer(**self._options, acks="all", enable_idempotence=True)
             await producer.start()
             self._producer = producer
-        await DeadLetterWriter(self._producer, self._dlq_topic, self._max_value_bytes).write(records)
+        return self._producer
+
+    async def write(self, records: list[DeadLetterRecord]) -> None:
+        await DeadLetterWriter(await self._started(), self._dlq_topic, self._max_value_bytes).write(records)
+
+    async def record_lost(self, lost: LostRange) -> None:
+        """The ledger covers the range too, so ``forwarder report`` tells it from offsets never processed."""
+        source = self._ledger_sources.get(lost.topic)
+        if self._ledger_topic is None or source is None:
+            return
+        record = LedgerRecord(
+            source, lost.topic, lost.partition, lost.first, lost.last, written_at_ms=int(time.time() * 1000), lost=True
+        )
+        await LedgerWriter(await self._started(), self._ledger_topic).write([record])
 
     async def retention_ms(self, topic: str) -> int | None:
         """The topic's ``retention.ms`` (-1: kept forever), cached; None when Kafka would not say."""
@@ -114,6 +144,36 @@ def lost_range_record(lost: LostRange, retention_ms: int | None) -> DeadLetterRe
     )
 
 
+class LossReporter:
+    """Reports offsets lost to retention once each, whoever finds them (the watchdog's look, an agent's guard)."""
+
+    def __init__(self, watch: LossWatch, metrics: Metrics, kafka: WatchdogKafka) -> None:
+        self._watch = watch
+        self._metrics = metrics
+        self._kafka = kafka
+
+    async def hole_below_log_start(self, hole: Hole) -> None:
+        """The guard met offsets below the log start: the part of them not reported yet is reported now."""
+        lost = self._watch.confirm(Suspect(hole.topic, hole.partition, hole.first, hole.last + 1), hole.last + 1)
+        if lost is not None:
+            await self.report(lost)
+
+    async def report(self, lost: LostRange) -> None:
+        retention_ms = await self._kafka.retention_ms(lost.topic)
+        # Stored first: a loss counts once it can be found again in the dead-letter topic.
+        try:
+            await self._kafka.write([lost_range_record(lost, retention_ms)])
+            await self._kafka.record_lost(lost)
+        except Exception:
+            self._watch.unconfirm(lost)  # reported on a later look, not forgotten
+            raise
+        self._metrics.offsets_lost.labels(lost.topic, str(lost.partition)).inc(lost.count)
+        log.error(
+            "records deleted by Kafka before they were read: they cannot be delivered",
+            extra={"fields": {**lost.fields(retention_ms), "reason": LOST_TO_RETENTION}},
+        )
+
+
 class Watchdog:
     def __init__(
         self,
@@ -125,8 +185,10 @@ class Watchdog:
         health: Health,
         kafka: WatchdogKafka,
         pulls: PullCounter,
+        commits: Callable[[], Mapping[Partition, Pending]] | None = None,
     ) -> None:
-        """``committed``: a mapping from partition to the group's committed offset (faust keeps it)."""
+        """``committed``: a mapping from partition to the group's committed offset (faust keeps it);
+        ``commits``: each assigned partition's commit state (the fork's consumer)."""
         self._consumer = consumer
         self._committed = committed
         self._watch = watch
@@ -135,6 +197,10 @@ class Watchdog:
         self._health = health
         self._kafka = kafka
         self._pulls = pulls
+        self._commits = commits
+        self._commit_watch = CommitWatch(progress.stall_timeout_s)
+        self._commit_labels: set[Partition] = set()
+        self._losses = LossReporter(watch, metrics, kafka)
         self._age_warned: dict[Partition, float] = {}
         self.lag: dict[Partition, int] = {}
 
@@ -158,6 +224,7 @@ class Watchdog:
         self._measure_lag(tps, log_start)
         await self._measure_age(tps)
         self._check_stall()
+        self._check_commits()
 
     async def _earliest(self, tps: list[Any]) -> dict[Any, int]:
         return dict(await self._consumer.earliest_offsets(*tps))
@@ -190,21 +257,7 @@ class Watchdog:
                 continue  # not assigned any more: whoever has it now compares its own committed offset
             lost = self._watch.confirm(suspect, start)
             if lost is not None:
-                await self._report(lost)
-
-    async def _report(self, lost: LostRange) -> None:
-        retention_ms = await self._kafka.retention_ms(lost.topic)
-        # Stored first: a loss counts once it can be found again in the dead-letter topic.
-        try:
-            await self._kafka.write([lost_range_record(lost, retention_ms)])
-        except Exception:
-            self._watch.unconfirm(lost)  # reported on a later look, not forgotten
-            raise
-        self._metrics.offsets_lost.labels(lost.topic, str(lost.partition)).inc(lost.count)
-        log.error(
-            "records deleted by Kafka before they were read: they cannot be delivered",
-            extra={"fields": {**lost.fields(retention_ms), "reason": LOST_TO_RETENTION}},
-        )
+                await self._losses.report(lost)
 
     def _measure_lag(self, tps: list[Any], log_start: dict[Partition, int]) -> None:
         lag: dict[Partition, int] = {}
@@ -260,3 +313,13 @@ class Watchdog:
             )
         elif was_stalled:
             log.info("no longer stalled: messages are being taken again")
+
+    def _check_commits(self) -> None:
+        if self._commits is None:
+            return
+        states = self._commits()
+        blocked = {(b.topic, b.partition): b for b in self._commit_watch.look(states)}
+        for key in set(states) | self._commit_labels:  # a partition that moved away is no longer blocked here
+            self._metrics.commit_blocked.labels(key[0], str(key[1])).set(1 if key in blocked else 0)
+        self._commit_labels = set(states)
+        self._health.commit_blocked = "; ".join(b.describe() for b in blocked.values()) or None

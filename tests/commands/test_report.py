@@ -11,8 +11,10 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from forwarder.kafka.admin import create_topics
+from forwarder.ledger.records import LedgerRecord
 from forwarder.worker.observe import wait_until_committed
 from tests.commands.test_replay import run_cli
 from tests.kafka_helpers import produce
@@ -89,3 +91,46 @@ def test_bad_report_arguments_and_settings_are_one_line(kafka, topic_names) -> N
     assert no_secret.stderr.strip().splitlines()[-1].strip() == "AMPLITUDE_SECRET_KEY: is required by --amplitude"
     for result in (bad_time, missing, garbage, no_secret):
         assert "Traceback" not in result.stderr
+
+
+def test_report_names_offsets_never_processed_and_exits_3(kafka, topic_names) -> None:
+    """A ledger with a hole made on purpose: the group committed 31, the records cover 0-9 and 15-30."""
+    source, ledger, group = topic_names("src"), topic_names("ledger"), topic_names("grp")
+    asyncio.run(create_topics(kafka, {source: 1, ledger: 1}))
+    hour = 490_000
+    records = []
+    for first, last in ((0, 9), (15, 30)):
+        record = LedgerRecord("stream", source, 0, first, last)
+        for _ in range(first, last + 1):
+            record.settle(("delivered", "", "SMS_SENT", hour, "campaign-1"))
+        records.append(record)
+    asyncio.run(produce(kafka, ledger, [r.encode() for r in records], [r.key for r in records]))
+    asyncio.run(commit(kafka, group, TopicPartition(source, 0), 31))
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka,
+        "FORWARDER_SOURCE_TOPIC": source,
+        "FORWARDER_LEDGER_TOPIC": ledger,
+        "FORWARDER_GROUP_ID": group,
+    }
+    table = run_cli(env, "report")
+    assert table.returncode == 3, table.stderr
+    assert f"offsets never processed: {source}/0 10-14" in table.stdout
+    assert "read 26 = delivered 26" in table.stdout  # the counts themselves add up: only the hole fails it
+    body = orjson.loads(run_cli(env, "report", "--format", "json").stdout)
+    assert body["holes"] == [{"topic": source, "partition": 0, "first": 10, "last": 14}]
+    assert body["balance"]["holds"] is True
+
+    filled = LedgerRecord("stream", source, 0, 10, 14)
+    asyncio.run(produce(kafka, ledger, [filled.encode()], [filled.key]))
+    assert run_cli(env, "report").returncode == 0
+
+
+async def commit(servers: str, group: str, tp: TopicPartition, offset: int) -> None:
+    consumer = AIOKafkaConsumer(bootstrap_servers=servers, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        await consumer.commit({tp: offset})
+    finally:
+        await consumer.stop()

@@ -101,6 +101,19 @@ FAUST_SOURCES = {
     "ThreadDelegateConsumer.seek_to_committed": "f1d483b861b0328b",
     "Consumer._wait_next_records": "6218e1969a636b3f",
     "Consumer.on_buffer_drop": "4b57e8a418d5ad9c",
+    # The ordered commit (forwarder.kafka.order): _new_offset is replaced (its arithmetic skips records); ack,
+    # _should_commit and _commit_offsets decide what reaches the acked list and the broker; on_partitions_revoked,
+    # commit and maybe_wait_for_commit_to_finish carry the commit before a release; seek reads records again.
+    "Consumer._new_offset": "1d2c7ea89a7ad4f1",
+    "Consumer.ack": "5fcf41cf45153475",
+    "Consumer._should_commit": "5ce941793947ad42",
+    "Consumer._commit_offsets": "1a69799041188441",
+    "Consumer.on_partitions_revoked": "d04b7ae72c6fc206",
+    "Consumer.commit": "a354437baaa08bf8",
+    "Consumer.maybe_wait_for_commit_to_finish": "d687f63a0b5ef0c5",
+    "Consumer.seek": "b86a9fe05f956b30",
+    "ThreadDelegateConsumer.position": "a7f22b78f21d085a",
+    "ThreadDelegateConsumer.earliest_offsets": "2833b09d2888825b",
 }
 
 

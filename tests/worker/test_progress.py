@@ -36,7 +36,7 @@ def test_a_delivery_in_progress_is_not_a_stall_however_long_it_takes() -> None:
     clock = Clock()
     progress = Progress(120, clock)
     progress.taken("src", [(0, 1.0)])
-    with progress.working("src"):
+    with progress.working("src", [0]):
         clock.now += 600  # an Amplitude outage, retried all along
         assert progress.stall({("src", 0): 50}) is None
     # The stall clock restarts when the work ends: a long delivery is progress.
@@ -46,16 +46,44 @@ def test_a_delivery_in_progress_is_not_a_stall_however_long_it_takes() -> None:
     assert progress.stall({("src", 0): 50}) is not None
 
 
-def test_taking_messages_resets_the_stall_clock_per_topic() -> None:
+def test_taking_messages_resets_the_stall_clock_per_partition() -> None:
     clock = Clock()
     progress = Progress(120, clock)
     clock.now += 100
     progress.taken("retry", [(0, None)])
+    progress.taken("src", [(1, None)])
     clock.now += 30
-    # The retry agent took something; the source agent did not: only the source partitions stall.
-    stall = progress.stall({("src", 0): 1, ("retry", 0): 1})
+    # The retry agent took something; the source agent only took partition 1: partition 0 stalls though its
+    # neighbour is read.
+    stall = progress.stall({("src", 0): 1, ("src", 1): 1, ("retry", 0): 1})
     assert stall is not None
     assert stall.partitions == (("src", 0),)
+
+
+def test_a_batch_of_other_partitions_does_not_hide_a_starved_one() -> None:
+    clock = Clock()
+    progress = Progress(120, clock)
+    first_stall_at = None
+    for _ in range(10):  # the agent works all the time, on partition 1 only
+        progress.taken("src", [(1, None)])
+        with progress.working("src", [1]):
+            clock.now += 15
+            stall = progress.stall({("src", 0): 7, ("src", 1): 7})
+            if stall is not None and first_stall_at is None:
+                first_stall_at = clock.now - 1000
+                assert stall.partitions == (("src", 0),)
+    assert first_stall_at == 120
+
+
+def test_a_partition_assigned_late_starts_its_clock_then() -> None:
+    clock = Clock()
+    progress = Progress(120, clock)
+    clock.now += 500
+    progress.assigned([("src", 3)])
+    clock.now += 60
+    assert progress.stall({("src", 3): 9}) is None
+    clock.now += 60
+    assert progress.stall({("src", 3): 9}) is not None
 
 
 def test_the_oldest_record_in_hand_is_the_first_taken_per_partition_until_finished() -> None:

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 from forwarder.kafka.dead_letters import DeadLetterRecord, header_map
 from forwarder.metrics import Metrics
 from forwarder.worker.health import Health
-from forwarder.worker.lost_offsets import LossWatch, PullCounter
+from forwarder.worker.lost_offsets import LossWatch, LostRange, PullCounter
 from forwarder.worker.progress import Progress
 from forwarder.worker.watchdog import Watchdog
 
@@ -37,9 +37,13 @@ class Consumer:
 class Kafka:
     def __init__(self) -> None:
         self.written: list[DeadLetterRecord] = []
+        self.recorded: list[LostRange] = []
 
     async def write(self, records: list[DeadLetterRecord]) -> None:
         self.written.extend(records)
+
+    async def record_lost(self, lost: LostRange) -> None:
+        self.recorded.append(lost)
 
     async def retention_ms(self, topic: str) -> int | None:
         return 3_600_000
