@@ -75,7 +75,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     import uvicorn
 
     from forwarder import logs
-    from forwarder.ingest.app import CohortRoute, KafkaSink, create_ingest_app
+    from forwarder.ingest.app import CohortRoute, KafkaSink, RefusedBodies, create_ingest_app
     from forwarder.ingest.auth import Credentials
     from forwarder.kafka.security import client_options
     from forwarder.settings import SettingsError
@@ -104,7 +104,8 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         settings.ingest.kafka_timeout_s,
         max_request_bytes=max(settings.ingest.max_body_bytes, settings.cohorts.max_webhook_bytes) + 64 * 1024,
     )
-    app = create_ingest_app(sink, credentials, settings.ingest.path, settings.ingest.max_body_bytes, cohorts)
+    refused = RefusedBodies(settings.topics.dlq_topic, settings.topics.dlq_max_value_bytes)
+    app = create_ingest_app(sink, credentials, settings.ingest.path, settings.ingest.max_body_bytes, cohorts, refused)
     uvicorn.run(
         app,
         host=settings.ingest.host,

@@ -54,11 +54,13 @@ def amplitude() -> Iterator[tuple[AmplitudeService, str]]:
 class WorkerProcess:
     """``forwarder worker`` as operators run it: a separate process, its log kept for assertions."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, module: str = "forwarder") -> None:
-        """``module``: what ``python -m`` runs (a test may wrap the worker)."""
+    def __init__(self, env: dict[str, str], log_path: Path, module: str = "forwarder", cwd: Path = ROOT) -> None:
+        """``module``: what ``python -m`` runs (a test may wrap the worker); ``cwd``: whose code it runs (``python -m``
+        imports from the working directory first)."""
         self.env = env
         self.log_path = log_path
         self.module = module
+        self.cwd = cwd
         self.web_port = int(env["FORWARDER_WEB_PORT"])
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -69,7 +71,7 @@ class WorkerProcess:
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                cwd=ROOT,
+                cwd=self.cwd,
             )
         return self
 

@@ -201,11 +201,10 @@ def create_cohorts_app(settings: CohortWorkerSettings, partitions: int, health: 
         if publisher is not None:  # pending counts during a long sync
             await publisher.flush()
         if health.consuming:
-            states = app.commit_states()
-            blocked = {(b.topic, b.partition): b for b in commit_watch.look(states)}
-            for topic, partition in states:
-                metrics.commit_blocked.labels(topic, str(partition)).set(1 if (topic, partition) in blocked else 0)
-            health.commit_blocked = "; ".join(b.describe() for b in blocked.values()) or None
+            check = commit_watch.check(app.commit_states())
+            for (topic, partition), value in check.gauge.items():
+                metrics.commit_blocked.labels(topic, str(partition)).set(value)
+            health.commit_blocked = check.reason
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:

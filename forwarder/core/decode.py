@@ -63,9 +63,14 @@ def events_of(document: Any) -> list[Any] | DecodeError:
     """
     if isinstance(document, dict):
         if "events" in document:
+            source = document.get("source")
+            if source is not None and not (isinstance(source, str) and source.casefold() == "moengage"):
+                return DecodeError("not_streams", f"the body's source is {str(source)[:40]!r}, not MoEngage")
             events = document["events"]
             if not isinstance(events, list):
-                return DecodeError("wrong_type", f"'events' must be an array, got {type(events).__name__}")
+                return DecodeError("not_streams", f"'events' must be an array, got {type(events).__name__}")
+            if not events:
+                return DecodeError("not_streams", "'events' is empty")
             return events
         if is_event(document):
             return [document]

@@ -2,7 +2,9 @@
 
 MoEngage retries a failed batch three times (30, 60, 120 s) and then the data is gone, so this answers
 2xx only after Kafka acknowledged every record of the batch (acks=all, idempotent producer), 503 when Kafka
-cannot take it (so MoEngage retries), and 4xx for bad input, which retrying cannot fix. Never 500 for input.
+cannot take it (so MoEngage retries), and 4xx for what retrying cannot fix. Never 500 for input. Every JSON object
+is stored and the worker judges each event; a body that is not one gets 400 and its bytes go to the dead-letter
+topic. This route is the only place that enforces authentication, Content-Type, size and Kafka's acknowledgement.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from forwarder.cohorts.records import KIND_HEADER, WEBHOOK
 from forwarder.ingest.auth import Credentials
 from forwarder.ingest.records import Batch, NotStreamsRequest, parse_batch
 from forwarder.kafka.admin import Connection, options_of
+from forwarder.kafka.dead_letters import DeadLetterRecord, SourceRef
 
 log = logging.getLogger("forwarder.ingest")
 
@@ -126,6 +129,13 @@ class IngestMetrics:
         self.cohort_users = Counter(
             "ingest_cohort_users_total", "Users of cohort webhook changes stored in Kafka.", registry=self.registry
         )
+        self.refused = Counter(
+            "forwarder_ingest_refused",
+            "Requests refused, by reason: unauthorized (401), content_type (415), too_large (413), invalid_json and "
+            "not_streams (400, each also dead-lettered), invalid_webhook (400), kafka_unavailable (503).",
+            ["reason"],
+            registry=self.registry,
+        )
         self.repaired = Counter(
             "forwarder_events_repaired",
             "Events kept after repairing their input (invalid_utf8: bytes that are not UTF-8 became U+FFFD).",
@@ -144,13 +154,23 @@ class CohortRoute:
     max_body_bytes: int = 5_000_000
 
 
+@dataclass(frozen=True)
+class RefusedBodies:
+    """Where a body that is not a JSON object is kept (the dead-letter topic), and how much of it."""
+
+    topic: str
+    max_value_bytes: int = 1_000_000
+
+
 def create_ingest_app(
     sink: KafkaSink,
     credentials: Credentials,
     path: str = "/moengage/streams",
     max_body_bytes: int = 1_000_000,
     cohorts: CohortRoute | None = None,
+    refused: RefusedBodies | None = None,
 ) -> Starlette:
+    """``refused``: where bodies answered 400 are kept (MoEngage drops them after three retries)."""
     metrics = IngestMetrics()
 
     def answer(status: int, body: dict[str, Any], started: float) -> Response:
@@ -158,26 +178,58 @@ def create_ingest_app(
         metrics.latency.observe(time.perf_counter() - started)
         return _json(status, body)
 
+    def refuse(status: int, reason: str, error: str, started: float) -> Response:
+        metrics.refused.labels(reason).inc()
+        return answer(status, {"error": error}, started)
+
+    async def keep_refused(body: bytes, error: NotStreamsRequest, request_id: str) -> None:
+        """A body answered 400 leaves a trace: its bytes (up to the dead-letter topic's limit) and why."""
+        assert refused is not None
+        kept = body[: refused.max_value_bytes]
+        detail = str(error) + ("" if len(kept) == len(body) else f"; the first {len(kept)} bytes are kept")
+        letter = DeadLetterRecord(kept, SourceRef(sink.topic, -1, -1, None), error.reason, detail=detail)
+        headers = [
+            *letter.headers(),
+            ("dlq.moe_request_id", request_id.encode()[:200]),
+            ("dlq.received_at", str(int(time.time() * 1000)).encode()),
+            ("dlq.body_bytes", str(len(body)).encode()),
+        ]
+        await sink.store_record(refused.topic, b"", kept, headers)
+
     async def receive(request: Request) -> Response:
         started = time.perf_counter()
         if credentials.required and not credentials.allows(request.headers):
-            return answer(401, {"error": "missing or wrong credentials"}, started)
+            return refuse(401, "unauthorized", "missing or wrong credentials", started)
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != "application/json":
-            return answer(415, {"error": "Content-Type must be application/json"}, started)
+            return refuse(415, "content_type", "Content-Type must be application/json", started)
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
-            return answer(413, {"error": f"the body is over {max_body_bytes} bytes"}, started)
+            return refuse(413, "too_large", f"the body is over {max_body_bytes} bytes", started)
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
             if len(body) > max_body_bytes:
-                return answer(413, {"error": f"the body is over {max_body_bytes} bytes"}, started)
+                return refuse(413, "too_large", f"the body is over {max_body_bytes} bytes", started)
+        moe_request_id = request.headers.get("x-moe-request-id", "")
         try:
             batch = parse_batch(bytes(body))
         except NotStreamsRequest as exc:
-            return answer(400, {"error": str(exc)}, started)
-        moe_request_id = request.headers.get("x-moe-request-id", "")
+            if refused is not None:
+                try:
+                    await keep_refused(bytes(body), exc, moe_request_id)
+                except (KafkaError, TimeoutError, OSError) as error:
+                    sink.last_error = type(error).__name__
+                    log.warning(
+                        "kafka did not take a refused body; answering 503 so that MoEngage retries",
+                        extra={"fields": {"error": type(error).__name__, "moe_request_id": moe_request_id}},
+                    )
+                    return refuse(503, "kafka_unavailable", "the event store is unavailable; retry later", started)
+            log.warning(
+                "refused a body that is not a JSON object; its bytes are in the dead-letter topic",
+                extra={"fields": {"reason": exc.reason, "moe_request_id": moe_request_id, "bytes": len(body)}},
+            )
+            return refuse(400, exc.reason, str(exc), started)
         if batch.repaired:
             metrics.repaired.labels("invalid_utf8").inc(len(batch.events))
             body_request_id = batch.envelope.get("moe_request_id")
@@ -193,7 +245,7 @@ def create_ingest_app(
         except (KafkaError, TimeoutError, OSError) as exc:
             sink.last_error = type(exc).__name__
             log.warning("kafka did not take the batch; answering 503", extra={"fields": {"error": type(exc).__name__}})
-            return answer(503, {"error": "the event store is unavailable; retry later"}, started)
+            return refuse(503, "kafka_unavailable", "the event store is unavailable; retry later", started)
         metrics.events.inc(events)
         return answer(200, {"status": "stored", "events": events}, started)
 
@@ -203,19 +255,19 @@ def create_ingest_app(
         assert cohorts is not None
         started = time.perf_counter()
         if not cohorts.credentials.allows(request.headers):
-            return answer(401, {"error": "missing or wrong credentials"}, started)
+            return refuse(401, "unauthorized", "missing or wrong credentials", started)
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != "application/json":
-            return answer(415, {"error": "Content-Type must be application/json"}, started)
+            return refuse(415, "content_type", "Content-Type must be application/json", started)
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
             if len(body) > cohorts.max_body_bytes:
-                return answer(413, {"error": f"the body is over {cohorts.max_body_bytes} bytes"}, started)
+                return refuse(413, "too_large", f"the body is over {cohorts.max_body_bytes} bytes", started)
         try:
             change = parse_webhook(bytes(body))
         except PayloadError as exc:
-            return answer(400, {"error": str(exc)}, started)
+            return refuse(400, "invalid_webhook", str(exc), started)
         headers = [(KIND_HEADER, WEBHOOK), ("ingested_at", str(int(time.time() * 1000)).encode())]
         try:
             await sink.store_record(cohorts.topic, change.cohort_id.encode(), bytes(body), headers)
@@ -224,7 +276,7 @@ def create_ingest_app(
             log.warning(
                 "kafka did not take the cohort change; answering 503", extra={"fields": {"error": type(exc).__name__}}
             )
-            return answer(503, {"error": "the event store is unavailable; retry later"}, started)
+            return refuse(503, "kafka_unavailable", "the event store is unavailable; retry later", started)
         metrics.cohort_users.inc(len(change.users))
         return answer(200, {"status": "stored", "users": len(change.users)}, started)
 

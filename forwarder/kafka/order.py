@@ -213,6 +213,13 @@ class Blocked:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class CommitCheck:
+    gauge: dict[Partition, int]
+    reason: str | None
+    held: set[Partition]
+
+
 class CommitWatch:
     """Per partition: a commit held behind an unacknowledged offset for ``timeout_s`` is blocked.
 
@@ -226,6 +233,7 @@ class CommitWatch:
         self._clock = clock
         self._holes: dict[Partition, tuple[int, float]] = {}
         self._warned: set[Partition] = set()
+        self._shown: set[Partition] = set()
 
     def look(self, pending: Mapping[Partition, Pending]) -> list[Blocked]:
         """The partitions blocked now (``pending``: every assigned partition's state); logs each once."""
@@ -251,6 +259,19 @@ class CommitWatch:
                         extra={"fields": {"topic": key[0], "partition": key[1], "first_missing": first}},
                     )
         return blocked
+
+    def check(self, pending: Mapping[Partition, Pending]) -> CommitCheck:
+        """``look``, with what a worker shows of it: a 0/1 gauge value for every partition it has shown (one that
+        moved away is no longer blocked here), the reason for ``/healthz``, and the partitions held behind a hole
+        now, timed out or not (their lag is not unread records: no stall)."""
+        blocked = {(b.topic, b.partition): b for b in self.look(pending)}
+        shown = set(pending) | self._shown
+        self._shown = set(pending)
+        return CommitCheck(
+            gauge={key: int(key in blocked) for key in shown},
+            reason="; ".join(b.describe() for b in blocked.values()) or None,
+            held={key for key, state in pending.items() if state.blocked},
+        )
 
     def _clear(self, key: Partition) -> None:
         del self._holes[key]

@@ -30,7 +30,7 @@ class Stall:
 class Progress:
     def __init__(self, stall_timeout_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.stall_timeout_s = stall_timeout_s
-        self._clock = clock
+        self.clock = clock
         self._started = clock()
         self._last_taken: dict[Partition, float] = {}
         self._busy: dict[Partition, int] = {}
@@ -39,13 +39,13 @@ class Progress:
 
     def assigned(self, partitions: Iterable[Partition]) -> None:
         """Newly assigned partitions' clocks start now."""
-        now = self._clock()
+        now = self.clock()
         for key in partitions:
             self._last_taken[key] = now
 
     def taken(self, topic: str, records: Iterable[tuple[int, float | None]]) -> None:
         """A batch of ``topic`` was taken: its (partition, record timestamp) pairs, in offset order."""
-        now = self._clock()
+        now = self.clock()
         for partition, timestamp in records:
             self._last_taken[topic, partition] = now
             if timestamp is not None and (topic, partition) not in self._oldest:
@@ -65,7 +65,7 @@ class Progress:
         try:
             yield
         finally:
-            now = self._clock()
+            now = self.clock()
             for key in keys:
                 self._busy[key] -= 1
                 self._last_taken[key] = now  # the stall clock runs from the end of the work
@@ -77,7 +77,7 @@ class Progress:
 
     def stall(self, lag: Mapping[Partition, int]) -> Stall | None:
         """The partitions with lag whose agent is idle and has taken nothing for the timeout, or None."""
-        now = self._clock()
+        now = self.clock()
         stuck: list[Partition] = []
         idle_s = 0.0
         for key, behind in sorted(lag.items()):

@@ -198,8 +198,7 @@ class Watchdog:
         self._kafka = kafka
         self._pulls = pulls
         self._commits = commits
-        self._commit_watch = CommitWatch(progress.stall_timeout_s)
-        self._commit_labels: set[Partition] = set()
+        self._commit_watch = CommitWatch(progress.stall_timeout_s, progress.clock)
         self._losses = LossReporter(watch, metrics, kafka)
         self._age_warned: dict[Partition, float] = {}
         self.lag: dict[Partition, int] = {}
@@ -223,8 +222,8 @@ class Watchdog:
         await self._report_losses(log_start)
         self._measure_lag(tps, log_start)
         await self._measure_age(tps)
-        self._check_stall()
-        self._check_commits()
+        blocked = self._check_commits()
+        self._check_stall(blocked)
 
     async def _earliest(self, tps: list[Any]) -> dict[Any, int]:
         return dict(await self._consumer.earliest_offsets(*tps))
@@ -301,8 +300,11 @@ class Watchdog:
                 },
             )
 
-    def _check_stall(self) -> None:
-        stall = None if self._health.fatal or self._health.stopping else self._progress.stall(self.lag)
+    def _check_stall(self, commit_blocked: set[Partition]) -> None:
+        """``commit_blocked``: partitions whose lag is a hole behind records already read: the commit watch reports
+        them, not as a stall."""
+        lag = {key: behind for key, behind in self.lag.items() if key not in commit_blocked}
+        stall = None if self._health.fatal or self._health.stopping else self._progress.stall(lag)
         was_stalled = self._health.stalled
         self._health.stalled = stall.describe() if stall else None
         self._metrics.stalled.set(1 if stall else 0)
@@ -314,12 +316,11 @@ class Watchdog:
         elif was_stalled:
             log.info("no longer stalled: messages are being taken again")
 
-    def _check_commits(self) -> None:
+    def _check_commits(self) -> set[Partition]:
         if self._commits is None:
-            return
-        states = self._commits()
-        blocked = {(b.topic, b.partition): b for b in self._commit_watch.look(states)}
-        for key in set(states) | self._commit_labels:  # a partition that moved away is no longer blocked here
-            self._metrics.commit_blocked.labels(key[0], str(key[1])).set(1 if key in blocked else 0)
-        self._commit_labels = set(states)
-        self._health.commit_blocked = "; ".join(b.describe() for b in blocked.values()) or None
+            return set()
+        check = self._commit_watch.check(self._commits())
+        for (topic, partition), value in check.gauge.items():
+            self._metrics.commit_blocked.labels(topic, str(partition)).set(value)
+        self._health.commit_blocked = check.reason
+        return check.held

@@ -21,7 +21,10 @@ GOOD = {"event_code": "SMS_SENT", "uid": "customer-1", "event_time": 1_700_000_0
         (b'"a string"', "not_streams"),
         (b"42", "not_streams"),
         (b'{"hello": "world"}', "not_streams"),
-        (b'{"events": "not a list"}', "wrong_type"),
+        (b'{"events": "not a list"}', "not_streams"),
+        (b'{"events": []}', "not_streams"),
+        (b'{"source": "Segment", "events": [{"event_code": "SMS_SENT"}]}', "not_streams"),
+        (b'{"source": 5, "events": [{"event_code": "SMS_SENT"}]}', "not_streams"),
         (b"", "invalid_json"),
     ],
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import shutil
 import time
 from collections.abc import Iterator
@@ -14,13 +15,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from forwarder.ingest.app import KafkaSink, create_ingest_app
+from forwarder.core.decode import DecodeError, load_json
+from forwarder.ingest.app import KafkaSink, RefusedBodies, create_ingest_app
 from forwarder.ingest.auth import Credentials
 from forwarder.kafka.admin import create_topics
+from forwarder.kafka.dead_letters import header_map
 from forwarder.local.amplitude import ServiceThread
 from forwarder.local.kafka import LocalKafka
 from forwarder.local.traffic import streams_requests
-from forwarder.worker.observe import wait_until_committed
+from forwarder.worker.observe import scrape_outcomes, wait_until_committed
+from tests.ingest.mutations import mutated_body
 from tests.kafka_helpers import read_all
 from tests.worker.test_worker_delivery import worker_env
 
@@ -30,9 +34,15 @@ AUTH = {"Authorization": "Basic " + base64.b64encode(BASIC.encode()).decode()}
 
 
 class Ingest:
-    def __init__(self, servers: str, topic: str, timeout_s: float = 5, header: str | None = None) -> None:
+    def __init__(
+        self, servers: str, topic: str, timeout_s: float = 5, header: str | None = None, dlq: str | None = None
+    ) -> None:
         self.sink = KafkaSink(servers, topic, timeout_s, max_request_bytes=2_000_000)
-        app = create_ingest_app(self.sink, Credentials.parse(BASIC, header), max_body_bytes=1_000_000)
+        refused = RefusedBodies(dlq) if dlq is not None else None
+        self.app = create_ingest_app(
+            self.sink, Credentials.parse(BASIC, header), max_body_bytes=1_000_000, refused=refused
+        )
+        app = self.app
         self.runner = ServiceThread(app)
         self.url = self.runner.start() + "/moengage/streams"
 
@@ -44,10 +54,15 @@ class Ingest:
 @pytest.fixture
 def ingest(kafka: str, topic_names) -> Iterator[tuple[Ingest, str]]:
     topic = topic_names("ingest")
-    asyncio.run(create_topics(kafka, {topic: 3}))
-    service = Ingest(kafka, topic)
+    asyncio.run(create_topics(kafka, {topic: 3, f"{topic}-dlq": 1}))
+    service = Ingest(kafka, topic, dlq=f"{topic}-dlq")
     yield service, topic
     service.runner.stop()
+
+
+def refused_total(service: Ingest, reason: str) -> float:
+    value = service.app.state.metrics.registry.get_sample_value("forwarder_ingest_refused_total", {"reason": reason})
+    return value or 0.0
 
 
 def test_a_stored_batch_is_answered_200_and_each_users_events_share_a_partition(kafka, ingest) -> None:
@@ -122,38 +137,53 @@ def test_a_static_header_is_required_too_when_configured(kafka, topic_names) -> 
         service.runner.stop()
 
 
-def test_bad_requests_get_clear_4xx_never_5xx(ingest) -> None:
+def test_bad_requests_get_clear_4xx_never_5xx_and_each_refusal_is_counted_by_reason(ingest) -> None:
     service, _ = ingest
     assert service.post(b"{nope").status_code == 400
     assert "not valid JSON" in service.post(b"{nope").json()["error"]
-    assert service.post(b'{"events": []}').status_code == 400
+    assert service.post(b"[1, 2]").status_code == 400
+    assert service.post(b'{"events": []}').status_code == 200  # a JSON object: the worker dead-letters it
     assert service.post(b"x" * 1_000_001).status_code == 413
     assert service.post(b'{"events": [{"event_code": "A"}]}', {"Content-Type": "text/plain"}).status_code == 415
+    assert service.post(b"{}", {"Authorization": "Basic bm9ib2R5Ong="}).status_code == 401
+    assert {
+        reason: refused_total(service, reason)
+        for reason in ("invalid_json", "not_streams", "too_large", "content_type", "unauthorized")
+    } == {"invalid_json": 2, "not_streams": 1, "too_large": 1, "content_type": 1, "unauthorized": 1}
 
 
-@settings(
-    max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow], deadline=None
+FUZZED = st.one_of(
+    mutated_body(),
+    st.binary(max_size=400),
+    st.recursive(
+        st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=10),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+        max_leaves=20,
+    ).map(lambda doc: orjson.dumps(doc, option=orjson.OPT_NON_STR_KEYS)),
 )
-@given(
-    st.one_of(
-        st.binary(max_size=400),
-        st.recursive(
-            st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=10),
-            lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-            max_leaves=20,
-        ).map(lambda doc: orjson.dumps(doc, option=orjson.OPT_NON_STR_KEYS)),
-        st.lists(
-            st.dictionaries(
-                st.sampled_from(["event_code", "uid", "event_time", "event_name", "x"]),
-                st.none() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=6),
-            ),
-            max_size=4,
-        ).map(lambda events: orjson.dumps({"source": "MOENGAGE", "events": events})),
-    )
-)
-def test_fuzzed_bodies_never_get_a_5xx(ingest, body: bytes) -> None:
-    service, _ = ingest
-    assert service.post(body).status_code in {200, 400, 413}
+
+
+def test_every_json_object_gets_200_and_every_other_body_400_with_a_dead_letter(kafka, ingest) -> None:
+    """Mutated real payloads and fuzz: nothing else is ever answered, and every 400 left its bytes in the
+    dead-letter topic."""
+    service, topic = ingest
+    refused: list[bytes] = []
+
+    @settings(max_examples=120, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+    @given(FUZZED)
+    def post(body: bytes) -> None:
+        loaded = load_json(body)
+        is_object = not isinstance(loaded, DecodeError) and isinstance(loaded[0], dict)
+        status = service.post(body).status_code
+        assert status == (200 if is_object else 400)
+        if status == 400:
+            refused.append(body)
+
+    post()
+    letters = asyncio.run(read_all(kafka, f"{topic}-dlq", expected=len(refused)))
+    assert len(letters) == len(refused)
+    assert sorted(r.value for r in letters) == sorted(refused)
+    assert {header_map(r.headers)["reason"] for r in letters} <= {"invalid_json", "not_streams"}
 
 
 def test_post_to_kafka_to_worker_to_amplitude(kafka, amplitude, ingest, topic_names, worker_factory) -> None:
@@ -225,3 +255,73 @@ def test_broker_down_gets_503_and_a_retried_batch_is_delivered_once(amplitude, t
         broker.stop()
         if broker.data_dir is not None:
             shutil.rmtree(broker.data_dir, ignore_errors=True)
+
+
+def test_one_bad_event_never_costs_its_batch(kafka, amplitude, ingest, topic_names, worker_factory) -> None:
+    """100 events: one without a code, one that is a string, one whose user cannot be identified. The batch is
+    stored (200); the worker delivers the 97, dead-letters 2 with their reasons and drops 1, saying why."""
+    amp, url = amplitude
+    service, topic = ingest
+    dlq, group = topic_names("dlq"), topic_names("grp")
+    asyncio.run(create_topics(kafka, {dlq: 1}))
+    events: list = [  # type: ignore[type-arg]
+        {"event_code": "SMS_SENT", "event_uuid": f"good-{i}", "uid": f"customer-{i}", "event_time": 1_700_000_000}
+        for i in range(97)
+    ]
+    events.insert(10, {"event_uuid": "no-code", "uid": "customer-x", "event_time": 1_700_000_000})
+    events.insert(50, "an event as a string")
+    events.insert(70, {"event_code": "SMS_SENT", "event_uuid": "nobody", "uid": None, "event_time": 1_700_000_000})
+    body = {"app_name": "Shop", "source": "MOENGAGE", "moe_request_id": "req-97", "events": events}
+    answer = service.post(orjson.dumps(body))
+    assert answer.status_code == 200
+    assert answer.json() == {"status": "stored", "events": 100}
+
+    worker = worker_factory(**worker_env(kafka, url, topic, dlq, group)).start()
+    asyncio.run(wait_until_committed(kafka, topic, group, 120, worker.alive))
+    outcomes = scrape_outcomes(f"http://127.0.0.1:{worker.web_port}/metrics")
+    assert worker.stop() == 0
+    assert set(amp.recorder.by_insert_id) == {f"good-{i}" for i in range(97)}
+    letters = asyncio.run(read_all(kafka, dlq, expected=2))
+    assert sorted(header_map(r.headers)["reason"] for r in letters) == ["missing_event_code", "wrong_type"]
+    assert outcomes.reasons("dropped") == {"unidentifiable": 1}
+    assert (outcomes.total("delivered"), outcomes.total("dead_lettered")) == (97, 2)
+
+
+def test_a_body_from_another_source_is_stored_and_dead_lettered_once_as_not_streams(
+    kafka, amplitude, ingest, topic_names, worker_factory
+) -> None:
+    amp, url = amplitude
+    service, topic = ingest
+    dlq, group = topic_names("dlq"), topic_names("grp")
+    asyncio.run(create_topics(kafka, {dlq: 1}))
+    events = [{"event_code": "SMS_SENT", "event_uuid": f"s-{i}", "uid": f"user-{i}"} for i in range(20)]
+    body = orjson.dumps({"source": "Segment", "events": events})
+    assert service.post(body).status_code == 200
+    worker = worker_factory(**worker_env(kafka, url, topic, dlq, group)).start()
+    asyncio.run(wait_until_committed(kafka, topic, group, 120, worker.alive))
+    assert worker.stop() == 0
+    [letter] = asyncio.run(read_all(kafka, dlq, expected=1))
+    assert header_map(letter.headers)["reason"] == "not_streams"
+    assert letter.value == body  # one dead letter for the body, holding it whole
+    assert amp.recorder.accepted == 0
+
+
+def test_a_truncated_body_gets_400_a_warning_and_a_dead_letter_holding_its_bytes(kafka, ingest, caplog) -> None:
+    service, topic = ingest
+    whole = orjson.dumps(next(streams_requests(100, seed=25)))
+    truncated = whole[: len(whole) // 2]
+    with caplog.at_level(logging.WARNING, logger="forwarder.ingest"):
+        answer = service.post(truncated, {"X-MOE-Request-Id": "req-cut"})
+    assert answer.status_code == 400
+    assert "not valid JSON" in answer.json()["error"]
+    [line] = [r for r in caplog.records if "refused a body" in r.getMessage()]
+    assert line.fields == {"reason": "invalid_json", "moe_request_id": "req-cut", "bytes": len(truncated)}
+    [letter] = asyncio.run(read_all(kafka, f"{topic}-dlq", expected=1))
+    assert letter.value == truncated
+    headers = header_map(letter.headers)
+    assert (headers["reason"], headers["moe_request_id"], headers["body_bytes"]) == (
+        "invalid_json",
+        "req-cut",
+        str(len(truncated)),
+    )
+    assert int(headers["received_at"]) > 1_700_000_000_000

@@ -6,9 +6,15 @@ import re
 
 import orjson
 import pytest
+from hypothesis import given
 
+from forwarder.core import MappingRules, process_message
+from forwarder.core.decode import DecodeError, load_json
 from forwarder.core.keys import partition_key
 from forwarder.ingest.records import NotStreamsRequest, parse_batch
+from tests.ingest.mutations import mutated_body
+
+RULES = MappingRules()
 
 
 def test_events_are_grouped_by_partition_of_their_user_in_order_and_keep_the_envelope() -> None:
@@ -36,20 +42,46 @@ def test_partition_key_prefers_uid_then_anonymous_then_moengage_id() -> None:
 
 
 @pytest.mark.parametrize(
-    ("body", "message"),
+    ("body", "reason", "message"),
     [
-        (b"{nope", "not valid JSON"),
-        (b"[]", "expected a JSON object"),
-        (b'{"events": []}', "non-empty array"),
-        (b'{"events": {"a": 1}}', "non-empty array"),
-        (b'{"source": "OTHER", "events": [{"event_code": "X"}]}', "'source' must be MoEngage"),
-        (b'{"events": [1]}', "events[0] must be an object"),
-        (b'{"events": [{"uid": "x"}]}', "events[0] has neither event_code nor event_name"),
+        (b"{nope", "invalid_json", "not valid JSON"),
+        (b'{"events": [{"event_code": "X"}]', "invalid_json", "not valid JSON"),  # truncated
+        (b"[]", "not_streams", "expected a JSON object, got list"),
+        (b'"events"', "not_streams", "expected a JSON object, got str"),
+        (b"42", "not_streams", "expected a JSON object, got int"),
     ],
 )
-def test_bodies_that_are_not_streams_requests_are_refused_with_a_reason(body: bytes, message: str) -> None:
-    with pytest.raises(NotStreamsRequest, match=re.escape(message)):
+def test_only_bodies_that_are_not_json_objects_are_refused_with_a_reason(
+    body: bytes, reason: str, message: str
+) -> None:
+    with pytest.raises(NotStreamsRequest, match=re.escape(message)) as refused:
         parse_batch(body)
+    assert refused.value.reason == reason
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"events": []}',
+        b'{"events": {"a": 1}}',
+        b'{"source": "Segment", "events": [{"event_code": "SMS_SENT", "uid": "u-1"}]}',
+        b'{"hello": "world"}',
+        b'{"event_code": "SMS_SENT", "uid": "u-1"}',  # one flat event
+        b'{"export_doc_id": "d1", "event": {"event_code": "SMS_SENT"}}',  # an export line
+    ],
+)
+def test_a_json_object_without_a_usable_events_list_is_stored_whole_for_the_worker_to_judge(body: bytes) -> None:
+    [record] = parse_batch(body).records(lambda key: 0)
+    assert record.value == body
+
+
+def test_events_that_are_not_objects_or_lack_a_code_are_stored_with_their_neighbours() -> None:
+    body = b'{"source": "MOENGAGE", "events": [1, {"uid": "x"}, {"event_code": "SMS_SENT", "uid": "x"}]}'
+    records = parse_batch(body).records(lambda key: 0)
+    assert [orjson.loads(r.value)["events"] for r in records] == [
+        [1, {"uid": "x"}, {"event_code": "SMS_SENT", "uid": "x"}]
+    ]
+    assert sum(r.events for r in records) == 3
 
 
 def test_source_is_compared_without_case() -> None:
@@ -62,3 +94,28 @@ def test_envelope_fields_of_unexpected_types_do_not_cost_a_batch() -> None:
     batch = parse_batch(body)
     assert batch.envelope == {"app_name": 7, "moe_request_id": 12345, "extra": [1]}
     assert len(batch.events) == 1
+
+
+@given(mutated_body())
+def test_every_json_object_is_stored_and_each_stored_event_gets_its_outcome(body: bytes) -> None:
+    """Mutated real payloads: a body that parses as a JSON object (after the UTF-8 repair) is stored, every event in
+    it once; its records give every event an outcome (or the whole body one dead letter); any other body is
+    refused with its reason."""
+    loaded = load_json(body)
+    if isinstance(loaded, DecodeError) or not isinstance(loaded[0], dict):
+        with pytest.raises(NotStreamsRequest) as refused:
+            parse_batch(body)
+        assert refused.value.reason == ("invalid_json" if isinstance(loaded, DecodeError) else "not_streams")
+        return
+    document = loaded[0]
+    records = parse_batch(body).records(lambda key: len(key) % 3)
+    events = document.get("events")
+    outcomes = [process_message(record.value, RULES) for record in records]
+    source = document.get("source")
+    from_moengage = source is None or (isinstance(source, str) and source.casefold() == "moengage")
+    if isinstance(events, list) and events and from_moengage:
+        assert sum(r.events for r in records) == len(events)
+        assert sum(len(result.outcomes) for result in outcomes) == len(events)
+    else:
+        [result] = outcomes
+        assert len(result.outcomes) >= 1

@@ -11,6 +11,8 @@ the duplicates delivered, and the drain time.
 Reproduce a run: ``STORM_SEED=<seed> .venv/bin/python -m pytest -s tests/worker/test_storm.py -k random``.
 ``STORM_GUARD=off`` runs the same storm with the offset guard only watching (``tests/worker/unguarded.py``):
 what faust skips then is counted, not repaired, and the run reports instead of asserting delivery.
+``STORM_WORKER_CODE=<checkout>`` runs another version's worker (a before/after), reporting too;
+``STORM_EVENTS`` sets the traffic (default 40,000 events).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from forwarder.ledger.holes import find_holes
 from forwarder.local.kafka import free_port
 from forwarder.local.traffic import streams_requests
 from forwarder.worker.observe import wait_until_committed
-from tests.conftest import WorkerProcess
+from tests.conftest import ROOT, WorkerProcess
 from tests.kafka_helpers import produce, read_all
 from tests.worker.test_chaos import wait_until_answering
 from tests.worker.test_worker_delivery import worker_env
@@ -70,8 +72,8 @@ def schedule(rng: random.Random) -> list[Disturbance]:
     return [Disturbance(round(at, 1), kind, rng.randrange(3)) for at, kind in zip(times, kinds, strict=True)]
 
 
-def traffic(seed: int) -> list[list[dict]]:  # type: ignore[type-arg]
-    bodies = list(streams_requests(EVENTS, per_request=100, seed=seed))
+def traffic(seed: int, total: int) -> list[list[dict]]:  # type: ignore[type-arg]
+    bodies = list(streams_requests(total, per_request=100, seed=seed))
     per_wave = len(bodies) // WAVES
     waves = [bodies[i * per_wave : (i + 1) * per_wave] for i in range(WAVES)]
     waves[-1].extend(bodies[WAVES * per_wave :])
@@ -93,8 +95,10 @@ def storm_seed(request: pytest.FixtureRequest) -> int:
 
 
 class Storm:
-    def __init__(self, env: dict[str, str], logs: Path, guarded: bool) -> None:
-        self.env = env
+    def __init__(self, env: dict[str, str], logs: Path, guarded: bool, code: Path | None) -> None:
+        """``code``: another checkout whose worker to run (``STORM_WORKER_CODE``, for a before/after)."""
+        self.env = {**env, "PYTHONPATH": str(code)} if code is not None else env
+        self.cwd = code or ROOT
         self.logs = logs
         self.module = "forwarder" if guarded else "tests.worker.unguarded"
         self.everyone: list[WorkerProcess] = []
@@ -102,7 +106,7 @@ class Storm:
 
     def start(self) -> WorkerProcess:
         env = {**self.env, "FORWARDER_WEB_PORT": str(free_port())}
-        worker = WorkerProcess(env, self.logs / f"storm-worker-{len(self.everyone)}.log", module=self.module)
+        worker = WorkerProcess(env, self.logs / f"storm-worker-{len(self.everyone)}.log", self.module, self.cwd)
         self.everyone.append(worker.start())
         return worker
 
@@ -112,11 +116,17 @@ class Storm:
 
 def test_rebalance_storm_every_offset_processed(kafka, amplitude, topic_names, tmp_path, storm_seed):
     guarded = os.environ.get("STORM_GUARD", "on") != "off"
+    code = Path(os.environ["STORM_WORKER_CODE"]) if os.environ.get("STORM_WORKER_CODE") else None
+    measuring = not guarded or code is not None
+    events_total = int(os.environ.get("STORM_EVENTS") or EVENTS)
     seed = storm_seed
-    print(f"\nstorm seed {seed} (reproduce: STORM_SEED={seed}), guard {'on' if guarded else 'off (watching only)'}")
+    print(
+        f"\nstorm seed {seed} (reproduce: STORM_SEED={seed}), guard {'on' if guarded else 'off (watching only)'}"
+        + (f", the worker of {code}" if code else "")
+    )
     rng = random.Random(seed)
     plan = schedule(rng)
-    waves = traffic(seed)
+    waves = traffic(seed, events_total)
     events = [e for wave in waves for body in wave for e in body["events"]]
     deliverable = sendable(events)
 
@@ -132,7 +142,7 @@ def test_rebalance_storm_every_offset_processed(kafka, amplitude, topic_names, t
         "FORWARDER_BATCH_WINDOW_S": "0.2",
         "FORWARDER_SHUTDOWN_DEADLINE_S": "3",
     }
-    storm = Storm(env, tmp_path, guarded)
+    storm = Storm(env, tmp_path, guarded, code)
     workers = [storm.start() for _ in range(3)]
     started = time.monotonic()
 
@@ -214,7 +224,7 @@ def test_rebalance_storm_every_offset_processed(kafka, amplitude, topic_names, t
         asyncio.run(wait_until_committed(kafka, retry, group, max(remaining, 1.0), alive))
         timings["drain_s"] = time.monotonic() - drain_from
     except (TimeoutError, RuntimeError) as exc:
-        if guarded:
+        if not measuring:
             raise AssertionError(f"{exc}\n" + "\n".join(storm.log)) from exc
         storm.note(started, f"the commits did not reach the end: {exc}")
     for worker in workers:
@@ -248,8 +258,8 @@ def test_rebalance_storm_every_offset_processed(kafka, amplitude, topic_names, t
         f"holes {[h.describe() for h in holes]}, drain {timings.get('drain_s', float('nan')):.1f} s "
         f"after the last disturbance at {last_disturbance_s:.0f} s, {len(storm.everyone)} worker lives"
     )
-    if not guarded:
-        return  # a measurement of faust without the guard: reported above, nothing to assert
+    if measuring:
+        return  # a measurement (without the guard, or of another checkout): reported above, nothing to assert
     assert not holes, "offsets never processed"
     assert not not_from_start, f"partitions whose ledger does not start at offset 0: {not_from_start}"
     assert deliverable <= accepted, f"{len(deliverable - accepted)} deliverable events never reached Amplitude"

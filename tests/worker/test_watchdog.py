@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from forwarder.kafka.dead_letters import DeadLetterRecord, header_map
+from forwarder.kafka.order import Pending
 from forwarder.metrics import Metrics
 from forwarder.worker.health import Health
 from forwarder.worker.lost_offsets import LossWatch, LostRange, PullCounter
@@ -56,10 +57,26 @@ class Clock:
         return self.now
 
 
-def watchdog(consumer: Consumer, committed: dict[TP, int], watch: LossWatch | None = None, clock: Clock | None = None):
+def watchdog(
+    consumer: Consumer,
+    committed: dict[TP, int],
+    watch: LossWatch | None = None,
+    clock: Clock | None = None,
+    commits: dict[tuple[str, int], Pending] | None = None,
+):
     metrics, health, kafka = Metrics(), Health(), Kafka()
     progress = Progress(120, clock or Clock())
-    dog = Watchdog(consumer, committed, watch or LossWatch(), progress, metrics, health, kafka, PullCounter())
+    dog = Watchdog(
+        consumer,
+        committed,
+        watch or LossWatch(),
+        progress,
+        metrics,
+        health,
+        kafka,
+        PullCounter(),
+        commits=None if commits is None else lambda: commits,
+    )
     return dog, metrics, health, kafka
 
 
@@ -113,6 +130,31 @@ async def test_a_stall_makes_healthz_fail_and_clears_when_messages_are_taken_aga
     await dog.tick()
     assert health.liveness()[1]
     assert sample(metrics, "forwarder_stalled") == 0
+
+
+async def test_a_commit_held_behind_a_hole_fails_healthz_as_blocked_not_stalled_and_clears_when_it_moves() -> None:
+    a = TP("src", 0)
+    clock = Clock()
+    commits = {("src", 0): Pending(40, blocked=True)}  # 41-99 acknowledged, 40 never
+    committed = {a: 40}
+    dog, metrics, health, _ = watchdog(Consumer({a: 100}, {a: 0}, {a: 100}), committed, clock=clock, commits=commits)
+    await dog.tick()
+    assert health.liveness()[1]
+    clock.now += 121  # nothing more to take; the lag (100 - 40) is the hole's, not unread records'
+    await dog.tick()
+    body, alive = health.liveness()
+    assert not alive
+    assert body == {
+        "status": "commit blocked",
+        "reason": "the commit of src/0 cannot move: offset 40 was never acknowledged while later ones were, for 121 s",
+    }
+    assert sample(metrics, "forwarder_commit_blocked", topic="src", partition="0") == 1
+    assert sample(metrics, "forwarder_stalled") == 0
+    commits[("src", 0)] = Pending(100, blocked=False)  # read again and acknowledged: the commit moved
+    committed[a] = 100
+    await dog.tick()
+    assert health.liveness() == ({"status": "alive"}, True)
+    assert sample(metrics, "forwarder_commit_blocked", topic="src", partition="0") == 0
 
 
 async def test_a_worker_parked_on_a_fatal_error_or_shutting_down_is_not_called_stalled() -> None:

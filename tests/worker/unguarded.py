@@ -3,12 +3,14 @@ faust skips without it (``STORM_GUARD=off`` in ``tests/worker/test_storm.py``). 
 
 Every record faust hands over is processed, as before the guard; a record past the next expected offset of its
 partition is logged (``unguarded: the consumer skipped records``) and not repaired. The ordered commit stays, so a
-skip shows as a commit that cannot reach the end.
+skip shows as a commit that cannot reach the end. ``UNGUARDED_DROP`` makes such a skip on purpose
+(``tests/worker/test_commit_blocked.py``).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,10 +25,30 @@ def _watched(guard: OffsetGuard) -> dict[tuple[str, int], int]:
     return watched
 
 
+def _drop() -> tuple[int, int] | None:
+    """``UNGUARDED_DROP=partition:offset``: that record is dropped the first time it is handed over, as faust was seen
+    to drop records (a hole made on purpose)."""
+    value = os.environ.get("UNGUARDED_DROP")
+    if not value:
+        return None
+    partition, offset = value.split(":")
+    return int(partition), int(offset)
+
+
+DROP = _drop()
+dropped: set[tuple[int, int]] = set()
+
+
 async def watch_only(self: OffsetGuard, batch: Sequence[Any]) -> list[Any]:
     seen = _watched(self)
+    kept = []
     for taken in batch:
         message = taken.message
+        if (message.partition, message.offset) == DROP and DROP not in dropped:
+            dropped.add(DROP)
+            log.warning("unguarded: dropping a record on purpose", extra={"fields": {"offset": message.offset}})
+            continue
+        kept.append(taken)
         key = (message.topic, message.partition)
         last = seen.get(key)
         if last is None:
@@ -38,7 +60,7 @@ async def watch_only(self: OffsetGuard, batch: Sequence[Any]) -> list[Any]:
                 extra={"fields": {"topic": key[0], "partition": key[1], "first": last + 1, "got": message.offset}},
             )
         seen[key] = message.offset if last is None else max(last, message.offset)
-    return list(batch)
+    return kept
 
 
 def holds(self: OffsetGuard, topic: str, partition: int) -> bool:
