@@ -29,12 +29,11 @@ from forwarder.cohorts.records import decode
 from forwarder.cohorts.status import StatusPublisher
 from forwarder.cohorts.sync import CohortSyncer, Identity
 from forwarder.kafka.dead_letters import LOST_TO_RETENTION, SourceRef
-from forwarder.kafka.order import CommitWatch, Hole, Verdict
+from forwarder.kafka.order import CommitWatch, OffsetRange, Verdict
 from forwarder.settings import CohortWorkerSettings
 from forwarder.wiring import cohort_stack
 from forwarder.worker.fastpath import GuardedApp
 from forwarder.worker.health import Health, serve_health
-from forwarder.worker.lost_offsets import LostRange
 from forwarder.worker.options import faust_options
 from forwarder.worker.watchdog import lost_range_record
 
@@ -125,17 +124,16 @@ def create_cohorts_app(settings: CohortWorkerSettings, partitions: int, health: 
 
     current: dict[str, Any] = {"syncer": None, "publisher": None, "store": None, "dead_letters": None}
 
-    def on_gap(hole: Hole) -> None:
+    def on_gap(hole: OffsetRange) -> None:
         metrics.offset_gaps.labels(hole.topic, str(hole.partition)).inc()
 
-    async def on_lost(hole: Hole) -> None:
-        lost = LostRange(hole.topic, hole.partition, hole.first, hole.last)
+    async def on_lost(lost: OffsetRange) -> None:
         if current["dead_letters"] is not None:  # stored first: a loss counts once it can be found again
             await current["dead_letters"].write([lost_range_record(lost, None)])
-        metrics.offsets_lost.labels(hole.topic, str(hole.partition)).inc(hole.count)
+        metrics.offsets_lost.labels(lost.topic, str(lost.partition)).inc(lost.count)
         log.error(
             "records deleted by Kafka before they were read: they cannot be synced",
-            extra={"fields": {**lost.fields(None), "reason": LOST_TO_RETENTION}},
+            extra={"fields": {**lost.loss_fields(None), "reason": LOST_TO_RETENTION}},
         )
 
     guard = app.guard_with(on_gap, on_lost)

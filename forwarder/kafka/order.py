@@ -46,7 +46,9 @@ class Verdict(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class Hole:
+class OffsetRange:
+    """Offsets ``first`` to ``last`` of a partition: a hole, a range lost to retention, a range never processed."""
+
     topic: str
     partition: int
     first: int
@@ -55,6 +57,23 @@ class Hole:
     @property
     def count(self) -> int:
         return self.last - self.first + 1
+
+    def describe(self) -> str:
+        return f"{self.topic}/{self.partition} {self.first}-{self.last}"
+
+    def as_dict(self) -> dict[str, object]:
+        return {"topic": self.topic, "partition": self.partition, "first": self.first, "last": self.last}
+
+    def loss_fields(self, retention_ms: int | None) -> dict[str, object]:
+        """The range as a loss's log line and dead-letter value both state it."""
+        return {
+            "topic": self.topic,
+            "partition": self.partition,
+            "first_offset": self.first,
+            "last_offset": self.last,
+            "count": self.count,
+            "retention_ms": retention_ms,
+        }
 
 
 class Taken(Protocol):
@@ -94,8 +113,8 @@ class OffsetGuard:
     def __init__(
         self,
         consumer: ReadingSide,
-        on_gap: Callable[[Hole], None],
-        on_lost: Callable[[Hole], Awaitable[None]],
+        on_gap: Callable[[OffsetRange], None],
+        on_lost: Callable[[OffsetRange], Awaitable[None]],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``on_gap(hole)``: a skip was found (count it); ``on_lost(hole)``: offsets below the log start, gone
@@ -171,14 +190,14 @@ class OffsetGuard:
             log.warning("could not read the log start", extra={"fields": {"topic": topic, "error": repr(exc)}})
             log_start = expected
         if log_start > expected:
-            lost = Hole(topic, partition, expected, min(log_start, offset) - 1)
+            lost = OffsetRange(topic, partition, expected, min(log_start, offset) - 1)
             await self._on_lost(lost)
             self._consumer.pass_lost(topic, partition, lost.first, lost.last)
             expected = lost.last + 1
             if expected == offset:
                 return expected
         if seeking is None or seeking.target != expected:
-            hole = Hole(topic, partition, expected, offset - 1)
+            hole = OffsetRange(topic, partition, expected, offset - 1)
             self._on_gap(hole)
             log.warning(
                 "records were skipped by the consumer; reading them again before anything after them",

@@ -11,23 +11,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
 
+from forwarder.kafka.order import OffsetRange
 from forwarder.ledger.records import LIVE_SOURCES, LedgerRecord
-
-
-@dataclass(frozen=True, slots=True)
-class OffsetRange:
-    topic: str
-    partition: int
-    first: int
-    last: int
-
-    def describe(self) -> str:
-        return f"{self.topic}/{self.partition} {self.first}-{self.last}"
-
-    def as_dict(self) -> dict[str, object]:
-        return {"topic": self.topic, "partition": self.partition, "first": self.first, "last": self.last}
 
 
 def find_holes(

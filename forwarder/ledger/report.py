@@ -20,7 +20,7 @@ import orjson
 from forwarder.commands.summary import balance_line
 from forwarder.core.counting import NO_HOUR, OutcomeCounter
 from forwarder.core.slot import HOUR_MS
-from forwarder.ledger.holes import OffsetRange
+from forwarder.kafka.order import OffsetRange
 from forwarder.ledger.records import LIVE_SOURCES, LedgerRecord
 
 Grouping = Literal["campaign", "code", "hour", "day"]

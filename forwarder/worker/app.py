@@ -25,7 +25,7 @@ import faust
 
 from forwarder.amplitude.delivery import FatalDeliveryError
 from forwarder.kafka.dead_letters import header_map
-from forwarder.kafka.order import Hole
+from forwarder.kafka.order import OffsetRange
 from forwarder.kafka.security import client_options
 from forwarder.metrics import Metrics
 from forwarder.settings import WorkerSettings
@@ -123,7 +123,7 @@ def create_app(
     )
     app.watchdog_kafka = kafka_side
 
-    def on_gap(hole: Hole) -> None:
+    def on_gap(hole: OffsetRange) -> None:
         metrics.offset_gaps.labels(hole.topic, str(hole.partition)).inc()
 
     guard = app.guard_with(on_gap, LossReporter(app.loss_watch, metrics, kafka_side).hole_below_log_start)

@@ -38,7 +38,7 @@ from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
-from forwarder.kafka.order import Hole, OffsetGuard, Pending
+from forwarder.kafka.order import OffsetGuard, OffsetRange, Pending
 from forwarder.worker.lost_offsets import LossWatch, PullCounter
 
 log = logging.getLogger("forwarder.consumer")
@@ -349,7 +349,9 @@ class GuardedApp(faust.App):
         self.pulls = PullCounter()
         self.guard: OffsetGuard | None = None
 
-    def guard_with(self, on_gap: Callable[[Hole], None], on_lost: Callable[[Hole], Awaitable[None]]) -> OffsetGuard:
+    def guard_with(
+        self, on_gap: Callable[[OffsetRange], None], on_lost: Callable[[OffsetRange], Awaitable[None]]
+    ) -> OffsetGuard:
         self.guard = OffsetGuard(_Reading(self), on_gap, on_lost)
         return self.guard
 

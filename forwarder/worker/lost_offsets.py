@@ -21,30 +21,9 @@ import asyncio
 import time
 from dataclasses import dataclass
 
+from forwarder.kafka.order import OffsetRange
+
 Partition = tuple[str, int]
-
-
-@dataclass(frozen=True, slots=True)
-class LostRange:
-    topic: str
-    partition: int
-    first: int
-    last: int
-
-    @property
-    def count(self) -> int:
-        return self.last - self.first + 1
-
-    def fields(self, retention_ms: int | None) -> dict[str, object]:
-        """The range as the log line and the dead-letter value both state it."""
-        return {
-            "topic": self.topic,
-            "partition": self.partition,
-            "first_offset": self.first,
-            "last_offset": self.last,
-            "count": self.count,
-            "retention_ms": retention_ms,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +72,7 @@ class LossWatch:
         suspects, self._suspects = self._suspects, []
         return suspects
 
-    def confirm(self, suspect: Suspect, log_start: int) -> LostRange | None:
+    def confirm(self, suspect: Suspect, log_start: int) -> OffsetRange | None:
         """The part of ``suspect`` below ``log_start`` not reported before, or None."""
         key = (suspect.topic, suspect.partition)
         end = log_start if suspect.end is None else min(suspect.end, log_start)
@@ -101,9 +80,9 @@ class LossWatch:
         if end <= start:
             return None
         self._reported[key] = end
-        return LostRange(suspect.topic, suspect.partition, start, end - 1)
+        return OffsetRange(suspect.topic, suspect.partition, start, end - 1)
 
-    def unconfirm(self, lost: LostRange) -> None:
+    def unconfirm(self, lost: OffsetRange) -> None:
         """``lost`` could not be reported (the dead-letter write failed): suspect it again."""
         key = (lost.topic, lost.partition)
         if self._reported.get(key) == lost.last + 1:

@@ -31,11 +31,11 @@ from aiokafka.errors import KafkaError
 
 from forwarder.kafka.dead_letters import LOST_TO_RETENTION, DeadLetterRecord, DeadLetterWriter, SourceRef
 from forwarder.kafka.ledger import LedgerWriter
-from forwarder.kafka.order import CommitWatch, Hole, Pending
+from forwarder.kafka.order import CommitWatch, OffsetRange, Pending
 from forwarder.ledger.records import LedgerRecord
 from forwarder.metrics import Metrics
 from forwarder.worker.health import Health
-from forwarder.worker.lost_offsets import LossWatch, LostRange, PullCounter, Suspect
+from forwarder.worker.lost_offsets import LossWatch, PullCounter, Suspect
 from forwarder.worker.progress import Partition, Progress
 
 log = logging.getLogger("forwarder.watchdog")
@@ -59,7 +59,7 @@ class WatchdogKafka(Protocol):
     """What the watchdog writes and asks beyond the consumer (``KafkaSide`` in the worker)."""
 
     async def write(self, records: list[DeadLetterRecord]) -> None: ...
-    async def record_lost(self, lost: LostRange) -> None: ...
+    async def record_lost(self, lost: OffsetRange) -> None: ...
     async def retention_ms(self, topic: str) -> int | None: ...
 
 
@@ -93,7 +93,7 @@ class KafkaSide:
     async def write(self, records: list[DeadLetterRecord]) -> None:
         await DeadLetterWriter(await self._started(), self._dlq_topic, self._max_value_bytes).write(records)
 
-    async def record_lost(self, lost: LostRange) -> None:
+    async def record_lost(self, lost: OffsetRange) -> None:
         """The ledger covers the range too, so ``forwarder report`` tells it from offsets never processed."""
         source = self._ledger_sources.get(lost.topic)
         if self._ledger_topic is None or source is None:
@@ -131,9 +131,9 @@ class KafkaSide:
             self._producer = None
 
 
-def lost_range_record(lost: LostRange, retention_ms: int | None) -> DeadLetterRecord:
+def lost_range_record(lost: OffsetRange, retention_ms: int | None) -> DeadLetterRecord:
     """One dead letter per lost range: the bytes are gone, so its value says what was lost."""
-    value = orjson.dumps(lost.fields(retention_ms))
+    value = orjson.dumps(lost.loss_fields(retention_ms))
     key = f"{lost.topic}/{lost.partition}/{lost.first}-{lost.last}".encode()
     return DeadLetterRecord(
         value,
@@ -152,13 +152,13 @@ class LossReporter:
         self._metrics = metrics
         self._kafka = kafka
 
-    async def hole_below_log_start(self, hole: Hole) -> None:
+    async def hole_below_log_start(self, hole: OffsetRange) -> None:
         """The guard met offsets below the log start: the part of them not reported yet is reported now."""
         lost = self._watch.confirm(Suspect(hole.topic, hole.partition, hole.first, hole.last + 1), hole.last + 1)
         if lost is not None:
             await self.report(lost)
 
-    async def report(self, lost: LostRange) -> None:
+    async def report(self, lost: OffsetRange) -> None:
         retention_ms = await self._kafka.retention_ms(lost.topic)
         # Stored first: a loss counts once it can be found again in the dead-letter topic.
         try:
@@ -170,7 +170,7 @@ class LossReporter:
         self._metrics.offsets_lost.labels(lost.topic, str(lost.partition)).inc(lost.count)
         log.error(
             "records deleted by Kafka before they were read: they cannot be delivered",
-            extra={"fields": {**lost.fields(retention_ms), "reason": LOST_TO_RETENTION}},
+            extra={"fields": {**lost.loss_fields(retention_ms), "reason": LOST_TO_RETENTION}},
         )
 
 

@@ -17,7 +17,7 @@ import pytest
 from forwarder.core import Forwarded, MappingRules, process_event
 from forwarder.kafka.admin import create_topics
 from forwarder.kafka.dead_letters import DeadLetterRecord, DeadLetterWriter, SourceRef, header_map
-from forwarder.worker.lost_offsets import LostRange
+from forwarder.kafka.order import OffsetRange
 from forwarder.worker.watchdog import lost_range_record
 from tests.kafka_helpers import produce, read_all
 
@@ -168,7 +168,7 @@ def test_replay_dlq_skips_records_of_offsets_lost_to_retention(kafka, setup) -> 
     service, env, source, dlq = setup
     good = events(1, "after-loss")
 
-    lost = lost_range_record(LostRange(source, 0, 5, 19), 604_800_000)
+    lost = lost_range_record(OffsetRange(source, 0, 5, 19), 604_800_000)
     write_dead_letters(kafka, dlq, [lost, DeadLetterRecord(orjson.dumps(good[0]), SourceRef(source, 0, 20, b"k"), "x")])
     result = run_cli(env, "replay-dlq")
     assert result.returncode == 0, result.stderr[-2000:]

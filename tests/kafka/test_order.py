@@ -13,7 +13,7 @@ import pytest
 from faust.transport.consumer import Consumer as FaustConsumer
 from faust.types import TP
 
-from forwarder.kafka.order import CommitWatch, Hole, OffsetGuard, Pending, Verdict
+from forwarder.kafka.order import CommitWatch, OffsetGuard, OffsetRange, Pending, Verdict
 from forwarder.worker.fastpath import advance
 
 TOPIC = "src"
@@ -77,11 +77,11 @@ class FakeConsumer:
         self.lost.append((first, last))
 
 
-def no_gap(hole: Hole) -> None:
+def no_gap(hole: OffsetRange) -> None:
     raise AssertionError(f"no skip expected, got {hole}")
 
 
-async def no_loss(hole: Hole) -> None:
+async def no_loss(hole: OffsetRange) -> None:
     raise AssertionError(f"no loss expected, got {hole}")
 
 
@@ -97,18 +97,18 @@ class Clock:
 class Run:
     processed: list[int]
     acked: list[int]
-    gaps: list[Hole]
-    lost: list[Hole]
+    gaps: list[OffsetRange]
+    lost: list[OffsetRange]
     commit: int | None
 
 
 async def run_guarded(consumer: FakeConsumer, batch_size: int = 4, rounds: int = 100) -> Run:
     """The agent's loop: take a batch, admit it through the guard, process and ack what it admits; then commit."""
     clock = Clock()
-    gaps: list[Hole] = []
-    lost: list[Hole] = []
+    gaps: list[OffsetRange] = []
+    lost: list[OffsetRange] = []
 
-    async def on_lost(hole: Hole) -> None:
+    async def on_lost(hole: OffsetRange) -> None:
         lost.append(hole)
 
     guard = OffsetGuard(consumer, gaps.append, on_lost, clock)
@@ -175,7 +175,7 @@ async def test_a_copy_of_a_record_done_already_is_acknowledged_and_not_processed
 async def test_a_hole_that_does_not_fill_is_sought_again_with_a_growing_wait_and_counted_once() -> None:
     clock = Clock()
     consumer = FakeConsumer(end=100, start=0, drop=lambda offset: True)  # everything at 0 and after is dropped
-    gaps: list[Hole] = []
+    gaps: list[OffsetRange] = []
     guard = OffsetGuard(consumer, gaps.append, no_loss, clock)
     for _ in range(200):
         assert await guard.admit(TOPIC, 0, 50) is Verdict.EARLY

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from forwarder.ledger.holes import OffsetRange, find_holes, lost_ranges
+from forwarder.kafka.order import OffsetRange
+from forwarder.ledger.holes import find_holes, lost_ranges
 from forwarder.ledger.records import LedgerRecord
 
 

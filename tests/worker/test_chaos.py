@@ -68,15 +68,18 @@ def schedule(rng: random.Random) -> tuple[list[Fault], float]:
     return faults, round(rng.uniform(5, 35), 1)
 
 
-def waves(seed: int) -> list[list[dict]]:  # type: ignore[type-arg]
-    bodies = list(streams_requests(EVENTS, per_request=100, seed=seed))
-    per_wave = len(bodies) // WAVES
-    result = [bodies[i * per_wave : (i + 1) * per_wave] for i in range(WAVES)]
-    result[-1].extend(bodies[WAVES * per_wave :])
+def waves(
+    seed: int, total: int = EVENTS, count: int = WAVES, hot_user: str = HOT_USER, hot_per_wave: int = 5
+) -> list[list[dict]]:  # type: ignore[type-arg]
+    """``total`` events in ``count`` waves of 100-event bodies, each wave with a body of the hot user's events."""
+    bodies = list(streams_requests(total, per_request=100, seed=seed))
+    per_wave = len(bodies) // count
+    result = [bodies[i * per_wave : (i + 1) * per_wave] for i in range(count)]
+    result[-1].extend(bodies[count * per_wave :])
     for n, wave in enumerate(result):
         hot = [
-            {"event_code": "SMS_SENT", "event_uuid": f"hot-{n}-{i}", "uid": HOT_USER, "event_time": 1_700_000_000 + i}
-            for i in range(5)
+            {"event_code": "SMS_SENT", "event_uuid": f"hot-{n}-{i}", "uid": hot_user, "event_time": 1_700_000_000 + i}
+            for i in range(hot_per_wave)
         ]
         wave.append({"app_name": "Demo App", "source": "MOENGAGE", "events": hot})
     return result

@@ -7,17 +7,18 @@ import asyncio
 from hypothesis import given
 from hypothesis import strategies as st
 
-from forwarder.worker.lost_offsets import LossWatch, LostRange, PullCounter
+from forwarder.kafka.order import OffsetRange
+from forwarder.worker.lost_offsets import LossWatch, PullCounter
 
 
-def confirm_all(watch: LossWatch, log_start: int) -> list[LostRange]:
+def confirm_all(watch: LossWatch, log_start: int) -> list[OffsetRange]:
     return [lost for s in watch.take_suspects() if (lost := watch.confirm(s, log_start)) is not None]
 
 
 def test_a_committed_offset_below_the_log_start_is_a_loss_up_to_the_log_start() -> None:
     watch = LossWatch()
     watch.seeked("src", 0, 5)
-    assert confirm_all(watch, 20) == [LostRange("src", 0, 5, 19)]
+    assert confirm_all(watch, 20) == [OffsetRange("src", 0, 5, 19)]
 
 
 def test_a_committed_offset_at_or_past_the_log_start_loses_nothing() -> None:
@@ -39,7 +40,7 @@ def test_a_gap_in_pulled_records_is_lost_only_where_it_lies_below_the_log_start(
     watch.seeked("src", 0, 0)
     watch.pulled("src", 0, 0, 9)
     watch.pulled("src", 0, 40, 49)  # skipped 10-39; Kafka starts the log at 30: 30-39 were markers or compacted
-    assert confirm_all(watch, 30) == [LostRange("src", 0, 10, 29)]
+    assert confirm_all(watch, 30) == [OffsetRange("src", 0, 10, 29)]
 
 
 def test_a_gap_above_the_log_start_is_harmless() -> None:
@@ -57,13 +58,13 @@ def test_a_position_reset_with_no_record_after_it_is_found() -> None:
     watch.at_position("src", 0, 10)  # the position follows what was pulled: nothing skipped
     assert confirm_all(watch, 0) == []
     watch.at_position("src", 0, 50)  # reset to the log start, the partition is empty beyond it
-    assert confirm_all(watch, 50) == [LostRange("src", 0, 10, 49)]
+    assert confirm_all(watch, 50) == [OffsetRange("src", 0, 10, 49)]
 
 
 def test_the_same_loss_seen_twice_is_reported_once() -> None:
     watch = LossWatch()
     watch.seeked("src", 0, 5)
-    assert confirm_all(watch, 20) == [LostRange("src", 0, 5, 19)]
+    assert confirm_all(watch, 20) == [OffsetRange("src", 0, 5, 19)]
     watch.seeked("src", 0, 5)  # assigned again, the group's commit has not moved past the gap
     watch.pulled("src", 0, 20, 30)
     assert confirm_all(watch, 20) == []
@@ -74,7 +75,7 @@ def test_records_read_between_two_skips_are_not_counted_as_lost() -> None:
     watch.seeked("src", 0, 0)
     watch.pulled("src", 0, 10, 19)  # skipped 0-9
     watch.pulled("src", 0, 30, 39)  # skipped 20-29
-    assert confirm_all(watch, 35) == [LostRange("src", 0, 0, 9), LostRange("src", 0, 20, 29)]
+    assert confirm_all(watch, 35) == [OffsetRange("src", 0, 0, 9), OffsetRange("src", 0, 20, 29)]
 
 
 @given(

@@ -12,7 +12,7 @@ Reproduce a run: ``STORM_SEED=<seed> .venv/bin/python -m pytest -s tests/worker/
 ``STORM_GUARD=off`` runs the same storm with the offset guard only watching (``tests/worker/unguarded.py``):
 what faust skips then is counted, not repaired, and the run reports instead of asserting delivery.
 ``STORM_WORKER_CODE=<checkout>`` runs another version's worker (a before/after), reporting too;
-``STORM_EVENTS`` sets the traffic (default 40,000 events).
+``STORM_EVENTS`` sets the traffic (default 40,000 events), ``STORM_LATENCY_S`` Amplitude's answer delay (0.15 s).
 """
 
 from __future__ import annotations
@@ -35,11 +35,11 @@ from forwarder.kafka.dead_letters import LOST_TO_RETENTION, header_map
 from forwarder.kafka.ledger import read_ledger
 from forwarder.ledger.holes import find_holes
 from forwarder.local.kafka import free_port
-from forwarder.local.traffic import streams_requests
 from forwarder.worker.observe import wait_until_committed
 from tests.conftest import ROOT, WorkerProcess
 from tests.kafka_helpers import produce, read_all
 from tests.worker.test_chaos import wait_until_answering
+from tests.worker.test_chaos import waves as chaos_waves
 from tests.worker.test_worker_delivery import worker_env
 from tests.worker.test_worker_faults import sendable
 
@@ -70,20 +70,6 @@ def schedule(rng: random.Random) -> list[Disturbance]:
     rng.shuffle(kinds)
     times = sorted(rng.uniform(6, 70) for _ in kinds)
     return [Disturbance(round(at, 1), kind, rng.randrange(3)) for at, kind in zip(times, kinds, strict=True)]
-
-
-def traffic(seed: int, total: int) -> list[list[dict]]:  # type: ignore[type-arg]
-    bodies = list(streams_requests(total, per_request=100, seed=seed))
-    per_wave = len(bodies) // WAVES
-    waves = [bodies[i * per_wave : (i + 1) * per_wave] for i in range(WAVES)]
-    waves[-1].extend(bodies[WAVES * per_wave :])
-    for n, wave in enumerate(waves):
-        hot = [
-            {"event_code": "SMS_SENT", "event_uuid": f"hot-{n}-{i}", "uid": HOT_USER, "event_time": 1_700_000_000 + i}
-            for i in range(3)
-        ]
-        wave.append({"app_name": "Demo App", "source": "MOENGAGE", "events": hot})
-    return waves
 
 
 @pytest.fixture(params=[*FIXED_SEEDS, "random"])
@@ -126,12 +112,13 @@ def test_rebalance_storm_every_offset_processed(kafka, amplitude, topic_names, t
     )
     rng = random.Random(seed)
     plan = schedule(rng)
-    waves = traffic(seed, events_total)
+    waves = chaos_waves(seed, events_total, WAVES, HOT_USER, hot_per_wave=3)
     events = [e for wave in waves for body in wave for e in body["events"]]
     deliverable = sendable(events)
 
     service, url = amplitude
-    service.faults.latency_s = 0.15  # Amplitude's real round trip: the stream buffers fill up
+    # Amplitude's real round trip (or STORM_LATENCY_S): the stream buffers fill up
+    service.faults.latency_s = float(os.environ.get("STORM_LATENCY_S") or 0.15)
     service.faults.throttled_users = {HOT_USER}  # parks its events in the retry topic
     source, dlq, retry, group = topic_names("src"), topic_names("dlq"), topic_names("retry"), topic_names("grp")
     asyncio.run(create_topics(kafka, {source: 6, dlq: 1, retry: 3}))

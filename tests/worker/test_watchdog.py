@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from forwarder.kafka.dead_letters import DeadLetterRecord, header_map
-from forwarder.kafka.order import Pending
+from forwarder.kafka.order import OffsetRange, Pending
 from forwarder.metrics import Metrics
 from forwarder.worker.health import Health
-from forwarder.worker.lost_offsets import LossWatch, LostRange, PullCounter
+from forwarder.worker.lost_offsets import LossWatch, PullCounter
 from forwarder.worker.progress import Progress
 from forwarder.worker.watchdog import Watchdog
 
@@ -38,12 +38,12 @@ class Consumer:
 class Kafka:
     def __init__(self) -> None:
         self.written: list[DeadLetterRecord] = []
-        self.recorded: list[LostRange] = []
+        self.recorded: list[OffsetRange] = []
 
     async def write(self, records: list[DeadLetterRecord]) -> None:
         self.written.extend(records)
 
-    async def record_lost(self, lost: LostRange) -> None:
+    async def record_lost(self, lost: OffsetRange) -> None:
         self.recorded.append(lost)
 
     async def retention_ms(self, topic: str) -> int | None:
