@@ -143,7 +143,7 @@ def create_cohorts_app(settings: CohortWorkerSettings, partitions: int, health: 
         for ref in refs:
             event = held.pop((ref.partition, ref.offset), None)
             if event is not None:
-                event.ack()
+                app.acknowledge([event])
 
     @app.agent(topic, concurrency=1)
     async def sync(stream: Any) -> None:
@@ -163,11 +163,8 @@ def create_cohorts_app(settings: CohortWorkerSettings, partitions: int, health: 
             health.consuming = True
             async for event in stream.noack().events():
                 message = event.message
-                verdict = await guard.admit(message.topic, message.partition, message.offset)
-                if verdict is Verdict.DONE:
-                    event.ack()  # a copy of a record done already
-                if verdict is not Verdict.PROCESS:
-                    continue
+                if await guard.admit(message.topic, message.partition, message.offset) is not Verdict.PROCESS:
+                    continue  # a copy of a record admitted before, or a record ahead of a hole being read again
                 ref = SourceRef(message.topic, message.partition, message.offset, message.key)
                 held[(message.partition, message.offset)] = event
                 store.partition = message.partition

@@ -9,8 +9,9 @@ the committed offset itself dropped. So every agent asks the ``OffsetGuard`` bef
 - the first record of a partition (at start, after a rebalance) is compared with where the group's reading of
   it began (the committed offset, or the position a never-committed group started from), asked of the worker's
   own consumer;
-- a record at the expected offset is processed; one behind it was done already (acknowledged at once, never
-  processed twice); one ahead of it means records were skipped: nothing after the hole is processed, the
+- a record at the expected offset is processed; one behind it is a copy of a record admitted before (never
+  processed twice, and not acknowledged: the first copy may still be in flight, and its own acknowledgement is
+  the one that counts); one ahead of it means records were skipped: nothing after the hole is processed, the
   partition is sought back to the first missing offset, the skip is counted and logged once with its range;
 - a hole is given up only where it lies below the partition's log start (retention deleted it): that part is
   reported lost (``on_lost``) and the commit may pass it; otherwise the guard keeps seeking, with a back-off,
@@ -41,7 +42,10 @@ MAX_RESEEK_S = 60.0
 
 class Verdict(enum.Enum):
     PROCESS = "process"
-    DONE = "done"  # behind the expected offset: processed already; acknowledge, do not process
+    # Behind the expected offset: a copy of a record admitted before. Neither processed again nor acknowledged: the
+    # first copy's acknowledgement is the one that counts, once it is final (acknowledging the copy committed a
+    # record still in flight, whose partition then moved: seen in the rebalance storm).
+    DONE = "done"
     EARLY = "early"  # ahead of a hole: neither processed nor acknowledged; it is read again after the hole
 
 
@@ -147,8 +151,8 @@ class OffsetGuard:
         return Verdict.PROCESS
 
     async def admit_all(self, batch: Sequence[TakenT]) -> list[TakenT]:
-        """The records of ``batch`` to process, in order; those done already are acknowledged here, those ahead
-        of a hole are left (read again after it)."""
+        """The records of ``batch`` to process, in order; copies of records admitted before and those ahead of a
+        hole are left out, unacknowledged."""
         admitted: list[TakenT] = []
         expected = self._expected
         for taken in batch:
@@ -159,11 +163,8 @@ class OffsetGuard:
                 expected[key] = offset + 1
                 admitted.append(taken)
                 continue
-            verdict = await self.admit(message.topic, message.partition, offset)
-            if verdict is Verdict.PROCESS:
+            if await self.admit(message.topic, message.partition, offset) is Verdict.PROCESS:
                 admitted.append(taken)
-            elif verdict is Verdict.DONE:
-                taken.ack()
         return admitted
 
     def holds(self, topic: str, partition: int) -> bool:

@@ -21,16 +21,8 @@ from typing import Any, Protocol
 
 from forwarder.amplitude.delivery import FatalDeliveryError
 from forwarder.kafka.dead_letters import SourceRef, header_map
+from forwarder.kafka.order import Taken
 from forwarder.processing import BatchSummary, Prepared, SourceMessage
-
-
-class Taken(Protocol):
-    """A message handed over by the stream and acknowledged by its taker (faust's ``Event``)."""
-
-    @property
-    def message(self) -> Any: ...
-
-    def ack(self) -> Any: ...
 
 
 class Processor(Protocol):
@@ -83,6 +75,11 @@ def parked_from(message: Any) -> tuple[SourceRef, int] | None:
         return None
 
 
+def acknowledge_each(run: Sequence[Taken]) -> None:
+    for taken in run:
+        taken.ack()
+
+
 class AckLoop:
     def __init__(
         self,
@@ -93,10 +90,12 @@ class AckLoop:
         max_in_flight: int = 1,
         parked: bool = False,
         holds: Callable[[Any], bool] = lambda message: True,
+        acknowledge: Callable[[Sequence[Taken]], None] = acknowledge_each,
     ) -> None:
         """``stopping``: true once shutdown began; ``on_fatal(error, first unacknowledged message)``;
         ``max_in_flight``: runs being delivered at once (each at most ``max_run_bytes`` of input in memory);
-        ``holds(message)``: false once its partition was revoked (the next owner processes it)."""
+        ``holds(message)``: false once its partition was revoked (the next owner processes it);
+        ``acknowledge(run)``: how a final run is acknowledged (the worker's app tells faust it is the agent's)."""
         self._processor = processor
         self._max_run_bytes = max_run_bytes
         self._stopping = stopping
@@ -104,6 +103,7 @@ class AckLoop:
         self._max_in_flight = max(1, max_in_flight)
         self._parked = parked
         self._holds = holds
+        self._acknowledge = acknowledge
 
     async def process(self, batch: Sequence[Taken]) -> None:
         in_flight: deque[tuple[asyncio.Task[BatchSummary], list[Taken]]] = deque()
@@ -113,7 +113,7 @@ class AckLoop:
             self._processor.flush()  # about to wait: what waits for a full request goes now
             await task
             in_flight.popleft()
-            _ack(run)
+            self._acknowledge(run)
 
         try:
             for whole in runs_by_size(batch, self._max_run_bytes):
@@ -140,8 +140,3 @@ class AckLoop:
                     task.cancel()
                 elif not task.cancelled():
                     task.exception()  # retrieved: a later run's failure is moot once an earlier one failed
-
-
-def _ack(run: Sequence[Taken]) -> None:
-    for taken in run:
-        taken.ack()

@@ -164,6 +164,7 @@ def create_app(
                 max_in_flight=settings.worker.max_in_flight,
                 parked=wait_until_due,  # the retry topic's messages carry where their events came from
                 holds=lambda message: guard.holds(message.topic, message.partition),
+                acknowledge=app.acknowledge,
             )
             health.consuming = True
             async for taken in stream.noack_take(

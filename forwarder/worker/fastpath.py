@@ -29,7 +29,7 @@ import asyncio
 import bisect
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from typing import Any, cast
 
 import faust
@@ -38,7 +38,7 @@ from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
-from forwarder.kafka.order import OffsetGuard, OffsetRange, Pending
+from forwarder.kafka.order import OffsetGuard, OffsetRange, Pending, Taken
 from forwarder.worker.lost_offsets import LossWatch, PullCounter
 
 log = logging.getLogger("forwarder.consumer")
@@ -127,6 +127,17 @@ class FastDrainConsumer(faust_aiokafka.Consumer):
         self._reading_from: dict[TP, int] = {}
         # Offsets Kafka deleted before they were read (the guard found them below the log start): passable.
         self._lost: dict[TP, list[tuple[int, int]]] = {}
+        # True only while an agent acknowledges what it processed (GuardedApp.acknowledge).
+        self.agent_acking = False
+
+    def ack(self, message: Any) -> bool:
+        """Only an agent's acknowledgement counts. faust's stream iterator acknowledges the messages it skips (of a
+        previous generation, or taken while flow is suspended for a rebalance) "so that the lag would not
+        increase": such a message was never processed, and its offset must never be committed (seen in the
+        rebalance storm: a partition that came back to the worker was committed past two records nobody read)."""
+        if not self.agent_acking and self.app.topics.acks_enabled_for(message.topic):
+            return False
+        return bool(super().ack(message))
 
     async def seek_to_committed(self) -> Any:
         offsets = await super().seek_to_committed()
@@ -357,6 +368,16 @@ class GuardedApp(faust.App):
 
     def commit_states(self) -> dict[tuple[str, int], Pending]:
         return cast(FastDrainConsumer, self.consumer).commit_states()
+
+    def acknowledge(self, records: Sequence[Taken]) -> None:
+        """The agents' acknowledgement of records they processed: the only one the consumer counts."""
+        consumer = cast(FastDrainConsumer, self.consumer)
+        consumer.agent_acking = True
+        try:
+            for taken in records:
+                taken.ack()
+        finally:
+            consumer.agent_acking = False
 
     def _new_transport(self) -> Transport:
         return Transport(self.conf.broker_consumer, self)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 import pytest
+from faust.types import TP
+from faust.types.tuples import ConsumerMessage
 
-from forwarder.worker.fastpath import _resume
+from forwarder.worker.fastpath import FastDrainConsumer, GuardedApp, _resume
 
 
 def first_step(coroutine: Any) -> Any:
@@ -115,11 +117,19 @@ FAUST_SOURCES = {
     "ThreadDelegateConsumer.position": "a7f22b78f21d085a",
     "ThreadDelegateConsumer.earliest_offsets": "2833b09d2888825b",
 }
+# Outside faust/transport/consumer.py: the stream iterator that acknowledges the messages it skips, and the path of an
+# acknowledgement to Consumer.ack, which the fork refuses unless an agent acknowledges (FastDrainConsumer.ack).
+FAUST_OTHER_SOURCES = {
+    "faust.streams.Stream._py_aiter": "3a48ee257a65435b",
+    "faust.types.tuples.Message.ack": "4751b72c4ed84153",
+    "faust.types.tuples.ConsumerMessage.on_final_ack": "45d670b6a8ac4bd0",
+}
 
 
 def test_the_faust_code_the_fork_copies_is_the_code_it_was_copied_from() -> None:
     """Fails when faust moves: re-check forwarder/worker/fastpath.py against the new faust, then update this."""
     import hashlib
+    import importlib
     import importlib.metadata
     import inspect
 
@@ -136,4 +146,38 @@ def test_the_faust_code_the_fork_copies_is_the_code_it_was_copied_from() -> None
         source = inspect.getsource(getattr(getattr(consumer, owner), method))
         if hashlib.sha256(source.encode()).hexdigest()[:16] != digest:
             changed.append(name)
+    for path, digest in FAUST_OTHER_SOURCES.items():
+        module, owner, method = path.rsplit(".", 2)
+        source = inspect.getsource(getattr(getattr(importlib.import_module(module), owner), method))
+        if hashlib.sha256(source.encode()).hexdigest()[:16] != digest:
+            changed.append(path)
     assert not changed, f"faust's {changed} changed: re-check forwarder/worker/fastpath.py"
+
+
+async def test_only_an_agents_acknowledgement_reaches_the_commit() -> None:
+    """faust's stream iterator acknowledges a message it skips (one of a previous generation, or one taken while
+    flow is suspended for a rebalance) through the message's own ack: that offset was never processed and must not
+    be committed. The agent's acknowledgement (``GuardedApp.acknowledge``) counts."""
+    app = GuardedApp("fastpath-acks", broker="kafka://127.0.0.1:1", value_serializer="raw")
+    consumer = cast(FastDrainConsumer, app.consumer)  # never started: no broker is asked anything
+    consumer._thread.thread_loop.close()  # the consumer thread's loop, created with it and never run
+    app.topics.acking_topics.add("src")  # what subscribing an agent to the topic does
+    tp = TP("src", 0)
+    consumer._committed_offset[tp] = 5
+    skipped = ConsumerMessage("src", 0, 5, 0.0, 0, [], b"k", b"v", None)
+    skipped.refcount = 1
+    assert skipped.ack(consumer) is False  # the stream's skip path: Message.ack -> on_final_ack -> Consumer.ack
+    assert not consumer._acked.get(tp)
+    assert consumer._new_offset(tp) is None
+
+    class Event:
+        def __init__(self, message: Any) -> None:
+            self.message = message
+
+        def ack(self) -> bool:
+            return bool(self.message.ack(consumer))
+
+    processed = ConsumerMessage("src", 0, 6, 0.0, 0, [], b"k", b"v", None)
+    processed.refcount = 1
+    app.acknowledge([Event(skipped), Event(processed)])  # the agent read 5 again and processed it, then 6
+    assert consumer._new_offset(tp) == 7
