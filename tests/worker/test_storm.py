@@ -48,11 +48,11 @@ pytestmark = pytest.mark.kafka
 FIXED_SEEDS = [101, 202]
 EVENTS = 40_000
 WAVES = 10
-WAVE_EVERY_S = 4.0
+WAVE_EVERY_S = 3.0
 SESSION_S = 10.0
 PAUSE_S = SESSION_S + 6  # past the session: the group moves the member's partitions while it sleeps
 HOT_USER = "customer-hot-storm"
-THROTTLE_UNTIL_S = 30.0
+THROTTLE_UNTIL_S = 25.0
 DRAIN_BOUND_S = 240.0
 SKIP_LINE = "records were skipped by the consumer"
 UNGUARDED_SKIP_LINE = "unguarded: the consumer skipped records"
@@ -68,7 +68,7 @@ class Disturbance:
 def schedule(rng: random.Random) -> list[Disturbance]:
     kinds = ["restart-twice", "pause", "join-leave", "kill", "kill"]
     rng.shuffle(kinds)
-    times = sorted(rng.uniform(6, 70) for _ in kinds)
+    times = sorted(rng.uniform(5, 40) for _ in kinds)
     return [Disturbance(round(at, 1), kind, rng.randrange(3)) for at, kind in zip(times, kinds, strict=True)]
 
 
