@@ -105,6 +105,9 @@ class AckLoop:
         self._holds = holds
         self._acknowledge = acknowledge
 
+    def _held(self, run: Sequence[Taken]) -> list[Taken]:
+        return [taken for taken in run if self._holds(taken.message)]
+
     async def process(self, batch: Sequence[Taken]) -> None:
         in_flight: deque[tuple[asyncio.Task[BatchSummary], list[Taken]]] = deque()
 
@@ -121,12 +124,17 @@ class AckLoop:
                     break
                 # A member that was paused past its session learns at its next rebalance that the group moved on:
                 # from then on, what it still holds of the partitions it lost is left to their new owner.
-                run = [taken for taken in whole if self._holds(taken.message)]
+                run = self._held(whole)
                 if not run:
                     continue
                 prepared = await self._processor.prepare_yielding(source_messages(run, self._parked))
                 while len(in_flight) >= self._max_in_flight:
                     await settle_oldest()
+                if len(held := self._held(run)) < len(run):  # revoked while the runs before it were delivered
+                    if not held:
+                        continue
+                    run = held
+                    prepared = await self._processor.prepare_yielding(source_messages(run, self._parked))
                 in_flight.append((asyncio.ensure_future(self._processor.finish(prepared)), run))
                 await asyncio.sleep(0)  # let it put its first request on the wire before mapping the next run
             while in_flight:

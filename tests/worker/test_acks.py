@@ -229,3 +229,22 @@ def test_a_retry_topic_message_names_the_first_source_of_its_event_and_a_bare_on
     assert bare.parked_from is None
     (live,) = source_messages([Taken(with_headers, [])])  # type: ignore[arg-type]
     assert live.parked_from is None
+
+
+async def test_runs_of_a_partition_revoked_mid_batch_are_neither_processed_nor_acknowledged() -> None:
+    """A member paused past its session learns of the new generation at its next rebalance: from then on what it
+    still holds of the partitions it lost is the new owner's, even within the batch it is working on."""
+    log: list[str] = []
+    processor = FakeProcessor(log, gates={0: asyncio.Event()})
+    held = {0}
+    taken = [Taken(Message("src", offset % 2, offset, b"k", b"x" * 100), log) for offset in range(9)]
+    loop = AckLoop(
+        processor, 300, lambda: False, lambda exc, first: None, holds=lambda message: message.partition in held
+    )
+    task = asyncio.ensure_future(loop.process(taken))
+    await processor.waiting.wait()  # the first run is being delivered
+    held.clear()  # partition 0 revoked; partition 1 was never held here
+    processor.gates[0].set()
+    await task
+    # The first run (offset 0, 2 of partition 0) had been started and is final; nothing after it is processed.
+    assert log == ["post 0-2", "flush", "ack 0", "ack 2"]
