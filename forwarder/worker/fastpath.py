@@ -34,6 +34,7 @@ from typing import Any, cast
 
 import faust
 from aiokafka import TopicPartition
+from aiokafka.errors import IllegalStateError
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
@@ -168,7 +169,10 @@ class FastDrainConsumer(faust_aiokafka.Consumer):
         return start
 
     async def seek_back(self, topic: str, partition: int, offset: int) -> None:
-        await self.seek(TP(topic, partition), offset)
+        try:
+            await self.seek(TP(topic, partition), offset)
+        except IllegalStateError:  # revoked meanwhile: its next owner reads it from the committed offset
+            log.info("a partition being revoked was not sought back", extra={"fields": {"tp": f"{topic}/{partition}"}})
 
     async def log_start(self, topic: str, partition: int) -> int:
         tp = TP(topic, partition)
