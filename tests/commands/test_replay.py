@@ -11,13 +11,17 @@ import sys
 import time
 from datetime import UTC, datetime
 
+import httpx
 import orjson
 import pytest
 
 from forwarder.core import Forwarded, MappingRules, process_event
+from forwarder.ingest.app import KafkaSink, RefusedBodies, create_ingest_app
+from forwarder.ingest.auth import Credentials
 from forwarder.kafka.admin import create_topics
 from forwarder.kafka.dead_letters import DeadLetterRecord, DeadLetterWriter, SourceRef, header_map
 from forwarder.kafka.order import OffsetRange
+from forwarder.local.amplitude import ServiceThread
 from forwarder.worker.watchdog import lost_range_record
 from tests.kafka_helpers import produce, read_all
 
@@ -175,3 +179,38 @@ def test_replay_dlq_skips_records_of_offsets_lost_to_retention(kafka, setup) -> 
     assert set(service.recorder.by_insert_id) == {"after-loss-0"}
     assert "deleted before they were read" in result.stderr
     assert len(asyncio.run(read_all(kafka, dlq, expected=3, timeout_s=5))) == 2  # nothing new dead-lettered
+
+
+def test_bodies_ingest_refused_are_dead_letters_like_any_other(kafka, setup, tmp_path) -> None:
+    """A body that is not a JSON object is answered 400 and kept in the dead-letter topic: ``replay-dlq``
+    re-processes it (an array of events, which the worker reads, is delivered; a truncated body is dead-lettered
+    again, once) and ``transform`` reads its bytes."""
+    service, env, source, dlq = setup
+    ingest = create_ingest_app(
+        KafkaSink(kafka, source, 5, max_request_bytes=2_000_000),
+        Credentials.parse(None, None),
+        refused=RefusedBodies(dlq),
+    )
+    runner = ServiceThread(ingest)
+    url = runner.start() + "/moengage/streams"
+    try:
+        array = orjson.dumps(events(2, "array"))
+        truncated = orjson.dumps({"events": events(3, "cut")})[:-40]
+        for body in (array, truncated):
+            answer = httpx.post(url, content=body, headers={"Content-Type": "application/json"}, timeout=10)
+            assert answer.status_code == 400
+    finally:
+        runner.stop()
+    letters = asyncio.run(read_all(kafka, dlq, expected=2))
+    assert sorted(header_map(r.headers)["reason"] for r in letters) == ["invalid_json", "not_streams"]
+
+    result = run_cli(env, "replay-dlq")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert set(service.recorder.by_insert_id) == {"array-0", "array-1"}
+    again = asyncio.run(read_all(kafka, dlq, expected=3))
+    assert [header_map(r.headers)["reason"] for r in again].count("invalid_json") == 2  # dead-lettered once more
+
+    kept = tmp_path / "refused.json"
+    kept.write_bytes(next(r.value for r in letters if header_map(r.headers)["reason"] == "invalid_json"))
+    transformed = run_cli(env, "transform", str(kept))
+    assert "invalid_json" in transformed.stdout + transformed.stderr
