@@ -95,8 +95,10 @@ TakenT = TypeVar("TakenT", bound=Taken)
 class ReadingSide(Protocol):
     """What the guard asks of the worker's consumer."""
 
-    async def reading_start(self, topic: str, partition: int) -> int | None:
-        """Where the group's reading of the partition began this assignment; None when unknown."""
+    async def reading_start(self, topic: str, partition: int, first: int) -> int:
+        """Where the group's reading of the partition began this assignment (``first``: the offset of the first
+        record the agent was handed): the committed offset, or where a group that never committed began, which
+        is never after ``first`` (the commit starts from the same offset)."""
 
     async def seek_back(self, topic: str, partition: int, offset: int) -> None: ...
 
@@ -134,10 +136,7 @@ class OffsetGuard:
         key = (topic, partition)
         expected = self._expected.get(key)
         if expected is None:
-            expected = await self._consumer.reading_start(topic, partition)
-            if expected is None or offset < expected:
-                # Where reading began is unknown (or the log's start moved under a new group): this record is it.
-                expected = offset
+            expected = await self._consumer.reading_start(topic, partition, offset)
         if offset < expected:
             self._expected[key] = expected
             return Verdict.DONE

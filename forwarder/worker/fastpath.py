@@ -126,6 +126,8 @@ class FastDrainConsumer(faust_aiokafka.Consumer):
         # Where this assignment's reading of each partition began: the committed offset, or where a group that never
         # committed there started. The commit base when faust has no committed offset (it keeps none for 0).
         self._reading_from: dict[TP, int] = {}
+        # Partitions of this assignment the group never committed: their start is the log start, or lower.
+        self._never_committed: set[TP] = set()
         # Offsets Kafka deleted before they were read (the guard found them below the log start): passable.
         self._lost: dict[TP, list[tuple[int, int]]] = {}
         # True only while an agent acknowledges what it processed (GuardedApp.acknowledge).
@@ -146,26 +148,37 @@ class FastDrainConsumer(faust_aiokafka.Consumer):
             self._loss_watch.seeked(tp.topic, tp.partition, offset)
             if offset is not None and offset >= 0:
                 self._reading_from[tp] = offset
-                continue
-            try:  # never committed: the client resets to the log start now, and that is where reading begins
-                position = await self.position(tp)
-                if position is not None:
-                    self._reading_from[tp] = position
-            except Exception as exc:
-                fields = {"tp": str(tp), "error": repr(exc)}
-                log.warning("no start position for a new partition", extra={"fields": fields})
+                self._never_committed.discard(tp)
+            elif tp not in self._reading_from:
+                # Never committed: reading begins at the log start (auto_offset_reset=earliest). Asked once per
+                # assignment: faust seeks again later (flow not active), when the position has moved on.
+                try:
+                    self._reading_from[tp] = await self.log_start(tp.topic, tp.partition)
+                    self._never_committed.add(tp)
+                except Exception as exc:  # asked again when its first record arrives
+                    fields = {"tp": str(tp), "error": repr(exc)}
+                    log.warning("no start offset for a new partition", extra={"fields": fields})
         return offsets
 
     # The offset guard's side (forwarder.kafka.order.ReadingSide).
 
-    async def reading_start(self, topic: str, partition: int) -> int | None:
+    async def reading_start(self, topic: str, partition: int, first: int) -> int:
         tp = TP(topic, partition)
         start = self._reading_from.get(tp)
         if start is None:  # a record ahead of this assignment's seek: ask the group, through this consumer
             thread: Any = self._thread
             client = thread._ensure_consumer()
             committed = await thread.call_thread(client.committed, TopicPartition(topic, partition))
-            start = committed if committed is not None and committed >= 0 else None
+            if committed is not None and committed >= 0:
+                start = committed
+            else:
+                start = await self.log_start(topic, partition)
+                self._never_committed.add(tp)
+            self._reading_from[tp] = start
+        if first < start and tp in self._never_committed:
+            # The log start moved up between the client's reset and the question: reading began lower. The commit
+            # starts from the same offset as the guard.
+            start = self._reading_from[tp] = first
         return start
 
     async def seek_back(self, topic: str, partition: int, offset: int) -> None:
@@ -222,6 +235,7 @@ class FastDrainConsumer(faust_aiokafka.Consumer):
         await self._commit_before_release(revoked)
         for tp in revoked:
             self._reading_from.pop(tp, None)
+            self._never_committed.discard(tp)
             self._lost.pop(tp, None)
         await super().on_partitions_revoked(revoked)
 
@@ -341,8 +355,8 @@ class _Reading:
     def _consumer(self) -> FastDrainConsumer:
         return cast(FastDrainConsumer, self._app.consumer)
 
-    async def reading_start(self, topic: str, partition: int) -> int | None:
-        return await self._consumer().reading_start(topic, partition)
+    async def reading_start(self, topic: str, partition: int, first: int) -> int:
+        return await self._consumer().reading_start(topic, partition, first)
 
     async def seek_back(self, topic: str, partition: int, offset: int) -> None:
         await self._consumer().seek_back(topic, partition, offset)

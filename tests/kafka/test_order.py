@@ -63,7 +63,9 @@ class FakeConsumer:
             batch.append(Event(Message(TOPIC, 0, offset), acked))
         return batch
 
-    async def reading_start(self, topic: str, partition: int) -> int | None:
+    async def reading_start(self, topic: str, partition: int, first: int) -> int:
+        if self.start is None:  # never committed: the log start, or lower when the log start moved meanwhile
+            return min(first, self.log_start_offset)
         return self.start
 
     async def seek_back(self, topic: str, partition: int, offset: int) -> None:
@@ -339,3 +341,13 @@ def test_what_faust_did_on_the_same_stream_without_the_guard(
     guarded = asyncio.run(run_guarded(FakeConsumer(end=31, start=committed, drop=lambda offset: offset in dropped)))
     assert guarded.processed == list(range(committed, 31))
     assert guarded.commit == 31
+
+
+async def test_a_never_committed_partition_whose_first_records_were_dropped_is_read_from_the_log_start() -> None:
+    """Seen in CI's storm: offset 0 of a new retry partition was dropped before its start was known, the first
+    record was taken as the start, and the commit (which starts at the log start) was held behind 0 for good."""
+    consumer = FakeConsumer(end=24, start=None, log_start_offset=0, drop=lambda offset: offset == 0)
+    run = await run_guarded(consumer)
+    assert run.processed == list(range(24))
+    assert consumer.seeks == [0]
+    assert run.commit == 24

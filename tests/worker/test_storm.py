@@ -96,11 +96,17 @@ class Storm:
         self.everyone.append(worker.start())
         return worker
 
+    def kill_all(self) -> None:
+        for worker in self.everyone:
+            if worker.process is not None and worker.process.poll() is None:
+                worker.process.kill()
+                worker.process.wait()
+
     def note(self, started: float, text: str) -> None:
         self.log.append(f"{time.monotonic() - started:5.1f}s {text}")
 
 
-def test_rebalance_storm_every_offset_processed(kafka, amplitude, topic_names, tmp_path, storm_seed):
+def test_rebalance_storm_every_offset_processed(kafka, amplitude, topic_names, tmp_path, storm_seed, request):
     guarded = os.environ.get("STORM_GUARD", "on") != "off"
     code = Path(os.environ["STORM_WORKER_CODE"]) if os.environ.get("STORM_WORKER_CODE") else None
     measuring = not guarded or code is not None
@@ -130,6 +136,7 @@ def test_rebalance_storm_every_offset_processed(kafka, amplitude, topic_names, t
         "FORWARDER_SHUTDOWN_DEADLINE_S": "3",
     }
     storm = Storm(env, tmp_path, guarded, code)
+    request.addfinalizer(storm.kill_all)  # a failed run leaves no worker running behind it
     workers = [storm.start() for _ in range(3)]
     started = time.monotonic()
 

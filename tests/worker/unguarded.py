@@ -52,14 +52,13 @@ async def watch_only(self: OffsetGuard, batch: Sequence[Any]) -> list[Any]:
         key = (message.topic, message.partition)
         last = seen.get(key)
         if last is None:
-            start = await self._consumer.reading_start(message.topic, message.partition)
-            last = None if start is None else start - 1
-        if last is not None and message.offset > last + 1:
+            last = await self._consumer.reading_start(message.topic, message.partition, message.offset) - 1
+        if message.offset > last + 1:
             log.warning(
                 "unguarded: the consumer skipped records",
                 extra={"fields": {"topic": key[0], "partition": key[1], "first": last + 1, "got": message.offset}},
             )
-        seen[key] = message.offset if last is None else max(last, message.offset)
+        seen[key] = max(last, message.offset)
     return kept
 
 
