@@ -7,11 +7,43 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from forwarder.core.counting import OutcomeCounter
+from forwarder.kafka.order import CommitCheck
 
 
-class Metrics:
+class OffsetMetrics:
+    """What the offset guard and the commit watch report (``forwarder.kafka.order``), for both workers."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        labels = ["topic", "partition"]
+        self.offsets_lost = Counter(
+            "forwarder_offsets_lost",
+            "Offsets Kafka deleted (retention) before the worker read them; each range is in the dead-letter topic.",
+            labels,
+            registry=registry,
+        )
+        self.offset_gaps = Counter(
+            "forwarder_offset_gaps",
+            "Times the consumer handed over a record past offsets it skipped; each was read again (or, below the "
+            "log start, counted in forwarder_offsets_lost_total).",
+            labels,
+            registry=registry,
+        )
+        self.commit_blocked = Gauge(
+            "forwarder_commit_blocked",
+            "1 while acknowledged offsets wait above an unacknowledged one for FORWARDER_STALL_TIMEOUT_S.",
+            labels,
+            registry=registry,
+        )
+
+    def show_commits(self, check: CommitCheck) -> None:
+        for (topic, partition), value in check.gauge.items():
+            self.commit_blocked.labels(topic, str(partition)).set(value)
+
+
+class Metrics(OffsetMetrics):
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        super().__init__(self.registry)
         self.events = Counter(
             "forwarder_events_total",
             "Events read, by final outcome (delivered, filtered, dropped, dead_lettered), reason and event code.",
@@ -70,12 +102,6 @@ class Metrics:
             ["kind", "event_code"],
             registry=self.registry,
         )
-        self.offsets_lost = Counter(
-            "forwarder_offsets_lost",
-            "Offsets Kafka deleted (retention) before the worker read them; each range is in the dead-letter topic.",
-            ["topic", "partition"],
-            registry=self.registry,
-        )
         self.oldest_unprocessed_age = Gauge(
             "forwarder_oldest_unprocessed_age_seconds",
             "Age (by record timestamp) of the oldest record read and not yet final; 0 when none is in hand.",
@@ -85,20 +111,6 @@ class Metrics:
         self.stalled = Gauge(
             "forwarder_stalled",
             "1 while a partition has lag and none of its messages was taken for FORWARDER_STALL_TIMEOUT_S.",
-            registry=self.registry,
-        )
-
-        self.offset_gaps = Counter(
-            "forwarder_offset_gaps",
-            "Times the consumer handed over a record past offsets it skipped; each was read again (or, below the "
-            "log start, counted in forwarder_offsets_lost_total).",
-            ["topic", "partition"],
-            registry=self.registry,
-        )
-        self.commit_blocked = Gauge(
-            "forwarder_commit_blocked",
-            "1 while acknowledged offsets wait above an unacknowledged one for FORWARDER_STALL_TIMEOUT_S.",
-            ["topic", "partition"],
             registry=self.registry,
         )
 

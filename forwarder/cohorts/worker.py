@@ -30,6 +30,7 @@ from forwarder.cohorts.status import StatusPublisher
 from forwarder.cohorts.sync import CohortSyncer, Identity
 from forwarder.kafka.dead_letters import LOST_TO_RETENTION, SourceRef
 from forwarder.kafka.order import CommitWatch, OffsetRange, Verdict
+from forwarder.metrics import OffsetMetrics
 from forwarder.settings import CohortWorkerSettings
 from forwarder.wiring import cohort_stack
 from forwarder.worker.fastpath import GuardedApp
@@ -68,25 +69,7 @@ class CohortMetrics:
             "moengage_requests_total", "Cohort Sync requests by answer.", ["status"], registry=self.registry
         )
         self.latency = Histogram("moengage_request_seconds", "Time to MoEngage's answer.", registry=self.registry)
-        partition_labels = ["topic", "partition"]
-        self.offset_gaps = Counter(
-            "forwarder_offset_gaps",
-            "Times the consumer handed over a record past offsets it skipped; each was read again.",
-            partition_labels,
-            registry=self.registry,
-        )
-        self.offsets_lost = Counter(
-            "forwarder_offsets_lost",
-            "Offsets Kafka deleted (retention) before the worker read them; each range is in the dead-letter topic.",
-            partition_labels,
-            registry=self.registry,
-        )
-        self.commit_blocked = Gauge(
-            "forwarder_commit_blocked",
-            "1 while acknowledged offsets wait above an unacknowledged one for FORWARDER_STALL_TIMEOUT_S.",
-            partition_labels,
-            registry=self.registry,
-        )
+        self.offsets = OffsetMetrics(self.registry)
 
     def observe(self, status: str, seconds: float) -> None:
         self.requests.labels(status=status).inc()
@@ -125,12 +108,12 @@ def create_cohorts_app(settings: CohortWorkerSettings, partitions: int, health: 
     current: dict[str, Any] = {"syncer": None, "publisher": None, "store": None, "dead_letters": None}
 
     def on_gap(hole: OffsetRange) -> None:
-        metrics.offset_gaps.labels(hole.topic, str(hole.partition)).inc()
+        metrics.offsets.offset_gaps.labels(hole.topic, str(hole.partition)).inc()
 
     async def on_lost(lost: OffsetRange) -> None:
         if current["dead_letters"] is not None:  # stored first: a loss counts once it can be found again
             await current["dead_letters"].write([lost_range_record(lost, None)])
-        metrics.offsets_lost.labels(lost.topic, str(lost.partition)).inc(lost.count)
+        metrics.offsets.offsets_lost.labels(lost.topic, str(lost.partition)).inc(lost.count)
         log.error(
             "records deleted by Kafka before they were read: they cannot be synced",
             extra={"fields": {**lost.loss_fields(None), "reason": LOST_TO_RETENTION}},
@@ -197,8 +180,7 @@ def create_cohorts_app(settings: CohortWorkerSettings, partitions: int, health: 
             await publisher.flush()
         if health.consuming:
             check = commit_watch.check(app.commit_states())
-            for (topic, partition), value in check.gauge.items():
-                metrics.commit_blocked.labels(topic, str(partition)).set(value)
+            metrics.offsets.show_commits(check)
             health.commit_blocked = check.reason
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]

@@ -320,7 +320,6 @@ class Watchdog:
         if self._commits is None:
             return set()
         check = self._commit_watch.check(self._commits())
-        for (topic, partition), value in check.gauge.items():
-            self._metrics.commit_blocked.labels(topic, str(partition)).set(value)
+        self._metrics.show_commits(check)
         self._health.commit_blocked = check.reason
         return check.held
