@@ -45,8 +45,8 @@ test-fast: install
 	$(BIN)/python -m pytest -m "not kafka"
 
 lint: install
-	$(BIN)/ruff check forwarder schemas tests bench
-	$(BIN)/ruff format --check forwarder schemas tests bench
+	$(BIN)/ruff check forwarder schemas devkit tests bench
+	$(BIN)/ruff format --check forwarder schemas devkit tests bench
 	$(BIN)/mypy
 
 ## make kafka / make kafka-stop: a local broker in the background; the last line is its address

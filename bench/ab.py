@@ -15,8 +15,8 @@ import os
 import time
 
 from bench.run import PARTITIONS, AmplitudeProcess, produce, run_workers, say, sendable, traffic
+from devkit.kafka import broker_for
 from forwarder.kafka.admin import create_topics
-from forwarder.local.kafka import broker_for
 
 
 def parse(spec: str) -> tuple[str, dict[str, str]]:

@@ -25,8 +25,8 @@ from typing import Any
 import httpx
 
 from bench.run import peak_rss_mb
-from forwarder.commands.cohorts_demo import cohort_rig
-from forwarder.local.kafka import broker_for, stop_pid
+from devkit.cohorts_demo import cohort_rig
+from devkit.kafka import broker_for, stop_pid
 
 COHORT = "big1"
 
@@ -47,7 +47,7 @@ def wait_synced(rig: Any, expected: int, timeout_s: float, worker: Any) -> float
         time.sleep(0.5)
     import asyncio
 
-    from forwarder.worker.observe import wait_until_committed
+    from devkit.observe import wait_until_committed
 
     asyncio.run(wait_until_committed(rig.servers, rig.topic, rig.group, timeout_s))
     return time.monotonic() - started

@@ -23,9 +23,9 @@ import httpx
 import orjson
 from tqdm import tqdm
 
+from devkit.kafka import broker_for, free_port, stop_pid
+from devkit.traffic import streams_requests
 from forwarder.kafka.admin import create_topics
-from forwarder.local.kafka import broker_for, free_port, stop_pid
-from forwarder.local.traffic import streams_requests
 
 BASIC = "bench:bench-password"
 

@@ -23,6 +23,7 @@ import orjson
 from pydantic import SecretStr
 
 from bench.run import OUT, say, traffic
+from devkit.kafka import free_port, stop_pid
 from forwarder.amplitude.client import AmplitudeClient
 from forwarder.amplitude.delivery import DeliveryReport
 from forwarder.amplitude.encoding import BodyBuilder, chunk_indexes
@@ -32,10 +33,9 @@ from forwarder.core.decode import decode_message
 from forwarder.core.pipeline import process_message
 from forwarder.kafka.dead_letters import SourceRef
 from forwarder.ledger.records import LedgerRecord
-from forwarder.local.kafka import free_port, stop_pid
-from forwarder.metrics import Metrics
 from forwarder.processing import BatchProcessor, SourceMessage
 from forwarder.worker.app import settle_heap
+from forwarder.worker.metrics import Metrics
 
 
 def cpu(action: Callable[[], Any], repeat: int = 5) -> float:

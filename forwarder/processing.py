@@ -19,7 +19,7 @@ from forwarder.core.pipeline import MappingRules, process_message
 from forwarder.core.slot import slot_of
 from forwarder.kafka.dead_letters import DeadLetterRecord, DeadLetterSink, SourceRef
 from forwarder.ledger.records import LedgerRecord
-from forwarder.metrics import Metrics
+from forwarder.worker.metrics import Metrics
 
 log = logging.getLogger("forwarder.batch")
 

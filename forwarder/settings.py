@@ -1,17 +1,19 @@
 """One validated settings object, by part, read from the environment and an optional ``.env``-style file.
 
-Each part (``kafka``, ``topics``, ``amplitude``, ``worker``, ``ingest``) is a model whose environment names come
-from an alias generator (``KAFKA_`` + field, ``AMPLITUDE_`` + field, ``FORWARDER_`` + field,
-``FORWARDER_INGEST_`` + field) and which checks its own rules, once. Every setting is listed in the README's
-table. A start-up error names the setting and the problem and never the value, so a secret cannot leak through a
-typo in another variable.
+Each part (``kafka``, ``topics``, ``amplitude``, ``worker``, ``ingest``, ``moengage``, ``cohorts``) is a model
+whose environment names come from an alias generator (``KAFKA_`` + field, ``AMPLITUDE_`` + field, ``FORWARDER_`` +
+field, ...) and which checks its own rules, once. Each command reads a *kind*: the parts it uses and no others
+(``WorkerSettings``, ``CohortWorkerSettings``, ...), so a typo in a ``MOENGAGE_*`` value never stops the forwarder
+worker. Every setting is listed in docs/operations.md's table. A start-up error names the setting and the problem
+and never the value, so a secret cannot leak through a typo in another variable.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Mapping
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, ClassVar, Literal, Protocol, TypeVar
 
 from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -186,6 +188,20 @@ class WorkerPart(BaseModel):
         return value
 
 
+class StatePart(BaseModel):
+    """Where commands keep what must outlive a run (``backfill``'s checkpoints)."""
+
+    model_config = _part("FORWARDER_")
+
+    state_dir: str | None = None
+
+    @property
+    def directory(self) -> str:
+        """``FORWARDER_STATE_DIR``, else ``$XDG_STATE_HOME`` (or ``~/.local/state``) + the product's name."""
+        root = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+        return self.state_dir or os.path.join(root, "moengage-amplitude-forwarder")
+
+
 class IngestSettings(BaseModel):
     """The HTTP endpoint MoEngage Streams posts to."""
 
@@ -270,7 +286,8 @@ class MoEngageSettings(BaseModel):
 
 
 class CohortSettings(BaseModel):
-    """The cohort sync: the webhook route of ``ingest``, the topic between it, ``cohorts pull`` and the worker."""
+    """The cohort sync: the webhook route of ``ingest``, the topic between it, ``cohorts pull`` and the worker, and
+    how the cohort worker runs (its own ``COHORTS_*`` values: ``FORWARDER_*`` ones tune the forwarder only)."""
 
     model_config = _part("COHORTS_")
 
@@ -284,7 +301,19 @@ class CohortSettings(BaseModel):
     segment_prefix: str = Field("[Amplitude] ", max_length=100)
     max_webhook_bytes: int = Field(5_000_000, gt=0, le=20_000_000)
     snapshot_chunk_members: int = Field(15_000, ge=1, le=50_000)
+    web_host: str = "127.0.0.1"
     web_port: int = Field(6067, ge=0, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    session_timeout_s: float = Field(45.0, ge=6, le=1800)
+    commit_interval_s: float = Field(1.0, gt=0, le=60)
+    stall_timeout_s: float = Field(120.0, ge=10, le=86_400)
+    topic_replication: int = Field(3, ge=1, le=10)
+    dlq_max_value_bytes: int = Field(900_000, gt=0, le=100 * 1024 * 1024)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return WorkerPart._upper(value)
 
     @field_validator("webhook_header", mode="after")
     @classmethod
@@ -292,8 +321,27 @@ class CohortSettings(BaseModel):
         return IngestSettings._header_shape(value)
 
 
-class Settings(BaseModel):
+class SettingsKind(BaseModel):
+    """What one command reads: its fields are the parts it uses, and only those are validated."""
+
     model_config = ConfigDict(frozen=True)
+    # A renamed setting still read, with a warning, for one release: new environment name -> old one.
+    legacy_names: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def parts(cls) -> dict[str, type[BaseModel]]:
+        return {name: field.annotation for name, field in cls.model_fields.items()}  # type: ignore[misc]
+
+
+class HasKafka(Protocol):
+    """Whatever reaches the cluster: every kind with a ``kafka`` part."""
+
+    @property
+    def kafka(self) -> KafkaSettings: ...
+
+
+class Settings(SettingsKind):
+    """Every part: the whole of what the product reads (the settings table lists exactly these)."""
 
     kafka: KafkaSettings
     topics: TopicSettings
@@ -302,6 +350,16 @@ class Settings(BaseModel):
     ingest: IngestSettings
     moengage: MoEngageSettings
     cohorts: CohortSettings
+    state: StatePart
+
+
+class ForwarderSettings(SettingsKind):
+    """The forwarder half's commands (``replay``, ``replay-dlq``, ``report``): Kafka, topics, Amplitude, worker."""
+
+    kafka: KafkaSettings
+    topics: TopicSettings
+    amplitude: AmplitudeSettings
+    worker: WorkerPart
 
     def mapping_rules(self) -> MappingRules:
         return MappingRules(
@@ -310,19 +368,51 @@ class Settings(BaseModel):
             max_message_bytes=self.worker.max_message_bytes,
         )
 
-    @classmethod
-    def parts(cls) -> dict[str, type[BaseModel]]:
-        return {name: field.annotation for name, field in cls.model_fields.items()}  # type: ignore[misc]
-
 
 class AmplitudeWithKey(AmplitudeSettings):
     api_key: SecretStr
 
 
-class WorkerSettings(Settings):
-    """The worker's view: the same settings, with the Amplitude key required."""
+class WorkerSettings(ForwarderSettings):
+    """``worker``: the Amplitude key required."""
 
     amplitude: AmplitudeWithKey
+
+
+class OptionalKafka(KafkaSettings):
+    bootstrap_servers: str | None = None  # type: ignore[assignment]
+
+
+class BackfillSettings(ForwarderSettings):
+    """``backfill`` reads files: Kafka is optional (dead letters go to a file without it)."""
+
+    kafka: OptionalKafka
+    state: StatePart
+
+
+class IngestCommandSettings(SettingsKind):
+    """``ingest``: the Streams route and, when its credential is set, the cohort webhook route it mounts."""
+
+    kafka: KafkaSettings
+    topics: TopicSettings
+    worker: WorkerPart
+    ingest: IngestSettings
+    cohorts: CohortSettings
+
+
+class TopicsSettings(SettingsKind):
+    """``topics``: both halves' topics."""
+
+    kafka: KafkaSettings
+    topics: TopicSettings
+    cohorts: CohortSettings
+
+
+class CohortStatusSettings(SettingsKind):
+    """``cohorts status``: the cohort half's topics only."""
+
+    kafka: KafkaSettings
+    cohorts: CohortSettings
 
 
 class MoEngageWithKey(MoEngageSettings):
@@ -330,34 +420,33 @@ class MoEngageWithKey(MoEngageSettings):
     data_api_key: SecretStr
 
 
+class CohortWorkerSettings(CohortStatusSettings):
+    """``cohorts worker``: the MoEngage workspace and key required."""
+
+    moengage: MoEngageWithKey
+    legacy_names: ClassVar[dict[str, str]] = {
+        f"COHORTS_{name}": f"FORWARDER_{name}"
+        for name in ("SESSION_TIMEOUT_S", "COMMIT_INTERVAL_S", "STALL_TIMEOUT_S", "WEB_HOST", "LOG_LEVEL")
+    } | {
+        "COHORTS_TOPIC_REPLICATION": "FORWARDER_TOPIC_REPLICATION",
+        "COHORTS_DLQ_MAX_VALUE_BYTES": "FORWARDER_DLQ_MAX_VALUE_BYTES",
+    }
+
+
 class AmplitudeWithSecret(AmplitudeSettings):
     api_key: SecretStr
     secret_key: SecretStr
 
 
-class CohortWorkerSettings(Settings):
-    """``cohorts worker``: the MoEngage workspace and key required."""
-
-    moengage: MoEngageWithKey
-
-
-class CohortPullSettings(Settings):
+class CohortPullSettings(CohortStatusSettings):
     """``cohorts pull``: Amplitude's export API needs the API key and the secret key."""
 
     amplitude: AmplitudeWithSecret
+    # Its anonymous field names the members' second id in the snapshots.
+    moengage: MoEngageSettings
 
 
-class OptionalKafka(KafkaSettings):
-    bootstrap_servers: str | None = None  # type: ignore[assignment]
-
-
-class BackfillSettings(Settings):
-    """``backfill`` reads files: Kafka is optional (dead letters go to a file without it)."""
-
-    kafka: OptionalKafka
-
-
-def setting_names(kind: type[Settings] = Settings) -> set[str]:
+def setting_names(kind: type[SettingsKind] = Settings) -> set[str]:
     """Every environment name the settings read: the README's table lists exactly these."""
     names: set[str] = set()
     for part in kind.parts().values():
@@ -380,19 +469,16 @@ def _describe(error: ValidationError) -> list[str]:
     return lines
 
 
-S = TypeVar("S", bound=Settings)
+K = TypeVar("K", bound=SettingsKind)
+log = logging.getLogger("forwarder.settings")
 
 
-@overload
-def load_settings() -> Settings: ...
-@overload
-def load_settings(kind: type[S]) -> S: ...
-def load_settings(kind: type[Settings] = Settings) -> Settings:
+def load_settings(kind: type[K]) -> K:
     """Settings from the environment, then ``FORWARDER_SETTINGS_FILE`` if set; the environment wins."""
     return settings_from(os.environ, kind)
 
 
-def settings_from(environ: Mapping[str, str], kind: type[Settings] = Settings) -> Settings:
+def settings_from(environ: Mapping[str, str], kind: type[K]) -> K:
     values: dict[str, Any] = {}
     env_file = environ.get(SETTINGS_FILE_VARIABLE)
     if env_file:
@@ -400,6 +486,10 @@ def settings_from(environ: Mapping[str, str], kind: type[Settings] = Settings) -
             raise SettingsError(f"invalid settings:\n  {SETTINGS_FILE_VARIABLE}: file {env_file!r} does not exist")
         values.update({k.upper(): v for k, v in dotenv_values(env_file).items() if v is not None})
     values.update({k.upper(): v for k, v in environ.items()})
+    for new, old in kind.legacy_names.items():
+        if new not in values and old in values:
+            values[new] = values[old]
+            log.warning(f"{old} tunes this command for one more release; set {new} instead")
     parts: dict[str, BaseModel] = {}
     problems: list[str] = []
     for name, part in kind.parts().items():

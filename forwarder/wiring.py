@@ -2,7 +2,7 @@
 
 Kafka producer (dead letters, parked events, the ledger) -> Amplitude client -> delivery policy -> lanes ->
 ``BatchProcessor``. The worker, ``replay``, ``replay-dlq`` and ``backfill`` all get theirs here, so a change to
-how the stack is built is made once. The cohort worker's edges (MoEngage client, dead letters) too.
+how the stack is built is made once.
 """
 
 from __future__ import annotations
@@ -20,27 +20,13 @@ from forwarder.amplitude.client import AmplitudeClient
 from forwarder.amplitude.delivery import Deliverer
 from forwarder.amplitude.lanes import Lanes
 from forwarder.amplitude.limits import LIMITS
-from forwarder.cohorts.moengage import MoEngageClient
 from forwarder.core.pipeline import MappingRules
 from forwarder.kafka.dead_letters import DeadLetterSink, DeadLetterWriter, FileDeadLetterWriter
 from forwarder.kafka.ledger import LedgerWriter
-from forwarder.kafka.security import client_options
-from forwarder.metrics import Metrics
+from forwarder.kafka.producer import started_producer
 from forwarder.processing import BatchProcessor
-from forwarder.settings import Settings, SettingsError
-
-
-async def _started_producer(settings: Settings) -> AIOKafkaProducer:
-    """Idempotent, acks from all in-sync replicas: dead letters, parked events, ledger and changelog records."""
-    producer = AIOKafkaProducer(
-        **client_options(settings),
-        acks="all",
-        enable_idempotence=True,
-        # Headers ride along with the value: leave them room.
-        max_request_size=settings.topics.dlq_max_value_bytes + 64 * 1024,
-    )
-    await producer.start()
-    return producer
+from forwarder.settings import ForwarderSettings, SettingsError
+from forwarder.worker.metrics import Metrics
 
 
 @dataclass(frozen=True)
@@ -52,7 +38,7 @@ class Stack:
 
 @contextlib.asynccontextmanager
 async def processing_stack(
-    settings: Settings,
+    settings: ForwarderSettings,
     rules: MappingRules,
     *,
     api: str | None = None,
@@ -72,7 +58,7 @@ async def processing_stack(
     api = api or settings.amplitude.api
     producer: AIOKafkaProducer | None = None
     if settings.kafka.bootstrap_servers:
-        producer = await _started_producer(settings)
+        producer = await started_producer(settings, settings.topics.dlq_max_value_bytes)
     client = AmplitudeClient(
         settings.amplitude.endpoint(api),
         key,
@@ -139,35 +125,3 @@ def worker_environment(
         "AMPLITUDE_API_URL": amplitude_url,
         **extra,
     }
-
-
-@dataclass(frozen=True)
-class CohortStack:
-    client: MoEngageClient
-    dead_letters: DeadLetterWriter
-    producer: AIOKafkaProducer
-
-
-@contextlib.asynccontextmanager
-async def cohort_stack(
-    settings: Settings, on_answer: Callable[[str, float], None] | None = None
-) -> AsyncIterator[CohortStack]:
-    """The cohort worker's edges: the MoEngage client and a producer for dead letters and status records."""
-    moengage = settings.moengage
-    if moengage.workspace_id is None or moengage.data_api_key is None:
-        raise SettingsError("invalid settings:\n  MOENGAGE_WORKSPACE_ID and MOENGAGE_DATA_API_KEY: are required")
-    producer = await _started_producer(settings)
-    client = MoEngageClient(
-        moengage.base_url,
-        moengage.workspace_id,
-        moengage.data_api_key,
-        max_requests_per_minute=moengage.max_requests_per_minute,
-        timeout_s=moengage.timeout_s,
-        observer=on_answer,
-    )
-    try:
-        dead_letters = DeadLetterWriter(producer, settings.cohorts.dlq_topic, settings.topics.dlq_max_value_bytes)
-        yield CohortStack(client, dead_letters, producer)
-    finally:
-        await client.aclose()
-        await producer.stop()

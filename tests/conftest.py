@@ -14,8 +14,8 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, settings
 
-from forwarder.local.amplitude import AmplitudeService, ServiceThread
-from forwarder.local.kafka import broker_for, free_port, stop_pid
+from devkit.amplitude import AmplitudeService, ServiceThread
+from devkit.kafka import broker_for, free_port, stop_pid
 
 # Timing goals live in bench/, never in tests: no hypothesis deadlines or speed health checks.
 settings.register_profile("forwarder", deadline=None, suppress_health_check=[HealthCheck.too_slow])

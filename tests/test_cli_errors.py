@@ -31,6 +31,8 @@ def forwarder(*args: str, env: dict[str, str] | None = None, stdin: bytes = b"")
     ("args", "env", "says"),
     [
         (("worker",), UNREACHABLE, "cannot use Kafka at 127.0.0.1:1"),
+        # The worker reads only its own settings parts: a bad cohort-sync value does not stop it.
+        (("worker",), {**UNREACHABLE, "MOENGAGE_DATA_CENTER": "99", "COHORTS_WEB_PORT": "x"}, "cannot use Kafka at"),
         (("topics",), UNREACHABLE, "cannot use Kafka at 127.0.0.1:1"),
         (("replay", "--from", "2026-01-01T00:00:00Z", "--to", "2026-01-02T00:00:00Z"), UNREACHABLE, "cannot use Kafka"),
         (

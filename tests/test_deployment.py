@@ -17,7 +17,7 @@ from forwarder.settings import setting_names
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "docker"
-_commands = build_parser()._subparsers._group_actions[0]  # type: ignore[union-attr]  # argparse keeps them private
+_commands = build_parser([])._subparsers._group_actions[0]  # type: ignore[union-attr]  # argparse keeps them private
 SUBCOMMANDS = set(_commands.choices or ())
 SETTINGS = setting_names()
 WORKER_PAGES = {"/healthz", "/readyz", "/metrics"}
@@ -55,7 +55,7 @@ def test_compose_services_use_real_commands_settings_and_the_project_image() -> 
         assert service["build"]["dockerfile"] == "docker/Dockerfile"
         assert (DOCKER / service["build"]["context"] / service["build"]["dockerfile"]).exists()
         assert service["command"][0] in SUBCOMMANDS, service["command"]
-        build_parser().parse_args(service["command"])  # the arguments parse too
+        build_parser(service["command"]).parse_args(service["command"])  # the arguments parse too
         assert set(service["environment"]) <= SETTINGS, set(service["environment"]) - SETTINGS
     assert int(services["worker"]["stop_grace_period"].rstrip("s")) > 20
 

@@ -8,16 +8,16 @@ import pytest
 from aiokafka.errors import KafkaTimeoutError
 from pydantic import SecretStr
 
+from devkit.amplitude import AmplitudeService
+from devkit.traffic import BASE_TIME, streams_requests
 from forwarder.amplitude.client import AmplitudeClient
 from forwarder.amplitude.delivery import Deliverer
 from forwarder.amplitude.limits import HTTP_V2
 from forwarder.core import MappingRules, OutcomeCounter
 from forwarder.kafka.dead_letters import DeadLetterRecord, DeadLetterWriter, SourceRef
 from forwarder.ledger.records import LedgerFormatError, LedgerRecord
-from forwarder.local.amplitude import AmplitudeService
-from forwarder.local.traffic import BASE_TIME, streams_requests
-from forwarder.metrics import Metrics
 from forwarder.processing import BatchProcessor, SourceMessage
+from forwarder.worker.metrics import Metrics
 
 
 class Letters(DeadLetterWriter):

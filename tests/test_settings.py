@@ -44,7 +44,7 @@ def env(monkeypatch: pytest.MonkeyPatch):
 
 def test_defaults_point_at_amplitude_us_http_v2(env) -> None:
     env()
-    settings = load_settings()
+    settings = load_settings(Settings)
     assert settings.amplitude.endpoint() == "https://api2.amplitude.com/2/httpapi"
     assert settings.topics.source_topic == "moengage-streams"
     assert SECRET not in repr(settings)
@@ -62,12 +62,12 @@ def test_defaults_point_at_amplitude_us_http_v2(env) -> None:
 )
 def test_all_four_residency_and_endpoint_combinations(env, residency: str, api: str, url: str) -> None:
     env(AMPLITUDE_RESIDENCY=residency, AMPLITUDE_API=api)
-    assert load_settings().amplitude.endpoint() == url
+    assert load_settings(Settings).amplitude.endpoint() == url
 
 
 def test_the_local_service_overrides_the_base_url(env) -> None:
     env(AMPLITUDE_API_URL="http://127.0.0.1:8765/")
-    assert load_settings().amplitude.endpoint() == "http://127.0.0.1:8765/2/httpapi"
+    assert load_settings(Settings).amplitude.endpoint() == "http://127.0.0.1:8765/2/httpapi"
 
 
 @pytest.mark.parametrize(
@@ -83,7 +83,7 @@ def test_the_local_service_overrides_the_base_url(env) -> None:
 def test_a_bad_setting_is_named(env, overrides: dict[str, str], message: str) -> None:
     env(**overrides)
     with pytest.raises(SettingsError) as caught:
-        load_settings()
+        load_settings(Settings)
     assert message in str(caught.value)
     assert SECRET not in str(caught.value)
 
@@ -97,7 +97,7 @@ def test_missing_required_settings_are_named(env, monkeypatch: pytest.MonkeyPatc
 
 def test_the_ingestion_service_needs_no_amplitude_key(env, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
-    assert load_settings().amplitude.api_key is None
+    assert load_settings(Settings).amplitude.api_key is None
 
 
 @pytest.mark.parametrize(
@@ -115,7 +115,7 @@ def test_the_ingestion_service_needs_no_amplitude_key(env, monkeypatch: pytest.M
 def test_bad_ingest_settings_are_named_without_their_value(env, name: str, value: str, message: str) -> None:
     env(**{name: value})
     with pytest.raises(SettingsError) as caught:
-        load_settings()
+        load_settings(Settings)
     assert message in str(caught.value)
     assert value not in str(caught.value)
 
@@ -132,7 +132,7 @@ def test_ingest_refuses_to_start_without_authentication(env) -> None:
 def test_a_secret_typed_into_the_wrong_setting_is_not_echoed(env) -> None:
     env(AMPLITUDE_RESIDENCY=SECRET)
     with pytest.raises(SettingsError) as caught:
-        load_settings()
+        load_settings(Settings)
     assert SECRET not in str(caught.value)
 
 
@@ -141,25 +141,37 @@ def test_settings_file_is_read_and_the_environment_wins(env, monkeypatch, tmp_pa
     path = tmp_path / "forwarder.env"
     path.write_text("FORWARDER_SOURCE_TOPIC=from-file\nKAFKA_BOOTSTRAP_SERVERS=file:9092\n")
     monkeypatch.setenv("FORWARDER_SETTINGS_FILE", str(path))
-    settings = load_settings()
+    settings = load_settings(Settings)
     assert settings.topics.source_topic == "from-file"
     assert settings.kafka.bootstrap_servers == "127.0.0.1:9092"
     monkeypatch.setenv("FORWARDER_SETTINGS_FILE", str(tmp_path / "missing.env"))
     with pytest.raises(SettingsError, match=r"FORWARDER_SETTINGS_FILE: file .* does not exist"):
-        load_settings()
+        load_settings(Settings)
 
 
 def test_settings_is_one_object_by_part() -> None:
-    assert set(Settings.model_fields) == {"kafka", "topics", "amplitude", "worker", "ingest", "moengage", "cohorts"}
+    assert set(Settings.model_fields) == {
+        "kafka",
+        "topics",
+        "amplitude",
+        "worker",
+        "ingest",
+        "moengage",
+        "cohorts",
+        "state",
+    }
     assert "api_key" in Settings.model_fields["amplitude"].annotation.model_fields  # type: ignore[union-attr]
 
 
 def test_moengage_data_center_is_one_of_six_and_the_cohort_settings_name_themselves() -> None:
     base = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092"}
-    assert settings_from({**base, "MOENGAGE_DATA_CENTER": "2"}).moengage.base_url == "https://api-02.moengage.com"
+    assert (
+        settings_from({**base, "MOENGAGE_DATA_CENTER": "2"}, Settings).moengage.base_url
+        == "https://api-02.moengage.com"
+    )
     for bad in ("07", "00", "eu", ""):
         with pytest.raises(SettingsError, match=r"MOENGAGE_DATA_CENTER: .*01, 02, 03, 04, 05, 06"):
-            settings_from({**base, "MOENGAGE_DATA_CENTER": bad})
+            settings_from({**base, "MOENGAGE_DATA_CENTER": bad}, Settings)
     with pytest.raises(SettingsError) as raised:
         settings_from(
             {**base, "COHORTS_WEBHOOK_HEADER": "no-colon-secret", "MOENGAGE_DATA_API_KEY": "k"}, CohortWorkerSettings
@@ -168,3 +180,34 @@ def test_moengage_data_center_is_one_of_six_and_the_cohort_settings_name_themsel
     assert "COHORTS_WEBHOOK_HEADER: " in message
     assert "MOENGAGE_WORKSPACE_ID: is required" in message
     assert "no-colon-secret" not in message
+
+
+def test_each_command_validates_only_the_parts_it_uses() -> None:
+    environ = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092", "AMPLITUDE_API_KEY": "k", "MOENGAGE_DATA_CENTER": "99"}
+    assert settings_from(environ, WorkerSettings).amplitude.residency == "us"
+    with pytest.raises(SettingsError, match="MOENGAGE_DATA_CENTER"):
+        settings_from({**environ, "MOENGAGE_WORKSPACE_ID": "w", "MOENGAGE_DATA_API_KEY": "k"}, CohortWorkerSettings)
+    forwarder_typo = {**environ, "MOENGAGE_DATA_CENTER": "02", "FORWARDER_BATCH_WINDOW_S": "abc"}
+    cohorts = settings_from(
+        {**forwarder_typo, "MOENGAGE_WORKSPACE_ID": "w", "MOENGAGE_DATA_API_KEY": "k"}, CohortWorkerSettings
+    )
+    assert cohorts.moengage.data_center == "02"
+
+
+def test_the_cohort_worker_reads_its_old_forwarder_names_for_one_release(caplog: pytest.LogCaptureFixture) -> None:
+    environ = {
+        "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092",
+        "MOENGAGE_WORKSPACE_ID": "w",
+        "MOENGAGE_DATA_API_KEY": "k",
+        "FORWARDER_SESSION_TIMEOUT_S": "30",
+        "FORWARDER_WEB_HOST": "0.0.0.0",
+        "COHORTS_LOG_LEVEL": "debug",
+        "FORWARDER_LOG_LEVEL": "error",
+    }
+    with caplog.at_level("WARNING", logger="forwarder.settings"):
+        cohorts = settings_from(environ, CohortWorkerSettings).cohorts
+    assert (cohorts.session_timeout_s, cohorts.web_host, cohorts.log_level) == (30.0, "0.0.0.0", "DEBUG")
+    warned = " ".join(r.getMessage() for r in caplog.records)
+    assert "FORWARDER_SESSION_TIMEOUT_S" in warned
+    assert "COHORTS_SESSION_TIMEOUT_S" in warned
+    assert "FORWARDER_LOG_LEVEL" not in warned  # its own name was set: the old one is not read

@@ -9,7 +9,6 @@ skips a cohort whose ``lastComputed`` has not moved since its last pull (read fr
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import io
 import logging
@@ -17,15 +16,14 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import orjson
 from aiokafka import AIOKafkaProducer
-from pydantic import SecretStr
 
+from forwarder.amplitude.dashboard import DashboardAPI, DashboardError
 from forwarder.cohorts.members import export_members
 from forwarder.cohorts.records import KIND_HEADER, SNAPSHOT, SnapshotPart, snapshot_value
 from forwarder.cohorts.requests import Member
@@ -37,10 +35,6 @@ POLL_S = 5.0
 # A snapshot part stays under Kafka's default 1 MB message size, whatever the ids' lengths.
 MAX_PART_BYTES = 800_000
 MAX_WAIT_S = 3600.0
-
-
-class ExportError(Exception):
-    """Amplitude would not give the export: one line that says why (never the credentials)."""
 
 
 @dataclass(frozen=True)
@@ -63,91 +57,44 @@ class CohortInfo:
 
 
 class CohortExports:
-    """Amplitude's Behavioral Cohorts API, HTTP Basic ``api_key:secret_key``."""
+    """Amplitude's Behavioral Cohorts API, through the one Dashboard API client."""
 
-    def __init__(
-        self,
-        base_url: str,
-        api_key: SecretStr,
-        secret_key: SecretStr,
-        *,
-        timeout_s: float = 60.0,
-        poll_s: float = POLL_S,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        auth = httpx.BasicAuth(api_key.get_secret_value(), secret_key.get_secret_value())
-        self._api = httpx.AsyncClient(base_url=base_url, auth=auth, timeout=timeout_s, transport=transport)
-        # Downloads from a redirect target: its own client, so the Basic credentials cannot go along.
-        self._files = httpx.AsyncClient(timeout=timeout_s, transport=transport)
+    def __init__(self, api: DashboardAPI, *, poll_s: float = POLL_S) -> None:
+        self._api = api
         self._poll_s = poll_s
-        self._sleep = sleep
 
     async def aclose(self) -> None:
         await self._api.aclose()
-        await self._files.aclose()
-
-    async def _get(self, path: str, params: dict[str, str] | None = None) -> httpx.Response:
-        backoff = 2.0
-        for _ in range(8):
-            try:
-                response = await self._api.get(path, params=params, follow_redirects=False)
-            except httpx.HTTPError as exc:
-                log.warning("Amplitude did not answer; retrying", extra={"fields": {"error": type(exc).__name__}})
-            else:
-                if response.status_code in (401, 403):
-                    raise ExportError(
-                        f"Amplitude answered {response.status_code}: check AMPLITUDE_API_KEY and AMPLITUDE_SECRET_KEY"
-                    )
-                if response.status_code != 429 and response.status_code < 500:
-                    return response
-                log.warning("Amplitude answered %s; retrying", response.status_code)
-            await self._sleep(backoff)
-            backoff = min(backoff * 2, 60.0)
-        raise ExportError(f"Amplitude kept failing on {path}")
 
     async def cohorts(self) -> list[CohortInfo]:
-        response = await self._get("/api/3/cohorts")
+        response = await self._api.get("/api/3/cohorts")
         if response.status_code != 200:
-            raise ExportError(f"listing cohorts: Amplitude answered {response.status_code}")
+            raise DashboardError(f"listing cohorts: Amplitude answered {response.status_code}")
         return [CohortInfo.of(c) for c in response.json().get("cohorts", []) if isinstance(c, dict)]
 
     async def download(self, cohort_id: str, prop_key: str, into: io.BufferedWriter) -> int:
         """The export's bytes written to ``into``; returns how many."""
-        response = await self._get(f"/api/5/cohorts/request/{cohort_id}", {"props": "1", "propKeys": prop_key})
+        response = await self._api.get(f"/api/5/cohorts/request/{cohort_id}", {"props": "1", "propKeys": prop_key})
         if response.status_code == 404:
-            raise ExportError(f"cohort {cohort_id}: Amplitude does not know it")
+            raise DashboardError(f"cohort {cohort_id}: Amplitude does not know it")
         if response.status_code not in (200, 202):
-            raise ExportError(f"cohort {cohort_id}: the export request was answered {response.status_code}")
+            raise DashboardError(f"cohort {cohort_id}: the export request was answered {response.status_code}")
         request_id = str(response.json().get("request_id") or "")
         if not request_id:
-            raise ExportError(f"cohort {cohort_id}: the export request gave no request_id")
+            raise DashboardError(f"cohort {cohort_id}: the export request gave no request_id")
         waited = 0.0
         while True:
-            status = await self._get(f"/api/5/cohorts/request-status/{request_id}")
+            status = await self._api.get(f"/api/5/cohorts/request-status/{request_id}")
             if status.status_code == 200:
                 break
             if status.status_code != 202:
-                raise ExportError(f"cohort {cohort_id}: the export failed ({status.status_code})")
+                raise DashboardError(f"cohort {cohort_id}: the export failed ({status.status_code})")
             if waited >= MAX_WAIT_S:
-                raise ExportError(f"cohort {cohort_id}: the export was not ready after {MAX_WAIT_S:.0f} s")
-            await self._sleep(self._poll_s)
+                raise DashboardError(f"cohort {cohort_id}: the export was not ready after {MAX_WAIT_S:.0f} s")
+            await self._api.sleep(self._poll_s)
             waited += self._poll_s
-        file = await self._get(f"/api/5/cohorts/request/{request_id}/file")
-        if file.status_code in (301, 302, 303, 307, 308):
-            location = file.headers.get("location", "")
-            async with self._files.stream("GET", str(file.url.join(location))) as stream:
-                if stream.status_code != 200:
-                    raise ExportError(f"cohort {cohort_id}: the export file was answered {stream.status_code}")
-                size = 0
-                async for chunk in stream.aiter_bytes():
-                    into.write(chunk)
-                    size += len(chunk)
-                return size
-        if file.status_code != 200:
-            raise ExportError(f"cohort {cohort_id}: the export file was answered {file.status_code}")
-        into.write(file.content)
-        return len(file.content)
+        file = await self._api.get(f"/api/5/cohorts/request/{request_id}/file")
+        return await self._api.download(file, into, f"cohort {cohort_id}: the export")
 
 
 def read_rows(path: str) -> Iterator[str]:

@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaProducer
 
 from forwarder.cohorts.state import CohortStatus
 from forwarder.kafka.admin import Connection, read_to_end
-from forwarder.ledger.report import align
+from forwarder.text import align
 
 PULL_PREFIX = "pull|"
 COLUMNS = (

@@ -7,15 +7,13 @@ the record being processed, so the table has as many partitions as the topic and
 its records (written in batches: ``forwarder.cohorts.changelog``).
 
 Delivery discipline as the forwarder's (shared/spec/faust-delivery.md): manual acks (``noack``), one agent
-instance, ``CrashingSupervisor``; a record is acknowledged only after MoEngage answered for all its members
-(and its state changes are in the changelog). A refused key parks the agent: nothing more is acknowledged.
+instance, ``CrashingSupervisor``; the loop itself (what is acknowledged when) is ``forwarder.cohorts.loop``.
 The same offset guard and ordered commit as the forwarder's (``forwarder.kafka.order``): records in offset
 order, each once; a commit held behind a hole is reported (``forwarder_commit_blocked``, ``/healthz`` 503).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -23,20 +21,17 @@ import faust
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from forwarder.cohorts.changelog import ChangelogStore
-from forwarder.cohorts.members import PayloadError
-from forwarder.cohorts.moengage import MoEngageFatal
-from forwarder.cohorts.records import decode
+from forwarder.cohorts.loop import CohortLoop
+from forwarder.cohorts.stack import cohort_stack
 from forwarder.cohorts.status import StatusPublisher
 from forwarder.cohorts.sync import CohortSyncer, Identity
-from forwarder.kafka.dead_letters import LOST_TO_RETENTION, SourceRef
-from forwarder.kafka.order import CommitWatch, OffsetRange, Verdict
-from forwarder.metrics import OffsetMetrics
+from forwarder.health import Health, serve_health
+from forwarder.kafka.dead_letters import LOST_TO_RETENTION, lost_range_record
+from forwarder.kafka.fastpath import GuardedApp
+from forwarder.kafka.options import WorkerTiming, faust_options
+from forwarder.kafka.order import CommitWatch, OffsetRange
+from forwarder.kafka.order_metrics import OffsetMetrics
 from forwarder.settings import CohortWorkerSettings
-from forwarder.wiring import cohort_stack
-from forwarder.worker.fastpath import GuardedApp
-from forwarder.worker.health import Health, serve_health
-from forwarder.worker.options import faust_options
-from forwarder.worker.watchdog import lost_range_record
 
 log = logging.getLogger("forwarder.cohorts")
 
@@ -88,27 +83,24 @@ class CohortMetrics:
 
 
 def create_cohorts_app(settings: CohortWorkerSettings, partitions: int, health: Health | None = None) -> faust.App:
-    health = health or Health()
+    health = health or Health(upstream="moengage")
     metrics = CohortMetrics()
+    cohorts = settings.cohorts
+    timing = WorkerTiming(cohorts.web_host, cohorts.web_port, cohorts.session_timeout_s, cohorts.commit_interval_s)
     app = GuardedApp(
-        settings.cohorts.group_id,
-        **faust_options(settings, settings.cohorts.group_id, settings.cohorts.web_port),
+        cohorts.group_id,
+        **faust_options(settings, cohorts.group_id, timing),
         topic_partitions=partitions,
-        topic_replication_factor=settings.topics.topic_replication,
-        # No standby copies: each worker holds only its own cohorts (the memory bound in the README); a moved
+        topic_replication_factor=cohorts.topic_replication,
+        # No standby copies: each worker holds only its own cohorts (the memory bound in docs/cohorts.md); a moved
         # partition is recovered from the changelog.
         table_standby_replicas=0,
         # Records are large (up to a few MB): a small buffer bounds memory.
         stream_buffer_maxsize=16,
     )
-    topic = app.topic(settings.cohorts.topic, value_type=bytes, key_type=bytes)
+    topic = app.topic(cohorts.topic, value_type=bytes, key_type=bytes)
     table = app.Table(TABLE_NAME, partitions=partitions, key_type=bytes, value_type=bytes)
-    held: dict[tuple[int, int], Any] = {}
-
-    current: dict[str, Any] = {"syncer": None, "publisher": None, "store": None, "dead_letters": None}
-
-    def on_gap(hole: OffsetRange) -> None:
-        metrics.offsets.offset_gaps.labels(hole.topic, str(hole.partition)).inc()
+    current: dict[str, Any] = {"loop": None, "syncer": None, "publisher": None, "store": None, "dead_letters": None}
 
     async def on_lost(lost: OffsetRange) -> None:
         if current["dead_letters"] is not None:  # stored first: a loss counts once it can be found again
@@ -119,59 +111,34 @@ def create_cohorts_app(settings: CohortWorkerSettings, partitions: int, health: 
             extra={"fields": {**lost.loss_fields(None), "reason": LOST_TO_RETENTION}},
         )
 
-    guard = app.guard_with(on_gap, on_lost)
-    commit_watch = CommitWatch(settings.worker.stall_timeout_s)
+    guard = app.guard_with(
+        lambda hole: metrics.offsets.offset_gaps.labels(hole.topic, str(hole.partition)).inc(), on_lost
+    )
+    commit_watch = CommitWatch(cohorts.stall_timeout_s)
 
-    def ack(refs: list[SourceRef]) -> None:
-        for ref in refs:
-            event = held.pop((ref.partition, ref.offset), None)
-            if event is not None:
-                app.acknowledge([event])
+    def answered(status: str, seconds: float) -> None:
+        metrics.observe(status, seconds)
+        health.upstream_answered(status)
 
     @app.agent(topic, concurrency=1)
     async def sync(stream: Any) -> None:
-        async with cohort_stack(settings, on_answer=metrics.observe) as stack:
-            publisher = StatusPublisher(stack.producer, settings.cohorts.status_topic)
+        async with cohort_stack(settings, on_answer=answered) as stack:
+            publisher = StatusPublisher(stack.producer, cohorts.status_topic)
             store = ChangelogStore(table.data, stack.producer, table.changelog_topic.get_topic_name())
             syncer = CohortSyncer(
                 store,
                 stack.client,
                 stack.dead_letters,
-                segment_prefix=settings.cohorts.segment_prefix,
-                identity=Identity(settings.cohorts.anonymous_property, settings.moengage.anonymous_field),
+                segment_prefix=cohorts.segment_prefix,
+                identity=Identity(cohorts.anonymous_property, settings.moengage.anonymous_field),
                 on_status=publisher.changed,
                 persist=store.flush,
             )
-            current.update(syncer=syncer, publisher=publisher, store=store, dead_letters=stack.dead_letters)
+            loop = CohortLoop(guard, syncer, store, publisher, app.acknowledge, health)
+            current.update(loop=loop, syncer=syncer, publisher=publisher, store=store, dead_letters=stack.dead_letters)
             health.consuming = True
             async for event in stream.noack().events():
-                message = event.message
-                if await guard.admit(message.topic, message.partition, message.offset) is not Verdict.PROCESS:
-                    continue  # a copy of a record admitted before, or a record ahead of a hole being read again
-                ref = SourceRef(message.topic, message.partition, message.offset, message.key)
-                held[(message.partition, message.offset)] = event
-                store.partition = message.partition
-                try:
-                    record = decode(message.value or b"", list(message.headers or []), message.timestamp)
-                except PayloadError as exc:
-                    final = await syncer.unreadable(message.value or b"", ref, str(exc))
-                else:
-                    try:
-                        final = await syncer.handle(record, ref)
-                    except MoEngageFatal as exc:
-                        health.fatal = str(exc)
-                        log.error(
-                            "cohort sync stopped: MoEngage refused the credentials; nothing past this record is "
-                            "committed; fix the setting and restart",
-                            extra={
-                                "fields": {"error": str(exc), "first_unacked": f"{message.partition}@{message.offset}"}
-                            },
-                        )
-                        await publisher.flush(force=True)
-                        await _park()
-                await store.flush()  # the state's changes are durable before anything is acknowledged
-                ack(final)
-                await publisher.flush(force=True)
+                await loop.take(event)
 
     @app.timer(interval=TIMER_S)  # type: ignore[untyped-decorator]
     async def tick() -> None:
@@ -185,45 +152,29 @@ def create_cohorts_app(settings: CohortWorkerSettings, partitions: int, health: 
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
-        """What was taken but not acknowledged is read again from the committed offset by whoever owns the
-        partition after the rebalance (this worker too): never acknowledge the old copy. The table's data stays:
-        faust keeps a partition this worker gets back without re-reading its changelog."""
-        gone = {tp.partition for tp in revoked if tp.topic == settings.cohorts.topic}
-        for key in [k for k in held if k[0] in gone]:
-            del held[key]
-        syncer = current["syncer"]
-        if syncer is not None:
-            syncer.forget_partitions(gone)
+        """The table's data stays: faust keeps a partition this worker gets back without re-reading its
+        changelog."""
+        if current["loop"] is not None:
+            current["loop"].revoked({tp.partition for tp in revoked if tp.topic == cohorts.topic})
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
         """Partitions that went to another worker: their cohorts' keys leave this worker's memory (faust recovers
         a partition it gets back later from the start of its changelog)."""
-        kept = {tp.partition for tp in assigned if tp.topic == settings.cohorts.topic}
-        gone = set(range(partitions)) - kept
+        gone = set(range(partitions)) - {tp.partition for tp in assigned if tp.topic == cohorts.topic}
         store = current["store"]
         if store is not None and gone:
             dropped = store.forget_partitions(gone, partitions)
             log.info("partitions moved away; their cohorts' state dropped here", extra={"fields": {"keys": dropped}})
 
     serve_health(app, health, lambda: metrics.render(current["syncer"]))
-
     return app
-
-
-async def _park() -> None:
-    """Taken but not acknowledged: after the restart (with the setting fixed) it is read again."""
-    await asyncio.Event().wait()
 
 
 def run_cohorts_worker(settings: CohortWorkerSettings, partitions: int) -> None:
     from forwarder.logs import logging_config
 
     app = create_cohorts_app(settings, partitions)
-    worker = faust.Worker(
-        app,
-        loglevel=settings.worker.log_level,
-        logging_config=logging_config(settings.worker.log_level),
-        redirect_stdouts=False,
-    )
+    level = settings.cohorts.log_level
+    worker = faust.Worker(app, loglevel=level, logging_config=logging_config(level), redirect_stdouts=False)
     worker.execute_from_commandline()

@@ -11,6 +11,7 @@ one batch again when it is started again with the same arguments. ``--restart`` 
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import gzip
@@ -26,21 +27,19 @@ from typing import IO, cast
 import orjson
 from tqdm import tqdm
 
-from forwarder.commands.replay import RateLimiter, parse_time
-from forwarder.commands.summary import print_summary
+from forwarder import logs
+from forwarder.command import Command, require_kafka, usage_error
+from forwarder.commands.replay import RateLimiter, Sending, parse_time, sending_arguments
 from forwarder.commands.transform import inputs
 from forwarder.core.pipeline import MappingRules, process_message
 from forwarder.core.select import Selection
 from forwarder.kafka.dead_letters import SourceRef
 from forwarder.processing import BatchProcessor, BatchSummary, SourceMessage
-from forwarder.settings import Settings
+from forwarder.settings import BackfillSettings, load_settings
+from forwarder.summary import print_summary
 from forwarder.wiring import processing_stack
 
 SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz")
-
-
-class BackfillError(Exception):
-    """The backfill cannot start as asked: one line for the operator."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,9 +60,9 @@ def find_files(paths: list[str]) -> list[Path]:
         elif path.is_file():
             found.append(path)
         else:
-            raise BackfillError(f"no such file or folder: {name}")
+            raise usage_error(f"no such file or folder: {name}")
     if not found:
-        raise BackfillError(f"no {', '.join(SUFFIXES)} files in {', '.join(paths)}")
+        raise usage_error(f"no {', '.join(SUFFIXES)} files in {', '.join(paths)}")
     return found
 
 
@@ -108,7 +107,7 @@ def read_inputs(path: Path, on_progress: Progress) -> Iterator[tuple[int, bytes]
             for index, (_, raw_input) in enumerate(inputs(data), start=1):
                 yield index, raw_input
     except (OSError, EOFError) as exc:
-        raise BackfillError(
+        raise usage_error(
             f"cannot read {path}: {exc}; fix or remove it and run again (the run resumes where it stopped)"
         ) from None
     finally:
@@ -129,9 +128,9 @@ class Checkpoint:
         except FileNotFoundError:
             return None
         except (OSError, orjson.JSONDecodeError) as exc:
-            raise BackfillError(f"the checkpoint {self.path} cannot be read ({exc}); use --restart") from None
+            raise usage_error(f"the checkpoint {self.path} cannot be read ({exc}); use --restart") from None
         if state.get("fingerprint") != self.fingerprint:
-            raise BackfillError(f"the input files changed since the checkpoint {self.path}; use --restart")
+            raise usage_error(f"the input files changed since the checkpoint {self.path}; use --restart")
         return Position(int(state["file"]), int(state["line"]))
 
     def save(self, position: Position) -> None:
@@ -151,50 +150,52 @@ def _fingerprint(files: list[Path], selection: Selection, window: tuple[int, int
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
-def _state_dir() -> Path:
-    from forwarder.local.kafka import cache_dir
+@dataclass(frozen=True)
+class BackfillRequest:
+    """``forwarder backfill``: the files, the selection and window, how to send."""
 
-    return cache_dir() / "backfill"
+    paths: list[str]
+    events: str | None
+    start: str | None
+    end: str | None
+    restart: bool
+    sending: Sending
 
 
-async def _backfill(
-    settings: Settings,
-    files: list[Path],
-    rules: MappingRules,
-    dry_run: bool,
-    api: str,
-    rate: float,
-    checkpoint: Checkpoint,
-    dead_letters_file: Path,
-) -> tuple[BatchSummary, str]:
-    start = (None if dry_run else checkpoint.load()) or Position(0, 0)
-    limiter = RateLimiter(rate)
+@dataclass(frozen=True)
+class _Run:
+    files: list[Path]
+    rules: MappingRules
+    sending: Sending
+    checkpoint: Checkpoint
+    dead_letters_file: Path
+
+
+async def _backfill(settings: BackfillSettings, run: _Run) -> tuple[BatchSummary, str]:
+    dry_run = run.sending.dry_run
+    start = (None if dry_run else run.checkpoint.load()) or Position(0, 0)
     summary = BatchSummary()
     async with contextlib.AsyncExitStack() as exits:
         processor: BatchProcessor | None = None
         where = "none (dry run)"
         if not dry_run:
             stack = await exits.enter_async_context(
-                processing_stack(settings, rules, api=api, dead_letters_file=dead_letters_file, source="backfill")
+                processing_stack(
+                    settings, run.rules, api=run.sending.api, dead_letters_file=run.dead_letters_file, source="backfill"
+                )
             )
             processor, where = stack.processor, stack.dead_letters_at
-        await _send(files, rules, settings, processor, start, checkpoint, limiter, summary)
+        await _send(run, settings, processor, start, summary)
         if not dry_run:
-            checkpoint.save(Position(len(files), 0))
+            run.checkpoint.save(Position(len(run.files), 0))
     return summary, where
 
 
 async def _send(
-    files: list[Path],
-    rules: MappingRules,
-    settings: Settings,
-    processor: BatchProcessor | None,
-    start: Position,
-    checkpoint: Checkpoint,
-    limiter: RateLimiter,
-    summary: BatchSummary,
+    run: _Run, settings: BackfillSettings, processor: BatchProcessor | None, start: Position, summary: BatchSummary
 ) -> None:
     """Reads the files from ``start`` and processes them in batches (a dry run: ``processor`` None)."""
+    files, rules, checkpoint, limiter = run.files, run.rules, run.checkpoint, RateLimiter(run.sending.rate)
     batch: list[SourceMessage] = []
     batch_bytes = 0
 
@@ -238,42 +239,60 @@ async def _send(
             await flush(Position(index, sys.maxsize))
 
 
-def backfill(
-    settings: Settings,
-    paths: list[str],
-    events: str | None,
-    start: str | None,
-    end: str | None,
-    dry_run: bool,
-    rate: float,
-    restart: bool,
-    api: str = "batch",
-) -> int:
-    files = find_files(paths)
-    selection = Selection.parse(events or settings.worker.events)
-    window = None
-    if start or end:
-        window = (parse_time(start) if start else 0, parse_time(end) if end else 2**62)
-        if window[1] <= window[0]:
-            raise BackfillError("--to must be after --from")
+def backfill(settings: BackfillSettings, request: BackfillRequest) -> int:
+    files = find_files(request.paths)
+    try:
+        selection = Selection.parse(request.events or settings.worker.events)
+        window = None
+        if request.start or request.end:
+            window = (
+                parse_time(request.start) if request.start else 0,
+                parse_time(request.end) if request.end else 2**62,
+            )
+    except ValueError as exc:
+        raise usage_error(str(exc)) from None
+    if window is not None and window[1] <= window[0]:
+        raise usage_error("--to must be after --from")
     rules = MappingRules(
         selection=selection,
         min_id_length=settings.amplitude.min_id_length,
         max_message_bytes=settings.worker.max_message_bytes,
         window=window,
     )
-    fingerprint = _fingerprint(files, selection, window, api)
-    checkpoint = Checkpoint(_state_dir() / f"{fingerprint}.json", fingerprint)
-    if restart:
+    sending = request.sending
+    fingerprint = _fingerprint(files, selection, window, sending.api)
+    checkpoint = Checkpoint(Path(settings.state.directory) / "backfill" / f"{fingerprint}.json", fingerprint)
+    if request.restart:
         checkpoint.remove()
     dead_letters_file = Path(f"backfill-dead-letters-{fingerprint}.jsonl").resolve()
     started = time.monotonic()
-    summary, where = asyncio.run(_backfill(settings, files, rules, dry_run, api, rate, checkpoint, dead_letters_file))
+    summary, where = asyncio.run(_backfill(settings, _Run(files, rules, sending, checkpoint, dead_letters_file)))
     elapsed = time.monotonic() - started
-    print_summary(summary, dry_run)
-    if not dry_run:
+    print_summary(summary, sending.dry_run)
+    if not sending.dry_run:
         rate_now = summary.read / elapsed if elapsed > 0 else 0.0
         where = where if summary.dead_lettered else "none"
         print(f"{len(files)} files in {elapsed:.1f} s ({rate_now:,.0f} events/s); dead letters: {where}")
         print(f"checkpoint: {checkpoint.path} (all done; --restart to send again)")
     return 0
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", metavar="PATH", help=".json, .jsonl or their .gz; folders are searched")
+    parser.add_argument("--events", metavar="SELECTION", help="default: FORWARDER_EVENTS")
+    parser.add_argument("--from", dest="start", metavar="ISO_TIME", help="only events at or after (event time)")
+    parser.add_argument("--to", dest="end", metavar="ISO_TIME", help="only events before (event time)")
+    parser.add_argument("--restart", action="store_true", help="ignore the checkpoint of an earlier run")
+    sending_arguments(parser)
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = load_settings(BackfillSettings)
+    logs.setup("WARNING")
+    if settings.kafka.bootstrap_servers and not args.dry_run:
+        require_kafka(settings)
+    request = BackfillRequest(args.paths, args.events, args.start, args.end, args.restart, Sending.of(args))
+    return backfill(settings, request)
+
+
+COMMAND = Command(_arguments, _run)

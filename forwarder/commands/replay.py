@@ -9,6 +9,7 @@ same insert_ids, so anything sent twice is one event in Amplitude.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import hashlib
 import logging
@@ -22,12 +23,14 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 from tqdm import tqdm
 
-from forwarder.commands.summary import print_summary
+from forwarder import logs
+from forwarder.command import Command, CommandError, require_kafka, usage_error
 from forwarder.core.pipeline import MappingRules, process_message
 from forwarder.kafka.dead_letters import LOST_TO_RETENTION, SourceRef, header_map
 from forwarder.kafka.security import client_options
 from forwarder.processing import BatchSummary, SourceMessage
-from forwarder.settings import Settings
+from forwarder.settings import ForwarderSettings, load_settings
+from forwarder.summary import print_summary
 from forwarder.wiring import processing_stack
 
 log = logging.getLogger("forwarder.commands.replay")
@@ -79,7 +82,7 @@ async def _plan(consumer: AIOKafkaConsumer, topic: str, group: str, seek_ms: int
         await consumer._client.force_metadata_update()
         partitions = consumer.partitions_for_topic(topic) or set()
     if not partitions:
-        raise SystemExit(f"topic {topic!r} does not exist or has no partitions")
+        raise CommandError(f"topic {topic!r} does not exist or has no partitions")
     tps = [TopicPartition(topic, p) for p in sorted(partitions)]
     consumer.assign(tps)
     ends = await consumer.end_offsets(tps)
@@ -139,107 +142,116 @@ async def _drive(
     return total
 
 
-def _group_id(settings: Settings, kind: str, *parts: str) -> str:
+def _group_id(settings: ForwarderSettings, kind: str, *parts: str) -> str:
     digest = hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
     return f"{settings.topics.group_id}-{kind}-{digest}"
 
 
-async def _run(
-    settings: Settings,
-    topic: str,
-    group: str,
-    seek_ms: int | None,
-    rules: MappingRules,
-    dry_run: bool,
-    api: str,
-    rate: float,
-    restart: bool,
-    keep: Callable[[ConsumerRecord], bool],
-    label: str,
-) -> BatchSummary:
+@dataclass(frozen=True)
+class Sending:
+    """How a run sends: ``--dry-run``, ``--api``, ``--rate`` (replay, replay-dlq and backfill share them)."""
+
+    dry_run: bool
+    api: str
+    rate: float
+
+    @classmethod
+    def of(cls, args: argparse.Namespace) -> Sending:
+        return cls(args.dry_run, args.api, args.rate)
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One run over a topic: where it reads from, what it keeps, how it maps and sends."""
+
+    topic: str
+    group: str
+    seek_ms: int | None
+    rules: MappingRules
+    restart: bool
+    keep: Callable[[ConsumerRecord], bool]
+    label: str
+    sending: Sending
+
+
+async def _run(settings: ForwarderSettings, run: Pass) -> BatchSummary:
     consumer = AIOKafkaConsumer(
         **client_options(settings),
-        group_id=group,
+        group_id=run.group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=16 * 1024 * 1024,
     )
     await consumer.start()
-    limiter = RateLimiter(rate)
+    limiter = RateLimiter(run.sending.rate)
+    batch = settings.worker.batch_max_messages
     try:
-        plan = await _plan(consumer, topic, group, seek_ms, restart)
-        if dry_run:
+        plan = await _plan(consumer, run.topic, run.group, run.seek_ms, run.restart)
+        if run.sending.dry_run:
 
             async def handle(records: list[ConsumerRecord]) -> BatchSummary:
                 summary = BatchSummary(messages=len(records))
                 for record in records:
-                    if keep(record):
-                        for outcome in process_message(record.value or b"", rules).outcomes:
+                    if run.keep(record):
+                        for outcome in process_message(record.value or b"", run.rules).outcomes:
                             summary.outcomes.count(outcome)
                 return summary
 
-            return await _drive(consumer, plan, handle, False, settings.worker.batch_max_messages, limiter, label)
+            return await _drive(consumer, plan, handle, False, batch, limiter, run.label)
 
-        async with processing_stack(settings, rules, api=api, source=label) as stack:
+        async with processing_stack(settings, run.rules, api=run.sending.api, source=run.label) as stack:
             processor = stack.processor
 
             async def deliver(records: list[ConsumerRecord]) -> BatchSummary:
-                wanted = [r for r in records if keep(r)]
+                wanted = [r for r in records if run.keep(r)]
                 messages = [
                     SourceMessage(SourceRef(r.topic, r.partition, r.offset, r.key), r.value or b"") for r in wanted
                 ]
                 return await processor.process(messages) if messages else BatchSummary(messages=len(records))
 
-            return await _drive(consumer, plan, deliver, True, settings.worker.batch_max_messages, limiter, label)
+            return await _drive(consumer, plan, deliver, True, batch, limiter, run.label)
     finally:
         await consumer.stop()
 
 
-def replay_window(
-    settings: Settings,
-    start: str,
-    end: str,
-    events: str | None,
-    dry_run: bool,
-    api: str,
-    rate: float,
-    slack_s: float,
-    restart: bool,
-) -> int:
+@dataclass(frozen=True)
+class ReplayRequest:
+    """``forwarder replay``: the source topic's events whose own time is in [start, end)."""
+
+    start: str
+    end: str
+    events: str | None
+    slack_s: float
+    restart: bool
+    sending: Sending
+
+
+def replay_window(settings: ForwarderSettings, request: ReplayRequest) -> int:
     from forwarder.core.select import Selection
 
-    start_ms, end_ms = parse_time(start), parse_time(end)
+    try:
+        start_ms, end_ms = parse_time(request.start), parse_time(request.end)
+        selection = Selection.parse(request.events or settings.worker.events)
+    except ValueError as exc:
+        raise usage_error(str(exc)) from None
     if end_ms <= start_ms:
-        print("forwarder replay: --to must be after --from", file=sys.stderr)
-        return 2
-    selection = Selection.parse(events or settings.worker.events)
+        raise usage_error("--to must be after --from")
     rules = MappingRules(
         selection=selection,
         min_id_length=settings.amplitude.min_id_length,
         max_message_bytes=settings.worker.max_message_bytes,
         window=(start_ms, end_ms),
     )
-    group = _group_id(settings, "replay", settings.topics.source_topic, str(start_ms), str(end_ms), selection.text, api)
-    summary = asyncio.run(
-        _run(
-            settings,
-            settings.topics.source_topic,
-            group,
-            start_ms - int(slack_s * 1000),
-            rules,
-            dry_run,
-            api,
-            rate,
-            restart,
-            lambda r: True,
-            "replay",
-        )
-    )
-    print_summary(summary, dry_run)
+    source = settings.topics.source_topic
+    api = request.sending.api
+    group = _group_id(settings, "replay", source, str(start_ms), str(end_ms), selection.text, api)
+    seek_ms = start_ms - int(request.slack_s * 1000)
+    run = Pass(source, group, seek_ms, rules, request.restart, lambda r: True, "replay", request.sending)
+    print_summary(asyncio.run(_run(settings, run)), request.sending.dry_run)
     return 0
 
 
-def replay_dead_letters(settings: Settings, reason: str | None, dry_run: bool, api: str, rate: float) -> int:
+def _replayable(reason: str | None) -> Callable[[ConsumerRecord], bool]:
     def keep(record: ConsumerRecord) -> bool:
         headers = header_map(list(record.headers or []))
         if headers.get("value_omitted"):
@@ -249,23 +261,69 @@ def replay_dead_letters(settings: Settings, reason: str | None, dry_run: bool, a
             )
             return False
         if headers.get("reason") == LOST_TO_RETENTION:
+            fields = ("source_topic", "source_partition", "first_offset", "last_offset")
             log.warning(
                 "skipping a record of offsets Kafka deleted before they were read: there is nothing to re-send",
-                extra={
-                    "fields": {
-                        k: headers.get(k) for k in ("source_topic", "source_partition", "first_offset", "last_offset")
-                    }
-                },
+                extra={"fields": {k: headers.get(k) for k in fields}},
             )
             return False
         # "invalid_field" matches "invalid_field:time"; no reason: every dead letter.
         return reason is None or headers.get("reason", "").startswith(reason)
 
+    return keep
+
+
+def replay_dead_letters(settings: ForwarderSettings, reason: str | None, sending: Sending) -> int:
     # Per reason: a run for one reason must not commit past the dead letters of another.
-    group = _group_id(settings, "replay-dlq", settings.topics.dlq_topic, reason or "*")
-    rules = settings.mapping_rules()
-    summary = asyncio.run(
-        _run(settings, settings.topics.dlq_topic, group, None, rules, dry_run, api, rate, False, keep, "replay-dlq")
-    )
-    print_summary(summary, dry_run)
+    dlq = settings.topics.dlq_topic
+    group = _group_id(settings, "replay-dlq", dlq, reason or "*")
+    run = Pass(dlq, group, None, settings.mapping_rules(), False, _replayable(reason), "replay-dlq", sending)
+    print_summary(asyncio.run(_run(settings, run)), sending.dry_run)
     return 0
+
+
+def sending_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--dry-run``, ``--api``, ``--rate``: how replay, replay-dlq and backfill send."""
+    parser.add_argument("--dry-run", action="store_true", help="send nothing; report what would be sent")
+    parser.add_argument(
+        "--api", choices=["batch", "http"], default="batch", help="Amplitude API (default: batch, for historical loads)"
+    )
+    parser.add_argument("--rate", type=float, default=2000.0, help="events per second at most (0: no limit)")
+
+
+def _replay_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--from", dest="start", required=True, metavar="ISO_TIME")
+    parser.add_argument("--to", dest="end", required=True, metavar="ISO_TIME")
+    parser.add_argument("--events", metavar="SELECTION", help="default: FORWARDER_EVENTS")
+    parser.add_argument(
+        "--slack-s",
+        type=float,
+        default=DEFAULT_SLACK_S,
+        help="seek this much before --from by record time (records are written after events)",
+    )
+    parser.add_argument("--restart", action="store_true", help="ignore the progress of an earlier, interrupted run")
+    sending_arguments(parser)
+
+
+def _run_replay(args: argparse.Namespace) -> int:
+    settings = load_settings(ForwarderSettings)
+    logs.setup("WARNING")
+    require_kafka(settings)
+    request = ReplayRequest(args.start, args.end, args.events, args.slack_s, args.restart, Sending.of(args))
+    return replay_window(settings, request)
+
+
+def _dlq_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--reason", help="only dead letters whose reason starts with this")
+    sending_arguments(parser)
+
+
+def _run_replay_dlq(args: argparse.Namespace) -> int:
+    settings = load_settings(ForwarderSettings)
+    logs.setup("WARNING")
+    require_kafka(settings)
+    return replay_dead_letters(settings, args.reason, Sending.of(args))
+
+
+REPLAY = Command(_replay_arguments, _run_replay)
+REPLAY_DLQ = Command(_dlq_arguments, _run_replay_dlq)

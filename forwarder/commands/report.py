@@ -6,6 +6,7 @@ Exit status: 0 when the totals add up (and, with ``--amplitude``, every day matc
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
 from dataclasses import dataclass
@@ -14,23 +15,26 @@ from typing import Literal
 
 import orjson
 
+from forwarder import logs
+from forwarder.amplitude.dashboard import DashboardAPI, DashboardError
+from forwarder.command import Command, CommandError, require_kafka, usage_error
 from forwarder.commands.replay import parse_time
 from forwarder.kafka.admin import partition_offsets
 from forwarder.kafka.ledger import read_ledger
 from forwarder.kafka.security import client_options
 from forwarder.ledger.amplitude_side import (
     Comparison,
-    DashboardClient,
     amplitude_counts,
     compare,
     delivered_by_type_and_day,
 )
-from forwarder.ledger.chart import draw_chart
+from forwarder.ledger.chart import ChartUnavailable, draw_chart
 from forwarder.ledger.holes import find_holes, lost_ranges
 from forwarder.ledger.records import LedgerRecord
-from forwarder.ledger.report import Grouping, Report, Window, align, build_report, csv_text, render
+from forwarder.ledger.report import Grouping, Report, Window, build_report, render
 from forwarder.ledger.settle import settle
-from forwarder.settings import Settings, SettingsError
+from forwarder.settings import ForwarderSettings, SettingsError, load_settings
+from forwarder.text import align, csv_text
 
 MISMATCH_EXIT = 3
 Format = Literal["table", "csv", "json"]
@@ -55,7 +59,7 @@ def window_of(start: str | None, end: str | None) -> Window:
     return window
 
 
-async def reconcile(settings: Settings, by: Grouping, window: Window, amplitude: bool) -> Reconciliation:
+async def reconcile(settings: ForwarderSettings, by: Grouping, window: Window, amplitude: bool) -> Reconciliation:
     records, skipped = await read_ledger(client_options(settings), settings.topics.ledger_topic)
     settled = settle(records)
     report = build_report(settled, by, window, skipped=skipped, superseded=len(records) - len(settled))
@@ -66,7 +70,7 @@ async def reconcile(settings: Settings, by: Grouping, window: Window, amplitude:
     return Reconciliation(report, comparisons, settled)
 
 
-async def _committed(settings: Settings, topics: tuple[str, ...]) -> dict[tuple[str, int], int]:
+async def _committed(settings: ForwarderSettings, topics: tuple[str, ...]) -> dict[tuple[str, int], int]:
     """The worker group's committed offset per partition of ``topics`` (partitions it never committed left out)."""
     committed: dict[tuple[str, int], int] = {}
     for topic in topics:
@@ -75,7 +79,7 @@ async def _committed(settings: Settings, topics: tuple[str, ...]) -> dict[tuple[
     return committed
 
 
-async def _amplitude_side(settings: Settings, settled: list[LedgerRecord], window: Window) -> list[Comparison]:
+async def _amplitude_side(settings: ForwarderSettings, settled: list[LedgerRecord], window: Window) -> list[Comparison]:
     key, secret = settings.amplitude.api_key, settings.amplitude.secret_key
     if key is None or secret is None:
         missing = [name for name, v in (("AMPLITUDE_API_KEY", key), ("AMPLITUDE_SECRET_KEY", secret)) if v is None]
@@ -86,7 +90,7 @@ async def _amplitude_side(settings: Settings, settled: list[LedgerRecord], windo
         days_by_type.setdefault(event_type, set()).add(day)
     if not days_by_type:
         return []
-    client = DashboardClient(settings.amplitude.dashboard_base_url, key.get_secret_value(), secret.get_secret_value())
+    client = DashboardAPI(settings.amplitude.dashboard_base_url, key, secret)
     try:
         counted = await amplitude_counts(client, days_by_type)
     finally:
@@ -143,7 +147,7 @@ def print_reconciliation(result: Reconciliation, fmt: Format) -> None:
 
 
 def run_report(
-    settings: Settings,
+    settings: ForwarderSettings,
     start: str | None,
     end: str | None,
     by: Grouping,
@@ -154,12 +158,40 @@ def run_report(
     try:
         window = window_of(start, end)
     except ValueError as exc:
-        print(f"forwarder report: {exc}", file=sys.stderr)
-        return 2
-    result = asyncio.run(reconcile(settings, by, window, amplitude))
+        raise usage_error(str(exc)) from None
+    try:
+        result = asyncio.run(reconcile(settings, by, window, amplitude))
+    except (DashboardError, LookupError) as exc:
+        raise CommandError(str(exc)) from None
     print_reconciliation(result, fmt)
     if chart:
         title = f"MoEngage -> Amplitude by {by}" + (f", {start} to {end}" if start or end else "")
-        path = draw_chart(result.report, Path(chart), title)
+        try:
+            path = draw_chart(result.report, Path(chart), title)
+        except ChartUnavailable as exc:
+            raise usage_error(str(exc)) from None
         print(f"chart: {path}", file=sys.stderr)
     return 0 if result.holds else MISMATCH_EXIT
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--from", dest="start", metavar="ISO_TIME", help="events whose own time is from here")
+    parser.add_argument("--to", dest="end", metavar="ISO_TIME", help="... up to here (exclusive)")
+    parser.add_argument("--by", choices=["campaign", "code", "hour", "day"], default="campaign")
+    parser.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    parser.add_argument("--chart", metavar="PATH.png", help="also draw the report as stacked bars")
+    parser.add_argument(
+        "--amplitude",
+        action="store_true",
+        help="also ask Amplitude's Dashboard API what it counted, per event type and day",
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = load_settings(ForwarderSettings)
+    logs.setup("WARNING")
+    require_kafka(settings)
+    return run_report(settings, args.start, args.end, args.by, args.format, args.chart, args.amplitude)
+
+
+COMMAND = Command(_arguments, _run)

@@ -6,18 +6,23 @@ the same way (the worker's size limit aside: a file may be larger than a message
 
 from __future__ import annotations
 
+import argparse
 import io
 import itertools
+import json
 import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from forwarder.command import Command, CommandError, usage_error
 from forwarder.core.counting import OutcomeCounter
 from forwarder.core.decode import DecodeError, load_json
+from forwarder.core.identify import AMPLITUDE_DEFAULT_MIN_ID_LENGTH
 from forwarder.core.outcomes import EventWarning, Forwarded, Invalid
 from forwarder.core.pipeline import MappingRules, process_message
+from forwarder.core.select import Selection
 
 
 def _is_record(line: bytes) -> bool:
@@ -100,3 +105,45 @@ def read_input(path: str | None) -> bytes:
         return sys.stdin.buffer.read()
     with open(path, "rb") as handle:
         return handle.read()
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", nargs="?", help="a file; standard input when absent or '-'")
+    parser.add_argument(
+        "--events",
+        default="all",
+        metavar="SELECTION",
+        help="codes, channels, types or 'all' (default), comma-separated",
+    )
+    parser.add_argument("--min-id-length", type=int, default=AMPLITUDE_DEFAULT_MIN_ID_LENGTH, metavar="N")
+    parser.add_argument("--summary", metavar="PATH", help="write outcome counts as JSON to PATH")
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        selection = Selection.parse(args.events)
+    except ValueError as exc:
+        raise usage_error(f"--events: {exc}") from None
+    if args.min_id_length < 1:
+        raise usage_error("--min-id-length must be at least 1")
+    try:
+        data = read_input(args.input)
+    except OSError as exc:
+        raise usage_error(f"cannot read {args.input}: {exc.strerror}") from None
+    if (note := selection.describe_extra()) is not None:
+        print(f"forwarder transform: --events: {note}", file=sys.stderr)
+    counts = transform(
+        data, MappingRules(selection=selection, min_id_length=args.min_id_length), sys.stdout.buffer, sys.stderr
+    )
+    sys.stdout.buffer.flush()
+    if args.summary:
+        try:
+            with open(args.summary, "w", encoding="utf-8") as handle:
+                json.dump(counts.summary(), handle, indent=2)
+                handle.write("\n")
+        except OSError as exc:
+            raise CommandError(f"cannot write {args.summary}: {exc.strerror}") from None
+    return 0
+
+
+COMMAND = Command(_arguments, _run)

@@ -22,6 +22,8 @@ from typing import Protocol
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from forwarder.kafka.order import OffsetRange
+
 HEADER_PREFIX = "dlq."
 # A record of source offsets Kafka deleted before they were read: its value describes the range, not an event.
 LOST_TO_RETENTION = "lost_to_retention"
@@ -132,3 +134,16 @@ class FileDeadLetterWriter:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+
+
+def lost_range_record(lost: OffsetRange, retention_ms: int | None) -> DeadLetterRecord:
+    """One dead letter per lost range: the bytes are gone, so its value says what was lost."""
+    value = orjson.dumps(lost.loss_fields(retention_ms))
+    key = f"{lost.topic}/{lost.partition}/{lost.first}-{lost.last}".encode()
+    return DeadLetterRecord(
+        value,
+        SourceRef(lost.topic, lost.partition, lost.first, key),
+        LOST_TO_RETENTION,
+        last_offset=lost.last,
+        detail=f"{lost.count} records deleted by Kafka before they were read",
+    )

@@ -18,7 +18,7 @@ the committed offset itself dropped. So every agent asks the ``OffsetGuard`` bef
   and the ``CommitWatch`` reports a commit that cannot move.
 
 The consumer side (where reading began, seeking, the log start, letting the commit pass lost offsets) is the
-fork's consumer (``forwarder.worker.fastpath``); here it is a protocol, so the rules run without faust.
+fork's consumer (``forwarder.kafka.fastpath``); here it is a protocol, so the rules run without faust.
 """
 
 from __future__ import annotations

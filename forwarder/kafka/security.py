@@ -9,10 +9,10 @@ import ssl
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from forwarder.settings import Settings
+    from forwarder.settings import HasKafka
 
 
-def ssl_context(settings: Settings) -> ssl.SSLContext | None:
+def ssl_context(settings: HasKafka) -> ssl.SSLContext | None:
     if not settings.kafka.security_protocol.endswith("SSL"):
         return None
     context = ssl.create_default_context(cafile=settings.kafka.ssl_cafile)
@@ -22,7 +22,7 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
-def client_options(settings: Settings) -> dict[str, Any]:
+def client_options(settings: HasKafka) -> dict[str, Any]:
     """Keyword arguments for aiokafka's producer, consumer and admin clients."""
     options: dict[str, Any] = {
         "bootstrap_servers": settings.kafka.bootstrap_servers,
@@ -40,7 +40,7 @@ def client_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
-def faust_credentials(settings: Settings) -> Any:
+def faust_credentials(settings: HasKafka) -> Any:
     import faust
 
     context = ssl_context(settings)

@@ -14,7 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from forwarder.kafka.admin import Connection, create_topic, options_of
-from forwarder.settings import Settings
+from forwarder.settings import TopicsSettings
 
 HOUR_MS = 3600 * 1000
 
@@ -27,7 +27,7 @@ class TopicSpec:
     config: dict[str, str]
 
 
-def desired_topics(settings: Settings) -> list[TopicSpec]:
+def desired_topics(settings: TopicsSettings) -> list[TopicSpec]:
     def spec(name: str, retention_hours: float) -> TopicSpec:
         config = {"cleanup.policy": "delete", "retention.ms": str(int(retention_hours * HOUR_MS))}
         return TopicSpec(name, settings.topics.topic_partitions, settings.topics.topic_replication, config)

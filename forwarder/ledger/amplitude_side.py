@@ -17,23 +17,16 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-import httpx
 import orjson
 
+from forwarder.amplitude.dashboard import DashboardAPI, DashboardError
 from forwarder.core.mapping import SOURCE
 from forwarder.ledger.records import LIVE_SOURCES, LedgerRecord
 from forwarder.ledger.report import Window
 
 SEGMENTATION_PATH = "/api/2/events/segmentation"
-# Amplitude runs at most 5 Dashboard API requests of a project at once (all endpoints together).
-MAX_CONCURRENT = 4
-RETRIES_429 = 5
 
 TypeDay = tuple[str, str]  # (event type, YYYY-MM-DD)
-
-
-class DashboardError(RuntimeError):
-    """The Dashboard API could not answer: one line, without the credentials."""
 
 
 @dataclass(frozen=True)
@@ -104,49 +97,26 @@ def compare(delivered: Delivered, counted: dict[TypeDay, int]) -> list[Compariso
     ]
 
 
-class DashboardClient:
-    def __init__(self, base_url: str, api_key: str, secret_key: str, timeout_s: float = 30.0) -> None:
-        self._http = httpx.AsyncClient(base_url=base_url, auth=(api_key, secret_key), timeout=timeout_s)
-        self._gate = asyncio.Semaphore(MAX_CONCURRENT)
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    async def daily_counts(self, event_type: str, first_day: str, last_day: str) -> dict[str, int]:
-        """Events of ``event_type`` with ``$source`` = MOENGAGE, per day (YYYY-MM-DD) in [first_day, last_day]."""
-        query = {
-            "event_type": event_type,
-            "filters": [
-                {"subprop_type": "event", "subprop_key": "$source", "subprop_op": "is", "subprop_value": [SOURCE]}
-            ],
-        }
-        params = {
-            "e": orjson.dumps(query).decode(),
-            "start": first_day.replace("-", ""),
-            "end": last_day.replace("-", ""),
-            "m": "totals",
-            "i": "1",
-        }
-        async with self._gate:
-            for attempt in range(RETRIES_429 + 1):
-                try:
-                    response = await self._http.get(SEGMENTATION_PATH, params=params)
-                except httpx.HTTPError as exc:
-                    raise DashboardError(f"cannot reach the Amplitude Dashboard API: {type(exc).__name__}") from None
-                if response.status_code != 429 or attempt == RETRIES_429:
-                    break
-                await asyncio.sleep(min(60.0, 2.0**attempt))
-        if response.status_code in (401, 403):
-            raise DashboardError(
-                "the Amplitude Dashboard API refused AMPLITUDE_API_KEY / AMPLITUDE_SECRET_KEY "
-                f"(HTTP {response.status_code})"
-            )
-        if response.status_code != 200:
-            raise DashboardError(
-                f"the Amplitude Dashboard API answered HTTP {response.status_code} for {event_type!r}: "
-                + response.text[:200].replace("\n", " ")
-            )
-        return _series(response.content, event_type)
+async def daily_counts(api: DashboardAPI, event_type: str, first_day: str, last_day: str) -> dict[str, int]:
+    """Events of ``event_type`` with ``$source`` = MOENGAGE, per day (YYYY-MM-DD) in [first_day, last_day]."""
+    query = {
+        "event_type": event_type,
+        "filters": [{"subprop_type": "event", "subprop_key": "$source", "subprop_op": "is", "subprop_value": [SOURCE]}],
+    }
+    params = {
+        "e": orjson.dumps(query).decode(),
+        "start": first_day.replace("-", ""),
+        "end": last_day.replace("-", ""),
+        "m": "totals",
+        "i": "1",
+    }
+    response = await api.get(SEGMENTATION_PATH, params)
+    if response.status_code != 200:
+        raise DashboardError(
+            f"the Amplitude Dashboard API answered HTTP {response.status_code} for {event_type!r}: "
+            + response.text[:200].replace("\n", " ")
+        )
+    return _series(response.content, event_type)
 
 
 def _series(body: bytes, event_type: str) -> dict[str, int]:
@@ -159,10 +129,10 @@ def _series(body: bytes, event_type: str) -> dict[str, int]:
         raise DashboardError(f"unexpected Dashboard API answer for {event_type!r}: {exc}") from None
 
 
-async def amplitude_counts(client: DashboardClient, days_by_type: dict[str, set[str]]) -> dict[TypeDay, int]:
+async def amplitude_counts(api: DashboardAPI, days_by_type: dict[str, set[str]]) -> dict[TypeDay, int]:
     """Per event type, its days asked in spans of at most ``MAX_SPAN_DAYS`` (a long ledger stays in bounds)."""
     questions = [(t, first, last) for t, days in sorted(days_by_type.items()) for first, last in spans(days)]
-    answers = await asyncio.gather(*(client.daily_counts(t, first, last) for t, first, last in questions))
+    answers = await asyncio.gather(*(daily_counts(api, t, first, last) for t, first, last in questions))
     return {(t, day): n for (t, _, _), by_day in zip(questions, answers, strict=True) for day, n in by_day.items()}
 
 

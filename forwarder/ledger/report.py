@@ -8,8 +8,6 @@ traffic).
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,11 +15,12 @@ from typing import Any, Literal
 
 import orjson
 
-from forwarder.commands.summary import balance_line
 from forwarder.core.counting import NO_HOUR, OutcomeCounter
 from forwarder.core.slot import HOUR_MS
 from forwarder.kafka.order import OffsetRange
 from forwarder.ledger.records import LIVE_SOURCES, LedgerRecord
+from forwarder.summary import balance_line
+from forwarder.text import align, csv_text
 
 Grouping = Literal["campaign", "code", "hour", "day"]
 GROUPINGS: tuple[Grouping, ...] = ("campaign", "code", "hour", "day")
@@ -184,23 +183,6 @@ def _why(row: Row) -> str:
         for reason, n in sorted(row.live.reasons(outcome).items(), key=lambda item: -item[1])
     ]
     return ", ".join(parts)
-
-
-def align(lines: Sequence[Sequence[str]], text_columns: int) -> list[str]:
-    """Lines as columns: the first ``text_columns`` to the left, numbers to the right, the last one free text."""
-    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
-    out = []
-    for line in lines:
-        cells = [c.ljust(w) for c, w in zip(line[:text_columns], widths, strict=False)]
-        cells += [c.rjust(w) for c, w in zip(line[text_columns:-1], widths[text_columns:-1], strict=True)]
-        out.append("  ".join([*cells, line[-1]]).rstrip())
-    return out
-
-
-def csv_text(lines: Sequence[Sequence[object]]) -> str:
-    out = io.StringIO()
-    csv.writer(out, lineterminator="\n").writerows(lines)
-    return out.getvalue().rstrip("\n")
 
 
 def _table(report: Report) -> str:

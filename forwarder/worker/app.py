@@ -24,16 +24,16 @@ from typing import Any
 import faust
 
 from forwarder.amplitude.delivery import FatalDeliveryError
+from forwarder.health import Health, serve_health
 from forwarder.kafka.dead_letters import header_map
+from forwarder.kafka.fastpath import GuardedApp
+from forwarder.kafka.options import WorkerTiming, faust_options
 from forwarder.kafka.order import OffsetRange
 from forwarder.kafka.security import client_options
-from forwarder.metrics import Metrics
 from forwarder.settings import WorkerSettings
 from forwarder.wiring import processing_stack
 from forwarder.worker.acks import AckLoop
-from forwarder.worker.fastpath import GuardedApp
-from forwarder.worker.health import Health, serve_health
-from forwarder.worker.options import faust_options
+from forwarder.worker.metrics import Metrics
 from forwarder.worker.progress import Progress
 from forwarder.worker.watchdog import KafkaSide, LossReporter, Watchdog
 
@@ -106,7 +106,16 @@ def create_app(
     health = health or Health()
     app = ForwarderApp(
         settings.topics.group_id,
-        **faust_options(settings, settings.topics.group_id, settings.worker.web_port),
+        **faust_options(
+            settings,
+            settings.topics.group_id,
+            WorkerTiming(
+                settings.worker.web_host,
+                settings.worker.web_port,
+                settings.worker.session_timeout_s,
+                settings.worker.commit_interval_s,
+            ),
+        ),
         # faust buffers up to 4,096 messages per stream by default: with 100-event Streams bodies (~55 KB)
         # that is ~225 MB before any work. A batch and a half keeps the agent fed and memory bounded: measured
         # with a 1,000,000-event backlog and 4 runs in flight, 2 batches: 18,700 events/s, peak RSS 299 MB;
@@ -150,7 +159,7 @@ def create_app(
     async def run(stream: Any, topic: str, name: str, wait_until_due: bool, source: str) -> None:
         def observe(status: str, seconds: float) -> None:
             metrics.observe_request(status, seconds)
-            health.amplitude_answered(status)
+            health.upstream_answered(status)
 
         stack = processing_stack(
             settings, settings.mapping_rules(), metrics=metrics, on_answer=observe, park_throttled=True, source=source

@@ -23,19 +23,23 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
-from forwarder.kafka.dead_letters import LOST_TO_RETENTION, DeadLetterRecord, DeadLetterWriter, SourceRef
+from forwarder.health import Health
+from forwarder.kafka.dead_letters import (
+    LOST_TO_RETENTION,
+    DeadLetterRecord,
+    DeadLetterWriter,
+    lost_range_record,
+)
 from forwarder.kafka.ledger import LedgerWriter
+from forwarder.kafka.lost_offsets import LossWatch, PullCounter, Suspect
 from forwarder.kafka.order import CommitWatch, OffsetRange, Pending
 from forwarder.ledger.records import LedgerRecord
-from forwarder.metrics import Metrics
-from forwarder.worker.health import Health
-from forwarder.worker.lost_offsets import LossWatch, PullCounter, Suspect
+from forwarder.worker.metrics import Metrics
 from forwarder.worker.progress import Partition, Progress
 
 log = logging.getLogger("forwarder.watchdog")
@@ -129,19 +133,6 @@ class KafkaSide:
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
-
-
-def lost_range_record(lost: OffsetRange, retention_ms: int | None) -> DeadLetterRecord:
-    """One dead letter per lost range: the bytes are gone, so its value says what was lost."""
-    value = orjson.dumps(lost.loss_fields(retention_ms))
-    key = f"{lost.topic}/{lost.partition}/{lost.first}-{lost.last}".encode()
-    return DeadLetterRecord(
-        value,
-        SourceRef(lost.topic, lost.partition, lost.first, key),
-        LOST_TO_RETENTION,
-        last_offset=lost.last,
-        detail=f"{lost.count} records deleted by Kafka before they were read",
-    )
 
 
 class LossReporter:

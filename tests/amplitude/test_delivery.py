@@ -6,10 +6,10 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from devkit.amplitude import AmplitudeService, Faults
 from forwarder.amplitude.client import AmplitudeClient
 from forwarder.amplitude.delivery import Backoff, Deliverer, FatalDeliveryError
 from forwarder.amplitude.limits import HTTP_V2, ApiLimits
-from forwarder.local.amplitude import AmplitudeService, Faults
 from tests.helpers import forwarded
 
 KEY = "test-key"

@@ -12,8 +12,8 @@ from aiokafka.partitioner import DefaultPartitioner
 from forwarder.cohorts.changelog import ChangelogStore
 from forwarder.cohorts.state import encode_value, member_key, meta_key
 from forwarder.kafka.admin import create_topics
+from tests.kafka.test_fastpath import FAUST_VERSION
 from tests.kafka_helpers import read_all
-from tests.worker.test_fastpath import FAUST_VERSION
 
 # The faust code whose behaviour forwarder/cohorts/changelog.py reproduces (how a table writes its changelog) or
 # relies on (how the memory store recovers from it).

@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
-from forwarder.commands.cohorts_demo import CohortRig, cohort_rig, demo_members
-from forwarder.local.moengage import MoEngageFaults
-from forwarder.worker.observe import wait_until_committed
+from devkit.cohorts_demo import CohortRig, cohort_rig, demo_members
+from devkit.moengage import MoEngageFaults
+from devkit.observe import wait_until_committed
 
 pytestmark = pytest.mark.kafka
 

@@ -6,9 +6,9 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from devkit.moengage import MoEngageFaults, MoEngageService
 from forwarder.cohorts.moengage import MoEngageClient, MoEngageFatal, RateLimit
 from forwarder.cohorts.requests import bodies
-from forwarder.local.moengage import MoEngageFaults, MoEngageService
 
 
 class Sleeps:

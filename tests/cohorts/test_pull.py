@@ -9,9 +9,10 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from devkit.amplitude import AmplitudeService
+from forwarder.amplitude.dashboard import DashboardAPI, DashboardError
 from forwarder.cohorts.members import export_members
-from forwarder.cohorts.pull import CohortExports, ExportError, read_rows
-from forwarder.local.amplitude import AmplitudeService
+from forwarder.cohorts.pull import CohortExports, read_rows
 
 BASE = "http://amplitude.local"
 
@@ -21,14 +22,10 @@ async def _no_sleep(seconds: float) -> None:
 
 
 def exports(service: AmplitudeService, secret: str = "s3cret") -> CohortExports:  # noqa: S107
-    return CohortExports(
-        BASE,
-        SecretStr("test-key"),
-        SecretStr(secret),
-        poll_s=0.01,
-        sleep=_no_sleep,
-        transport=httpx.ASGITransport(app=service.app),
+    api = DashboardAPI(
+        BASE, SecretStr("test-key"), SecretStr(secret), sleep=_no_sleep, transport=httpx.ASGITransport(app=service.app)
     )
+    return CohortExports(api, poll_s=0.01)
 
 
 async def define(service: AmplitudeService, members: list[dict[str, object]]) -> None:
@@ -81,7 +78,7 @@ async def test_the_file_host_refuses_a_client_that_forwards_credentials() -> Non
 async def test_wrong_credentials_are_one_line_that_names_the_settings_not_the_secret() -> None:
     service = AmplitudeService(api_keys={"test-key"}, secret_key="s3cret")
     client = exports(service, secret="not-the-secret")
-    with pytest.raises(ExportError) as raised:
+    with pytest.raises(DashboardError) as raised:
         await client.cohorts()
     await client.aclose()
     assert "AMPLITUDE_SECRET_KEY" in str(raised.value)

@@ -7,13 +7,13 @@ import httpx
 import orjson
 from pydantic import SecretStr
 
+from devkit.moengage import MoEngageService
 from forwarder.cohorts.members import parse_webhook
 from forwarder.cohorts.moengage import MoEngageClient
 from forwarder.cohorts.records import SnapshotPart, WebhookChange
 from forwarder.cohorts.state import Store
 from forwarder.cohorts.sync import CohortSyncer
 from forwarder.kafka.dead_letters import DeadLetterRecord, SourceRef
-from forwarder.local.moengage import MoEngageService
 
 
 class DeadLetters:

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import pytest
 
-from forwarder.local.traffic import streams_requests
+from devkit.traffic import streams_requests
 from tests.worker.test_worker_faults import sendable
 
 BATCH = 1000  # FORWARDER_BATCH_MAX_MESSAGES: one export line is one message
@@ -39,7 +39,7 @@ def backfill_env(url: str, tmp_path: Path) -> dict[str, str]:
         "AMPLITUDE_API_KEY": "test-key",
         "AMPLITUDE_API_URL": url,
         "FORWARDER_BATCH_MAX_MESSAGES": str(BATCH),
-        "FORWARDER_CACHE_DIR": str(tmp_path / "cache"),
+        "FORWARDER_STATE_DIR": str(tmp_path / "state"),
     }
 
 

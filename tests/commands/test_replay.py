@@ -15,14 +15,14 @@ import httpx
 import orjson
 import pytest
 
+from devkit.amplitude import ServiceThread
 from forwarder.core import Forwarded, MappingRules, process_event
-from forwarder.ingest.app import KafkaSink, RefusedBodies, create_ingest_app
-from forwarder.ingest.auth import Credentials
+from forwarder.ingest.app import RefusedBodies, create_ingest_app
+from forwarder.intake.auth import Credentials
+from forwarder.intake.sink import KafkaSink
 from forwarder.kafka.admin import create_topics
-from forwarder.kafka.dead_letters import DeadLetterRecord, DeadLetterWriter, SourceRef, header_map
+from forwarder.kafka.dead_letters import DeadLetterRecord, DeadLetterWriter, SourceRef, header_map, lost_range_record
 from forwarder.kafka.order import OffsetRange
-from forwarder.local.amplitude import ServiceThread
-from forwarder.worker.watchdog import lost_range_record
 from tests.kafka_helpers import produce, read_all
 
 pytestmark = pytest.mark.kafka

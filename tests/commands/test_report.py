@@ -13,9 +13,9 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from devkit.observe import wait_until_committed
 from forwarder.kafka.admin import create_topics
 from forwarder.ledger.records import LedgerRecord
-from forwarder.worker.observe import wait_until_committed
 from tests.commands.test_replay import run_cli
 from tests.kafka_helpers import produce
 from tests.worker.test_worker_delivery import worker_env

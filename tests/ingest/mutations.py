@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 from hypothesis import strategies as st
 
-from forwarder.local.traffic import streams_requests
+from devkit.traffic import streams_requests
 
 SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "samples" / "streams-request.json"
 CORPUS: list[dict[str, Any]] = [

@@ -15,15 +15,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from devkit.amplitude import ServiceThread
+from devkit.kafka import LocalKafka
+from devkit.observe import scrape_outcomes, wait_until_committed
+from devkit.traffic import streams_requests
 from forwarder.core.decode import DecodeError, load_json
-from forwarder.ingest.app import KafkaSink, RefusedBodies, create_ingest_app
-from forwarder.ingest.auth import Credentials
+from forwarder.ingest.app import RefusedBodies, create_ingest_app
+from forwarder.intake.auth import Credentials
+from forwarder.intake.sink import KafkaSink
 from forwarder.kafka.admin import create_topics
 from forwarder.kafka.dead_letters import header_map
-from forwarder.local.amplitude import ServiceThread
-from forwarder.local.kafka import LocalKafka
-from forwarder.local.traffic import streams_requests
-from forwarder.worker.observe import scrape_outcomes, wait_until_committed
 from tests.ingest.mutations import mutated_body
 from tests.kafka_helpers import read_all
 from tests.worker.test_worker_delivery import worker_env

@@ -13,8 +13,8 @@ import pytest
 from faust.transport.consumer import Consumer as FaustConsumer
 from faust.types import TP
 
+from forwarder.kafka.fastpath import advance
 from forwarder.kafka.order import CommitWatch, OffsetGuard, OffsetRange, Pending, Verdict
-from forwarder.worker.fastpath import advance
 
 TOPIC = "src"
 

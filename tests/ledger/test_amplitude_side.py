@@ -9,19 +9,20 @@ from datetime import UTC, date, datetime, timedelta
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
+from devkit.amplitude import AmplitudeService, Faults, ServiceThread
+from forwarder.amplitude.dashboard import DashboardAPI, DashboardError
 from forwarder.ledger.amplitude_side import (
     Comparison,
-    DashboardClient,
-    DashboardError,
     amplitude_counts,
     compare,
+    daily_counts,
     delivered_by_type_and_day,
     spans,
 )
 from forwarder.ledger.records import LedgerRecord
 from forwarder.ledger.report import Window
-from forwarder.local.amplitude import AmplitudeService, Faults, ServiceThread
 
 TYPES = {"MOE_EMAIL_SENT": "Email Sent", "MOE_PUSH_CLICKED": "Notification Clicked"}
 DAY0 = 1_795_824_000  # 2026-11-28T00:00Z
@@ -88,7 +89,7 @@ def test_the_report_flags_exactly_the_days_where_amplitude_lost_accepted_events(
         delivered = delivered_by_type_and_day([ledger_of(sent)], Window())
 
         async def ask() -> dict[tuple[str, str], int]:
-            client = DashboardClient(url, "key-1", "secret-1")
+            client = DashboardAPI(url, SecretStr("key-1"), SecretStr("secret-1"))
             try:
                 return await amplitude_counts(
                     client, {t: {d for tt, d in delivered.live if tt == t} for t, _ in delivered.live}
@@ -117,9 +118,9 @@ def test_wrong_credentials_are_one_line_without_the_secret() -> None:
     try:
 
         async def ask() -> None:
-            client = DashboardClient(url, "key-1", "wrong-secret-9")
+            client = DashboardAPI(url, SecretStr("key-1"), SecretStr("wrong-secret-9"))
             try:
-                await client.daily_counts("Email Sent", "2026-11-28", "2026-11-28")
+                await daily_counts(client, "Email Sent", "2026-11-28", "2026-11-28")
             finally:
                 await client.aclose()
 

@@ -12,15 +12,15 @@ import orjson
 import pytest
 from pydantic import SecretStr
 
+from devkit.amplitude import AmplitudeService
 from forwarder.amplitude.client import AmplitudeClient
 from forwarder.amplitude.delivery import Deliverer, FatalDeliveryError
 from forwarder.amplitude.limits import LIMITS
 from forwarder.core import MappingRules
 from forwarder.kafka.dead_letters import DeadLetterRecord, SourceRef
-from forwarder.local.amplitude import AmplitudeService
-from forwarder.metrics import Metrics
 from forwarder.processing import BatchProcessor, BatchSummary, Prepared, SourceMessage
 from forwarder.worker.acks import AckLoop, source_messages
+from forwarder.worker.metrics import Metrics
 
 
 @dataclass

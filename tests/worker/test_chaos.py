@@ -25,11 +25,11 @@ import httpx
 import orjson
 import pytest
 
+from devkit.observe import wait_until_committed
+from devkit.traffic import streams_requests
 from forwarder.core.keys import partition_key
 from forwarder.kafka.admin import create_topics
 from forwarder.kafka.dead_letters import header_map
-from forwarder.local.traffic import streams_requests
-from forwarder.worker.observe import wait_until_committed
 from tests.conftest import WorkerProcess
 from tests.kafka_helpers import produce, read_all
 from tests.worker.test_worker_delivery import worker_env

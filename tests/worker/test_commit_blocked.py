@@ -14,10 +14,10 @@ import httpx
 import orjson
 import pytest
 
+from devkit.kafka import free_port
+from devkit.observe import wait_until_committed
+from devkit.traffic import streams_requests
 from forwarder.kafka.admin import create_topics, partition_offsets
-from forwarder.local.kafka import free_port
-from forwarder.local.traffic import streams_requests
-from forwarder.worker.observe import wait_until_committed
 from tests.conftest import WorkerProcess
 from tests.kafka_helpers import produce
 from tests.worker.test_worker_delivery import worker_env

@@ -29,13 +29,13 @@ from pathlib import Path
 import orjson
 import pytest
 
+from devkit.kafka import free_port
+from devkit.observe import wait_until_committed
 from forwarder.core.keys import partition_key
 from forwarder.kafka.admin import create_topics, partition_offsets
 from forwarder.kafka.dead_letters import LOST_TO_RETENTION, header_map
 from forwarder.kafka.ledger import read_ledger
 from forwarder.ledger.holes import find_holes
-from forwarder.local.kafka import free_port
-from forwarder.worker.observe import wait_until_committed
 from tests.conftest import ROOT, WorkerProcess
 from tests.kafka_helpers import produce, read_all
 from tests.worker.test_chaos import wait_until_answering

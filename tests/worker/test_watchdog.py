@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from forwarder.health import Health
 from forwarder.kafka.dead_letters import DeadLetterRecord, header_map
+from forwarder.kafka.lost_offsets import LossWatch, PullCounter
 from forwarder.kafka.order import OffsetRange, Pending
-from forwarder.metrics import Metrics
-from forwarder.worker.health import Health
-from forwarder.worker.lost_offsets import LossWatch, PullCounter
+from forwarder.worker.metrics import Metrics
 from forwarder.worker.progress import Progress
 from forwarder.worker.watchdog import Watchdog
 

@@ -15,14 +15,14 @@ from typing import Any
 import orjson
 import pytest
 
+from devkit.kafka import LocalKafka
+from devkit.observe import scrape_outcomes, wait_until_committed
+from devkit.traffic import streams_requests
 from forwarder.core import Dropped, Filtered, Forwarded, MappingRules, process_event
 from forwarder.core.keys import partition_key
 from forwarder.kafka.admin import create_topics, partition_offsets
 from forwarder.kafka.dead_letters import header_map
 from forwarder.kafka.ledger import read_ledger
-from forwarder.local.kafka import LocalKafka
-from forwarder.local.traffic import streams_requests
-from forwarder.worker.observe import scrape_outcomes, wait_until_committed
 from tests.kafka_helpers import produce, read_all
 from tests.worker.test_worker_delivery import worker_env
 

@@ -14,9 +14,9 @@ import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
+from devkit.observe import wait_until_committed
 from forwarder.kafka.admin import create_topics
 from forwarder.kafka.dead_letters import header_map
-from forwarder.worker.observe import wait_until_committed
 from tests.kafka_helpers import read_all
 from tests.worker.test_worker_delivery import worker_env
 

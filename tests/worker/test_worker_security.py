@@ -11,9 +11,9 @@ import sys
 import orjson
 import pytest
 
+from devkit.kafka import LocalKafka
+from devkit.observe import wait_until_committed
 from forwarder.kafka.admin import create_topics
-from forwarder.local.kafka import LocalKafka
-from forwarder.worker.observe import wait_until_committed
 from tests.kafka_helpers import produce
 from tests.worker.test_worker_delivery import worker_env
 

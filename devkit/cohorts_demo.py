@@ -26,13 +26,15 @@ from typing import Any
 
 import httpx
 
-from forwarder.ingest.app import CohortRoute, KafkaSink, create_ingest_app
-from forwarder.ingest.auth import Credentials
+from devkit.amplitude import AmplitudeService, ServiceThread
+from devkit.kafka import broker_for, free_port, stop_pid
+from devkit.moengage import MoEngageService
+from devkit.observe import wait_until_committed
+from forwarder.cohorts.webhook import CohortRoute
+from forwarder.ingest.app import create_ingest_app
+from forwarder.intake.auth import Credentials
+from forwarder.intake.sink import KafkaSink
 from forwarder.kafka.admin import create_topics
-from forwarder.local.amplitude import AmplitudeService, ServiceThread
-from forwarder.local.kafka import broker_for, free_port, stop_pid
-from forwarder.local.moengage import MoEngageService
-from forwarder.worker.observe import wait_until_committed
 
 API_KEY, SECRET_KEY = "demo-key", "demo-secret"
 WORKSPACE, DATA_KEY = "demo-workspace", "demo-data-key"
@@ -159,7 +161,7 @@ def cohort_rig(servers: str, workdir: Path, partitions: int = 2, **service_optio
     runners = [
         ServiceThread(amplitude.app),
         ServiceThread(moengage.app),
-        ServiceThread(create_ingest_app(sink, Credentials(), cohorts=route)),
+        ServiceThread(create_ingest_app(sink, Credentials(), mounts=[route])),
     ]
     amplitude_url, moengage_url, ingest_url = (runner.start() for runner in runners)
     env = {

@@ -2,22 +2,36 @@
 
 Manual acks are the agents' business; here: ``CrashingSupervisor`` (a failure never lets later offsets be acked),
 ``stream_wait_empty=False`` (a stuck request cannot block shutdown; the unacked work is replayed), the earliest
-offset for a new group, acks from every in-sync replica, and the group's timing from the settings.
+offset for a new group, acks from every in-sync replica, and the group's timing, which each worker takes from its
+own settings (``FORWARDER_*`` for the forwarder, ``COHORTS_*`` for the cohort worker).
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass
 from typing import Any
 
 import mode
 
 from forwarder.kafka.security import faust_credentials
-from forwarder.settings import Settings
+from forwarder.settings import HasKafka
 
 
-def faust_options(settings: Settings, app_id: str, web_port: int) -> dict[str, Any]:
+@dataclass(frozen=True)
+class WorkerTiming:
+    """Where a worker's web server listens and how its group keeps time."""
+
+    web_host: str
+    web_port: int
+    # How long a dead worker keeps its partitions before the group moves them (Kafka's default 45 s).
+    session_timeout_s: float
+    # Commit acked offsets often: after a crash less is replayed (replays are harmless by design).
+    commit_interval_s: float
+
+
+def faust_options(settings: HasKafka, app_id: str, timing: WorkerTiming) -> dict[str, Any]:
     servers = settings.kafka.bootstrap_servers or ""
     return {
         "broker": [f"kafka://{server.strip()}" for server in servers.split(",")],
@@ -31,13 +45,11 @@ def faust_options(settings: Settings, app_id: str, web_port: int) -> dict[str, A
         # faust creates a data directory even without tables; keep it out of the working directory.
         "datadir": os.path.join(tempfile.gettempdir(), f"forwarder-{app_id}-data"),
         "web_enabled": True,
-        "web_bind": settings.worker.web_host,
-        "web_host": settings.worker.web_host,
-        "web_port": web_port,
+        "web_bind": timing.web_host,
+        "web_host": timing.web_host,
+        "web_port": timing.web_port,
         "producer_acks": -1,
-        # How long a dead worker keeps its partitions before the group moves them (Kafka's default 45 s).
-        "broker_session_timeout": settings.worker.session_timeout_s,
-        "broker_heartbeat_interval": min(3.0, settings.worker.session_timeout_s / 3),
-        # Commit acked offsets often: after a crash less is replayed (replays are harmless by design).
-        "broker_commit_interval": settings.worker.commit_interval_s,
+        "broker_session_timeout": timing.session_timeout_s,
+        "broker_heartbeat_interval": min(3.0, timing.session_timeout_s / 3),
+        "broker_commit_interval": timing.commit_interval_s,
     }

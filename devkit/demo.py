@@ -21,19 +21,19 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from tqdm import tqdm
 
+from devkit.amplitude import AmplitudeService, ServiceThread
+from devkit.kafka import broker_for, free_port, stop_pid
+from devkit.observe import scrape_outcomes, wait_until_committed
+from devkit.traffic import streams_requests
 from forwarder.commands.report import reconcile, render_comparisons
-from forwarder.commands.summary import balance_line, outcome_lines
 from forwarder.core.counting import OutcomeCounter
 from forwarder.core.keys import partition_key
 from forwarder.kafka.admin import create_topics
 from forwarder.ledger.chart import draw_chart
 from forwarder.ledger.report import Report, Window, build_report, render
-from forwarder.local.amplitude import AmplitudeService, ServiceThread
-from forwarder.local.kafka import broker_for, free_port, stop_pid
-from forwarder.local.traffic import streams_requests
-from forwarder.settings import settings_from
+from forwarder.settings import ForwarderSettings, settings_from
+from forwarder.summary import balance_line, outcome_lines
 from forwarder.wiring import worker_environment
-from forwarder.worker.observe import scrape_outcomes, wait_until_committed
 
 TOPIC = "moengage-streams"
 DLQ_TOPIC = "moengage-streams-dlq"
@@ -72,7 +72,7 @@ def codes_that_differ(report: Report, worker: OutcomeCounter) -> list[str]:
 
 def reconcile_demo(env: dict[str, str], worker_counts: OutcomeCounter, chart: Path) -> bool:
     """Prints the report of what the demo just did and whether it agrees with the worker and with Amplitude."""
-    settings = settings_from({**env, "AMPLITUDE_SECRET_KEY": SECRET_KEY})
+    settings = settings_from({**env, "AMPLITUDE_SECRET_KEY": SECRET_KEY}, ForwarderSettings)
     by_campaign = asyncio.run(reconcile(settings, "campaign", Window(), amplitude=True))
     by_code = build_report(by_campaign.settled, "code")
     print("\nreconciliation report (forwarder report --by campaign, from the ledger topic):")

@@ -1,7 +1,8 @@
-"""``forwarder cohorts pull | status``: the command-line side of the cohort sync (the worker is its own module)."""
+"""``forwarder cohorts worker | pull | status``: the cohort half's commands (``cohorts demo`` is the devkit's)."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
 import time
@@ -10,15 +11,25 @@ from datetime import UTC, datetime, timedelta
 from aiokafka import AIOKafkaProducer
 from tqdm import tqdm
 
-from forwarder.cohorts.pull import CohortExports, CohortInfo, ExportError, PullResult, pull_one
+from forwarder import logs
+from forwarder.amplitude.dashboard import DashboardAPI, DashboardError
+from forwarder.cohorts.pull import CohortExports, CohortInfo, PullResult, pull_one
 from forwarder.cohorts.status import read_statuses, render_json, render_table
+from forwarder.command import (
+    Command,
+    CommandError,
+    no_arguments,
+    require_kafka,
+    stop_at_once_while_starting,
+    usage_error,
+)
 from forwarder.kafka.security import client_options
-from forwarder.settings import CohortPullSettings, Settings
+from forwarder.settings import CohortPullSettings, CohortStatusSettings, CohortWorkerSettings, HasKafka, load_settings
 
 SCHEDULES = {"hourly": timedelta(hours=1), "daily": timedelta(days=1)}
 
 
-async def topic_partitions(settings: Settings, topic: str) -> int:
+async def topic_partitions(settings: HasKafka, topic: str) -> int:
     """How many partitions ``topic`` has; raises ``LookupError`` when it does not exist."""
     producer = AIOKafkaProducer(**client_options(settings))
     await producer.start()
@@ -37,13 +48,13 @@ def _choose(available: list[CohortInfo], wanted: list[str], everything: bool) ->
         return [c for c in available if not c.archived]
     unknown = [w for w in wanted if w not in by_id]
     if unknown:
-        raise ExportError(f"Amplitude has no cohort {', '.join(unknown)} (see: forwarder cohorts pull --list)")
+        raise DashboardError(f"Amplitude has no cohort {', '.join(unknown)} (see: forwarder cohorts pull --list)")
     return [by_id[w] for w in wanted]
 
 
 async def pull(settings: CohortPullSettings, wanted: list[str], everything: bool, if_changed: bool) -> list[PullResult]:
     amplitude = settings.amplitude
-    exports = CohortExports(amplitude.dashboard_base_url, amplitude.api_key, amplitude.secret_key)
+    exports = CohortExports(DashboardAPI(amplitude.dashboard_base_url, amplitude.api_key, amplitude.secret_key))
     producer = AIOKafkaProducer(
         **client_options(settings), acks="all", enable_idempotence=True, max_request_size=4 * 1024 * 1024
     )
@@ -111,9 +122,8 @@ def run_pull(
 
 def run_list(settings: CohortPullSettings) -> int:
     async def listing() -> list[CohortInfo]:
-        exports = CohortExports(
-            settings.amplitude.dashboard_base_url, settings.amplitude.api_key, settings.amplitude.secret_key
-        )
+        amplitude = settings.amplitude
+        exports = CohortExports(DashboardAPI(amplitude.dashboard_base_url, amplitude.api_key, amplitude.secret_key))
         try:
             return await exports.cohorts()
         finally:
@@ -130,7 +140,65 @@ def run_list(settings: CohortPullSettings) -> int:
     return 0
 
 
-def run_status(settings: Settings, output: str) -> int:
+def run_status(settings: CohortStatusSettings, output: str) -> int:
     statuses, _ = asyncio.run(read_statuses(client_options(settings), settings.cohorts.status_topic))
     print(render_json(statuses) if output == "json" else render_table(statuses))
     return 0
+
+
+def _run_worker(args: argparse.Namespace) -> int:
+    stop_at_once_while_starting()
+    settings = load_settings(CohortWorkerSettings)
+    logs.setup(settings.cohorts.log_level)
+    require_kafka(settings)
+    try:
+        partitions = asyncio.run(topic_partitions(settings, settings.cohorts.topic))
+    except LookupError as exc:
+        raise CommandError(str(exc)) from None
+    from forwarder.cohorts.worker import run_cohorts_worker  # faust: once the settings and Kafka are known good
+
+    run_cohorts_worker(settings, partitions)
+    return 0
+
+
+def _pull_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cohort", action="append", metavar="ID", help="a cohort id (repeatable)")
+    parser.add_argument("--all", action="store_true", help="every cohort that is not archived")
+    parser.add_argument(
+        "--if-changed", action="store_true", help="skip cohorts whose lastComputed did not move since the last pull"
+    )
+    parser.add_argument("--schedule", choices=["hourly", "daily"], help="repeat at every whole hour or every midnight")
+    parser.add_argument("--list", action="store_true", help="list Amplitude's cohorts and exit")
+
+
+def _run_pull(args: argparse.Namespace) -> int:
+    settings = load_settings(CohortPullSettings)
+    logs.setup("WARNING")
+    try:
+        if args.list:
+            return run_list(settings)
+        if not args.cohort and not args.all:
+            raise usage_error("name --cohort ID (repeatable), or --all")
+        require_kafka(settings)
+        return run_pull(settings, args.cohort or [], args.all, args.if_changed, args.schedule)
+    except (DashboardError, LookupError) as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _status_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=["table", "json"], default="table")
+
+
+def _run_status(args: argparse.Namespace) -> int:
+    settings = load_settings(CohortStatusSettings)
+    logs.setup("WARNING")
+    require_kafka(settings)
+    try:
+        return run_status(settings, args.format)
+    except LookupError as exc:
+        raise CommandError(str(exc)) from None
+
+
+WORKER = Command(no_arguments, _run_worker)
+PULL = Command(_pull_arguments, _run_pull)
+STATUS = Command(_status_arguments, _run_status)

@@ -9,7 +9,7 @@ import pytest
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 
-from forwarder.worker.fastpath import FastDrainConsumer, GuardedApp, _resume
+from forwarder.kafka.fastpath import FastDrainConsumer, GuardedApp, _resume
 
 
 def first_step(coroutine: Any) -> Any:
@@ -91,7 +91,7 @@ async def test_the_callback_sees_the_cancellation_as_cancelled_error() -> None:
     assert seen == ["cancelled"]
 
 
-# What forwarder/worker/fastpath.py copies or overrides in faust, and the source it was written against.
+# What forwarder/kafka/fastpath.py copies or overrides in faust, and the source it was written against.
 # The perform_seek and getmany entries are there because the loss watch relies on them: perform_seek seeks through
 # seek_to_committed on every assignment, and getmany draws every record through _getmany.
 FAUST_VERSION = "0.15.3"
@@ -127,7 +127,7 @@ FAUST_OTHER_SOURCES = {
 
 
 def test_the_faust_code_the_fork_copies_is_the_code_it_was_copied_from() -> None:
-    """Fails when faust moves: re-check forwarder/worker/fastpath.py against the new faust, then update this."""
+    """Fails when faust moves: re-check forwarder/kafka/fastpath.py against the new faust, then update this."""
     import hashlib
     import importlib
     import importlib.metadata
@@ -137,7 +137,7 @@ def test_the_faust_code_the_fork_copies_is_the_code_it_was_copied_from() -> None
 
     installed = importlib.metadata.version("faust-streaming")
     assert installed == FAUST_VERSION, (
-        f"faust-streaming {installed} is installed; forwarder/worker/fastpath.py was written against "
+        f"faust-streaming {installed} is installed; forwarder/kafka/fastpath.py was written against "
         f"{FAUST_VERSION}: re-check it (and the loss watch's hooks) before moving the pin"
     )
     changed = []
@@ -151,7 +151,7 @@ def test_the_faust_code_the_fork_copies_is_the_code_it_was_copied_from() -> None
         source = inspect.getsource(getattr(getattr(importlib.import_module(module), owner), method))
         if hashlib.sha256(source.encode()).hexdigest()[:16] != digest:
             changed.append(path)
-    assert not changed, f"faust's {changed} changed: re-check forwarder/worker/fastpath.py"
+    assert not changed, f"faust's {changed} changed: re-check forwarder/kafka/fastpath.py"
 
 
 async def test_only_an_agents_acknowledgement_reaches_the_commit() -> None:

@@ -38,7 +38,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-log = logging.getLogger("forwarder.local")
+log = logging.getLogger("devkit")
 
 WEBHOOK_BATCH = 1000
 LINK_LIFETIME_S = 60.0

@@ -1,6 +1,6 @@
 """A local Amplitude-compatible service: ingestion by HTTP V2 (``/2/httpapi``) and Batch (``/batch``), and the
 Dashboard REST API's Event Segmentation (``/api/2/events/segmentation``), answered from what it accepted, and the
-cohorts side (Behavioral Cohorts API, Cohort Webhooks sender: ``forwarder.local.amplitude_cohorts``).
+cohorts side (Behavioral Cohorts API, Cohort Webhooks sender: ``devkit.amplitude_cohorts``).
 
 It validates requests as Amplitude documents them (shared/spec/amplitude-api.md), answers with Amplitude's
 response bodies, injects faults on demand, and records what it accepted so a run can be checked:
@@ -28,8 +28,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from devkit.amplitude_cohorts import LocalCohorts
 from forwarder.amplitude.limits import LIMITS, ApiLimits
-from forwarder.local.amplitude_cohorts import LocalCohorts
 
 # Amplitude's own rules, written down here from its HTTP V2 documentation rather than imported from the core: the
 # service is the judge of what the core sends, so its verdict must not share the core's code.

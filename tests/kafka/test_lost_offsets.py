@@ -7,8 +7,8 @@ import asyncio
 from hypothesis import given
 from hypothesis import strategies as st
 
+from forwarder.kafka.lost_offsets import LossWatch, PullCounter
 from forwarder.kafka.order import OffsetRange
-from forwarder.worker.lost_offsets import LossWatch, PullCounter
 
 
 def confirm_all(watch: LossWatch, log_start: int) -> list[OffsetRange]:

@@ -7,8 +7,8 @@ import asyncio
 import httpx
 import orjson
 
+from devkit.moengage import MoEngageService
 from forwarder.cohorts.requests import bodies
-from forwarder.local.moengage import MoEngageService
 
 AUTH = ("ws-1", "key-1")
 HEADERS = {"MOE-APPKEY": "ws-1", "Content-Type": "application/json"}

@@ -10,8 +10,10 @@ import orjson
 import pytest
 
 from forwarder.cohorts.records import KIND_HEADER, WEBHOOK
-from forwarder.ingest.app import CohortRoute, KafkaSink, create_ingest_app
-from forwarder.ingest.auth import Credentials
+from forwarder.cohorts.webhook import CohortRoute
+from forwarder.ingest.app import create_ingest_app
+from forwarder.intake.auth import Credentials
+from forwarder.intake.sink import KafkaSink
 from forwarder.kafka.admin import create_topics
 from tests.kafka_helpers import read_all
 
@@ -34,7 +36,7 @@ class Ingest:
     def __init__(self, servers: str, topic: str, route: bool = True) -> None:
         self.sink = KafkaSink(servers, "unused", 5.0, max_request_bytes=2_000_000)
         cohorts = CohortRoute("/amplitude/cohorts", Credentials.parse(None, ": ".join(SECRET)), topic, 10_000)
-        built = create_ingest_app(self.sink, Credentials(), cohorts=cohorts if route else None)
+        built = create_ingest_app(self.sink, Credentials(), mounts=[cohorts] if route else [])
         self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=built), base_url="http://ingest.local")
 
     async def __aenter__(self) -> httpx.AsyncClient:

@@ -1,4 +1,7 @@
-"""What the worker reports to orchestrators: alive unless stalled, and ready only while it is consuming."""
+"""What a worker reports to orchestrators: alive unless stalled, and ready only while it is consuming.
+
+Both workers use it; ``upstream`` names the service each delivers to (Amplitude, MoEngage).
+"""
 
 from __future__ import annotations
 
@@ -9,11 +12,13 @@ from typing import Any
 
 @dataclass
 class Health:
+    # The service the worker delivers to: its readiness names it ("amplitude_last_answer").
+    upstream: str = "amplitude"
     consuming: bool = False
-    # Set when Amplitude refused the configuration (invalid key): not ready, and says why.
+    # Set when the upstream refused the configuration (invalid key): not ready, and says why.
     fatal: str | None = None
-    # The last answer from Amplitude: an HTTP status, or "timeout" / "connection_error".
-    amplitude_status: str | None = None
+    # The upstream's last answer: an HTTP status, or "timeout" / "connection_error".
+    upstream_status: str | None = None
     # Set by the watchdog while partitions have lag and nothing is taken (the reason, for /healthz).
     stalled: str | None = None
     # Set by the watchdog while a partition's commit cannot pass an unacknowledged offset (the reason).
@@ -21,8 +26,8 @@ class Health:
     # Shutting down: an idle agent is expected then, not a stall.
     stopping: bool = False
 
-    def amplitude_answered(self, status: str) -> None:
-        self.amplitude_status = status
+    def upstream_answered(self, status: str) -> None:
+        self.upstream_status = status
 
     def liveness(self) -> tuple[dict[str, Any], bool]:
         """Alive unless stalled or its commit is blocked: an orchestrator restarts a worker that is running but
@@ -38,10 +43,10 @@ class Health:
             return {"status": "failed", "reason": self.fatal}, False
         if not self.consuming:
             return {"status": "starting"}, False
-        if self.amplitude_status in ("timeout", "connection_error"):
+        if self.upstream_status in ("timeout", "connection_error"):
             # Delivery is paused and retrying; nothing is lost, but an operator should see it.
-            return {"status": "amplitude unreachable", "last_answer": self.amplitude_status}, False
-        return {"status": "ready", "amplitude_last_answer": self.amplitude_status}, True
+            return {"status": f"{self.upstream} unreachable", "last_answer": self.upstream_status}, False
+        return {"status": "ready", f"{self.upstream}_last_answer": self.upstream_status}, True
 
 
 def serve_health(app: Any, health: Health, metrics_body: Callable[[], bytes]) -> None:

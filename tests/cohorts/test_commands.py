@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from forwarder.commands.cohorts import next_run
+from forwarder.cohorts.commands import next_run
 
 
 def test_the_schedule_wakes_at_the_next_whole_hour_or_midnight() -> None:

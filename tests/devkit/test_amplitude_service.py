@@ -8,7 +8,7 @@ import httpx
 import orjson
 import pytest
 
-from forwarder.local.amplitude import AmplitudeService
+from devkit.amplitude import AmplitudeService
 
 KEY = "test-key"
 
