@@ -279,59 +279,9 @@ class BatchProcessor:
 
     async def finish(self, prepared: Prepared) -> BatchSummary:
         """The I/O half: deliver, store dead letters and parked events, count. Raises as ``process`` does."""
-        summary, pending, dead = prepared.summary, prepared.pending, prepared.dead
-        metrics = self._metrics
-        report = await self._deliverer.deliver([p.outcome for p in pending])
-        rejected = {d.index: d for d in report.dead}
-        deferred = set(report.deferred)
-        parked: list[DeadLetterRecord] = []
-        not_before_ms = int((time.time() + report.defer_s) * 1000)
-        if not rejected and not deferred and not prepared.parked:
-            # The common case, every event delivered: count them by slot without a call per event.
-            groups = Counter(
-                (item.ledger, item.outcome.code, item.outcome.event["event_type"], item.hour, item.campaign)
-                for item in pending
-            )
-            for (ledger, code, event_type, hour, campaign), count in groups.items():
-                ledger.outcomes.delivered(code, count, hour, campaign)
-                ledger.event_types.setdefault(code, event_type)
-        else:
-            for position, item in enumerate(pending):
-                ledger, origin = item.ledger, _origin(item.parked_from)
-                if position in deferred:
-                    ledger.deferred += 1
-                    # Not final yet: the outcome is counted when the retry topic's pass settles it.
-                    source, index = item.parked_from or (item.source, item.index)
-                    parked.append(
-                        DeadLetterRecord(
-                            orjson.dumps(item.raw, default=str),
-                            source,
-                            "throttled",
-                            event_index=index,
-                            event_code=item.outcome.code,
-                            status=429,
-                            not_before_ms=not_before_ms,
-                        )
-                    )
-                    continue
-                letter = rejected.get(position)
-                if letter is None:
-                    ledger.settle(("delivered", "", item.outcome.code, item.hour, item.campaign), origin)
-                    ledger.event_types.setdefault(item.outcome.code, item.outcome.event["event_type"])
-                    continue
-                ledger.settle(("dead_lettered", letter.reason, item.outcome.code, item.hour, item.campaign), origin)
-                dead.append(
-                    DeadLetterRecord(
-                        orjson.dumps(item.raw, default=str),
-                        item.source,
-                        letter.reason,
-                        event_index=item.index,
-                        event_code=item.outcome.code,
-                        status=letter.status,
-                        response_excerpt=letter.excerpt,
-                        attempts=letter.attempts,
-                    )
-                )
+        summary = prepared.summary
+        report = await self._deliverer.deliver([p.outcome for p in prepared.pending])
+        parked, dead = triage(prepared, report, not_before_ms=int((time.time() + report.defer_s) * 1000))
         summary.retries = report.retries
         summary.throttled = report.throttled
         summary.deferred = len(parked)
@@ -340,27 +290,88 @@ class BatchProcessor:
                 raise RuntimeError("the deliverer deferred events but there is no retry topic")
             await self._retries.write(parked)
         await self._dead_letters.write(dead)
-        outcomes = summary.outcomes
         for record in prepared.slices.values():
-            outcomes.add(record.outcomes)
+            summary.outcomes.add(record.outcomes)
         if self._ledger is not None and prepared.slices:
             written_at_ms = int(time.time() * 1000)
             for record in prepared.slices.values():
                 record.written_at_ms = written_at_ms
             await self._ledger.write(list(prepared.slices.values()))
+        self._count(prepared, report, len(dead))
+        log.info("batch", extra={"fields": summary.as_dict()})
+        return summary
 
-        metrics.add_outcomes(outcomes)
+    def _count(self, prepared: Prepared, report: DeliveryReport, dead_letters: int) -> None:
+        metrics = self._metrics
+        metrics.add_outcomes(prepared.summary.outcomes)
         for (kind, code), count in prepared.warnings.items():
             metrics.event_warnings.labels(kind, code).inc(count)
         if prepared.repaired:
             metrics.events_repaired.labels("invalid_utf8").inc(prepared.repaired)
-        metrics.messages.inc(summary.messages)
-        metrics.dead_letters.inc(len(dead))
+        metrics.messages.inc(prepared.summary.messages)
+        metrics.dead_letters.inc(dead_letters)
         metrics.retries.inc(report.retries)
         metrics.throttled.inc(report.throttled)
-        if pending:
-            metrics.batch_events.observe(len(pending))
+        if prepared.pending:
+            metrics.batch_events.observe(len(prepared.pending))
         if report.delivered:
             metrics.delivered_now()
-        log.info("batch", extra={"fields": summary.as_dict()})
-        return summary
+
+
+def triage(
+    prepared: Prepared, report: DeliveryReport, not_before_ms: int
+) -> tuple[list[DeadLetterRecord], list[DeadLetterRecord]]:
+    """Pure: each pending event's final outcome settled in its ledger slice, and the records to store: events
+    parked on the retry topic (deferred by a 429) and the batch's dead letters (``prepared.dead`` plus Amplitude's
+    refusals)."""
+    pending, dead = prepared.pending, prepared.dead
+    rejected = {d.index: d for d in report.dead}
+    deferred = set(report.deferred)
+    parked: list[DeadLetterRecord] = []
+    if not rejected and not deferred and not prepared.parked:
+        # The common case, every event delivered: count them by slot without a call per event.
+        groups = Counter(
+            (item.ledger, item.outcome.code, item.outcome.event["event_type"], item.hour, item.campaign)
+            for item in pending
+        )
+        for (ledger, code, event_type, hour, campaign), count in groups.items():
+            ledger.outcomes.delivered(code, count, hour, campaign)
+            ledger.event_types.setdefault(code, event_type)
+        return parked, dead
+    for position, item in enumerate(pending):
+        ledger, origin = item.ledger, _origin(item.parked_from)
+        if position in deferred:
+            ledger.deferred += 1
+            # Not final yet: the outcome is counted when the retry topic's pass settles it.
+            source, index = item.parked_from or (item.source, item.index)
+            parked.append(
+                DeadLetterRecord(
+                    orjson.dumps(item.raw, default=str),
+                    source,
+                    "throttled",
+                    event_index=index,
+                    event_code=item.outcome.code,
+                    status=429,
+                    not_before_ms=not_before_ms,
+                )
+            )
+            continue
+        letter = rejected.get(position)
+        if letter is None:
+            ledger.settle(("delivered", "", item.outcome.code, item.hour, item.campaign), origin)
+            ledger.event_types.setdefault(item.outcome.code, item.outcome.event["event_type"])
+            continue
+        ledger.settle(("dead_lettered", letter.reason, item.outcome.code, item.hour, item.campaign), origin)
+        dead.append(
+            DeadLetterRecord(
+                orjson.dumps(item.raw, default=str),
+                item.source,
+                letter.reason,
+                event_index=item.index,
+                event_code=item.outcome.code,
+                status=letter.status,
+                response_excerpt=letter.excerpt,
+                attempts=letter.attempts,
+            )
+        )
+    return parked, dead

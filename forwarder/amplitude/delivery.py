@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import assert_never
 
 from forwarder.amplitude.client import (
     Accepted,
@@ -88,69 +89,95 @@ class Deliverer:
 
     async def deliver(self, items: Sequence[Forwarded]) -> DeliveryReport:
         """Indexes in the report refer to ``items``."""
-        report = DeliveryReport()
         if not items:
-            return report
-        events = [item.event for item in items]
-        encoded = [item.encoded for item in items]
-        sizes = [len(b) for b in encoded]
-        attempts = [0] * len(events)
-        queue: deque[list[int]] = deque(
-            chunk_indexes(sizes, range(len(events)), self._limits, self._client.body_overhead)
+            return DeliveryReport()
+        work = _Work(
+            items,
+            chunk_indexes([len(i.encoded) for i in items], range(len(items)), self._limits, self._client.body_overhead),
         )
-        failures = 0
+        while work.queue:
+            run = work.take()
+            result = await self._client.send([work.encoded[i] for i in run])
+            match result:
+                case Accepted():
+                    work.report.delivered.extend(run)
+                    work.failures = 0
+                case Rejected():
+                    work.rejected(run, result)
+                case BadRequest() | TooLarge():
+                    work.split(run, result)
+                case InvalidKey():
+                    raise FatalDeliveryError(f"Amplitude refused the API key (HTTP {result.status})")
+                case Throttled():
+                    waiting = work.throttled(run, result)
+                    if waiting and self._defer_throttled:
+                        work.report.deferred.extend(waiting)
+                        work.report.defer_s = max(work.report.defer_s, result.pause_s)
+                    elif waiting:
+                        await self._wait(result.pause_s)
+                        work.queue.append(waiting)
+                case Unavailable():
+                    work.failures += 1
+                    work.report.retries += 1
+                    work.queue.appendleft(run)
+                    await self._wait(self._backoff.delay(work.failures))
+                case _:
+                    assert_never(result)
+        return work.report
 
-        def dead(index: int, reason: str, status: int | None, excerpt: str) -> None:
-            report.dead.append(DeadLetter(index, reason, status, excerpt, attempts[index]))
 
-        while queue:
-            run = queue.popleft()
-            for index in run:
-                attempts[index] += 1
-            result = await self._client.send([encoded[i] for i in run])
-            if isinstance(result, Accepted):
-                report.delivered.extend(run)
-                failures = 0
-            elif isinstance(result, Rejected):
-                for position, reason in result.reasons.items():
-                    dead(run[position], reason, result.status, result.excerpt)
-                rest = [index for position, index in enumerate(run) if position not in result.reasons]
-                if rest:
-                    queue.appendleft(rest)
-            elif isinstance(result, BadRequest | TooLarge):
-                if len(run) > 1:
-                    # Halve until the culprit stands alone; the others go through.
-                    middle = len(run) // 2
-                    queue.appendleft(run[middle:])
-                    queue.appendleft(run[:middle])
-                else:
-                    reason = "too_large" if isinstance(result, TooLarge) else "bad_request"
-                    dead(run[0], reason, result.status, getattr(result, "excerpt", ""))
-            elif isinstance(result, InvalidKey):
-                raise FatalDeliveryError(f"Amplitude refused the API key (HTTP {result.status})")
-            elif isinstance(result, Throttled):
-                waiting = []
-                retry_now = []
-                for position, index in enumerate(run):
-                    event = events[index]
-                    if event.get("user_id") in result.quota_users or event.get("device_id") in result.quota_devices:
-                        dead(index, "daily_quota_exceeded", result.status, result.excerpt)
-                    elif position in result.throttled:
-                        waiting.append(index)
-                    else:
-                        retry_now.append(index)
-                report.throttled += len(waiting)
-                if retry_now:
-                    queue.appendleft(retry_now)
-                if waiting and self._defer_throttled:
-                    report.deferred.extend(waiting)
-                    report.defer_s = max(report.defer_s, result.pause_s)
-                elif waiting:
-                    await self._wait(result.pause_s)
-                    queue.append(waiting)
-            elif isinstance(result, Unavailable):
-                failures += 1
-                report.retries += 1
-                queue.appendleft(run)
-                await self._wait(self._backoff.delay(failures))
-        return report
+class _Work:
+    """One ``deliver`` call's state: the runs still to send, each event's attempts, the report so far."""
+
+    def __init__(self, items: Sequence[Forwarded], runs: Iterable[list[int]]) -> None:
+        self.report = DeliveryReport()
+        self.events = [item.event for item in items]
+        self.encoded = [item.encoded for item in items]
+        self.attempts = [0] * len(items)
+        self.queue: deque[list[int]] = deque(runs)
+        self.failures = 0
+
+    def take(self) -> list[int]:
+        run = self.queue.popleft()
+        for index in run:
+            self.attempts[index] += 1
+        return run
+
+    def dead(self, index: int, reason: str, status: int | None, excerpt: str) -> None:
+        self.report.dead.append(DeadLetter(index, reason, status, excerpt, self.attempts[index]))
+
+    def rejected(self, run: list[int], result: Rejected) -> None:
+        """400 naming events: those are dead letters with Amplitude's reason, the rest are sent again."""
+        for position, reason in result.reasons.items():
+            self.dead(run[position], reason, result.status, result.excerpt)
+        rest = [index for position, index in enumerate(run) if position not in result.reasons]
+        if rest:
+            self.queue.appendleft(rest)
+
+    def split(self, run: list[int], result: BadRequest | TooLarge) -> None:
+        """Halve until the culprit stands alone; the others go through."""
+        if len(run) > 1:
+            middle = len(run) // 2
+            self.queue.appendleft(run[middle:])
+            self.queue.appendleft(run[:middle])
+            return
+        if isinstance(result, TooLarge):
+            self.dead(run[0], "too_large", result.status, "")
+        else:
+            self.dead(run[0], "bad_request", result.status, result.excerpt)
+
+    def throttled(self, run: list[int], result: Throttled) -> list[int]:
+        """Over the daily quota: dead letters. Throttled: returned, to wait. The rest: sent again now."""
+        waiting, retry_now = [], []
+        for position, index in enumerate(run):
+            event = self.events[index]
+            if event.get("user_id") in result.quota_users or event.get("device_id") in result.quota_devices:
+                self.dead(index, "daily_quota_exceeded", result.status, result.excerpt)
+            elif position in result.throttled:
+                waiting.append(index)
+            else:
+                retry_now.append(index)
+        self.report.throttled += len(waiting)
+        if retry_now:
+            self.queue.appendleft(retry_now)
+        return waiting
