@@ -35,23 +35,8 @@ from forwarder.amplitude.limits import LIMITS, ApiLimits
 # service is the judge of what the core sends, so its verdict must not share the core's code.
 DEFAULT_MIN_ID_LENGTH = 5
 INVALID_IDS = frozenset(
-    {
-        "anonymous",
-        "nil",
-        "none",
-        "null",
-        "n/a",
-        "na",
-        "undefined",
-        "unknown",
-        "",
-        "00000000-0000-0000-0000-000000000000",
-        "{}",
-        "lmy47d",
-        "0",
-        "-1",
-    }
-)
+    ("anonymous", "nil", "none", "null", "n/a", "na", "undefined", "unknown", "", "{}", "lmy47d", "0", "-1")
+) | {"00000000-0000-0000-0000-000000000000"}
 
 PATHS = {"/2/httpapi": "http", "/batch": "batch"}
 
@@ -191,11 +176,35 @@ class AmplitudeService:
         return _json(status, body)
 
     async def _ingest(self, request: Request) -> Response:
-        api = PATHS[request.url.path]
-        limits: ApiLimits = LIMITS[api]
-        faults = self.faults
+        limits: ApiLimits = LIMITS[PATHS[request.url.path]]
         with self.lock:
             self.recorder.requests += 1
+        if (injected := await self._injected_fault()) is not None:
+            return injected
+        raw = await request.body()
+        read = self._read(raw, limits)
+        if isinstance(read, Response):
+            return read
+        events, min_length = read
+        judged = _EventChecks(self.faults, min_length)
+        for index, event in enumerate(events):
+            judged.check(index, event)
+        if (refusal := judged.refusal()) is not None:
+            return self._answer(*refusal)
+        self._record(events)
+        return self._answer(
+            200,
+            {
+                "code": 200,
+                "events_ingested": len(events),
+                "payload_size_bytes": len(raw),
+                "server_upload_time": int(time.time() * 1000),
+            },
+        )
+
+    async def _injected_fault(self) -> Response | None:
+        """Latency, timeouts, outages and error rates, as configured; None to answer normally."""
+        faults = self.faults
         if faults.latency_s:
             await asyncio.sleep(faults.latency_s)
         if faults.timeout_rate and random.random() < faults.timeout_rate:
@@ -207,8 +216,10 @@ class AmplitudeService:
         for status, rate in faults.error_rates.items():
             if random.random() < rate:
                 return self._answer(status, {"code": status, "error": "Internal server error"})
+        return None
 
-        raw = await request.body()
+    def _read(self, raw: bytes, limits: ApiLimits) -> tuple[list[Any], int] | Response:
+        """The request's events and its ``min_id_length``, or the answer refusing the request as a whole."""
         # HTTP V2: under 1 MB; Batch: 20 MB.
         if len(raw) > limits.max_body_bytes:
             return self._answer(413, {"code": 413, "error": "Payload too large"})
@@ -218,87 +229,24 @@ class AmplitudeService:
             return self._answer(400, {"code": 400, "error": "Invalid JSON request body"})
         if not isinstance(body, dict):
             return self._answer(400, {"code": 400, "error": "Invalid request body"})
+        missing = {"code": 400, "error": "Request missing required field"}
         api_key = body.get("api_key")
         if not isinstance(api_key, str) or not api_key:
-            return self._answer(
-                400, {"code": 400, "error": "Request missing required field", "missing_field": "api_key"}
-            )
-        if faults.invalid_key or (self.api_keys is not None and api_key not in self.api_keys):
+            return self._answer(400, {**missing, "missing_field": "api_key"})
+        if self.faults.invalid_key or (self.api_keys is not None and api_key not in self.api_keys):
             return self._answer(400, {"code": 400, "error": "Invalid API key: (masked)"})
         events = body.get("events")
         if not isinstance(events, list) or not events:
-            return self._answer(
-                400, {"code": 400, "error": "Request missing required field", "missing_field": "events"}
-            )
+            return self._answer(400, {**missing, "missing_field": "events"})
         if len(events) > limits.max_events:
             return self._answer(413, {"code": 413, "error": "Payload too large"})
-        options = body.get("options") or {}
-        min_length = (
-            options.get("min_id_length", DEFAULT_MIN_ID_LENGTH) if isinstance(options, dict) else DEFAULT_MIN_ID_LENGTH
-        )
+        options = body.get("options")
+        min_length = options.get("min_id_length", DEFAULT_MIN_ID_LENGTH) if isinstance(options, dict) else None
+        return events, DEFAULT_MIN_ID_LENGTH if min_length is None else min_length
 
-        invalid_fields: dict[str, list[int]] = {}
-        missing_fields: dict[str, list[int]] = {}
-        bad_id_lengths: dict[str, list[int]] = {}
-        throttled_users: Counter[str] = Counter()
-        throttled_devices: Counter[str] = Counter()
-        quota_users: Counter[str] = Counter()
-        quota_devices: Counter[str] = Counter()
-        throttled_events: list[int] = []
-        for index, event in enumerate(events):
-            if not isinstance(event, dict):
-                invalid_fields.setdefault("event", []).append(index)
-                continue
-            if not isinstance(event.get("event_type"), str) or not event["event_type"]:
-                missing_fields.setdefault("event_type", []).append(index)
-            user_ok = _valid_id(event.get("user_id"), min_length)
-            device_ok = _valid_id(event.get("device_id"), min_length)
-            if user_ok is None and device_ok is None:
-                missing_fields.setdefault("user_id", []).append(index)
-            if user_ok is False:
-                bad_id_lengths.setdefault("user_id", []).append(index)
-            if device_ok is False:
-                bad_id_lengths.setdefault("device_id", []).append(index)
-            if "time" in event and (not isinstance(event["time"], int) or isinstance(event["time"], bool)):
-                invalid_fields.setdefault("time", []).append(index)
-            if event.get("insert_id") in faults.invalid_insert_ids:
-                invalid_fields.setdefault("event_properties", []).append(index)
-            user, device = event.get("user_id"), event.get("device_id")
-            if user in faults.quota_users:
-                quota_users[user] += 1
-                throttled_events.append(index)
-            elif device in faults.quota_devices:
-                quota_devices[device] += 1
-                throttled_events.append(index)
-            elif user in faults.throttled_users:
-                throttled_users[user] += 1
-                throttled_events.append(index)
-            elif device in faults.throttled_devices:
-                throttled_devices[device] += 1
-                throttled_events.append(index)
-        if invalid_fields or missing_fields or bad_id_lengths:
-            answer: dict[str, Any] = {"code": 400, "error": "Request missing required field"}
-            if invalid_fields:
-                answer["events_with_invalid_fields"] = invalid_fields
-            if missing_fields:
-                answer["events_with_missing_fields"] = missing_fields
-            if bad_id_lengths:
-                answer["events_with_invalid_id_lengths"] = bad_id_lengths
-            return self._answer(400, answer)
-        if throttled_events:
-            return self._answer(
-                429,
-                {
-                    "code": 429,
-                    "error": "Too many requests for some devices and users",
-                    "eps_threshold": 30,
-                    "throttled_devices": dict(throttled_devices),
-                    "throttled_users": dict(throttled_users),
-                    "throttled_events": throttled_events,
-                    "exceeded_daily_quota_users": dict(quota_users),
-                    "exceeded_daily_quota_devices": dict(quota_devices),
-                },
-            )
+    def _record(self, events: list[Any]) -> None:
+        """Accepted: counted, kept unless a silent-drop fault loses them (what reconciliation must find)."""
+        faults = self.faults
         with self.lock:
             recorder = self.recorder
             recorder.accepted += len(events)
@@ -323,15 +271,6 @@ class AmplitudeService:
                 recorder.first_accepted_at.setdefault(insert_id, now)
             if recorder.keep_events:
                 recorder.events.extend(kept)
-        return self._answer(
-            200,
-            {
-                "code": 200,
-                "events_ingested": len(events),
-                "payload_size_bytes": len(raw),
-                "server_upload_time": int(time.time() * 1000),
-            },
-        )
 
     async def _segmentation(self, request: Request) -> Response:
         """The Dashboard REST API's Event Segmentation, as far as reconciliation asks it: totals per day of one
@@ -447,3 +386,76 @@ class ServiceThread:
     def stop(self) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=10)
+
+
+class _EventChecks:
+    """Amplitude's per-event verdicts on one request: 400 naming events (fields), then 429 (throttles, quotas)."""
+
+    def __init__(self, faults: Faults, min_length: int) -> None:
+        self._faults = faults
+        self._min_length = min_length
+        self.invalid_fields: dict[str, list[int]] = {}
+        self.missing_fields: dict[str, list[int]] = {}
+        self.bad_id_lengths: dict[str, list[int]] = {}
+        self.throttled_users: Counter[str] = Counter()
+        self.throttled_devices: Counter[str] = Counter()
+        self.quota_users: Counter[str] = Counter()
+        self.quota_devices: Counter[str] = Counter()
+        self.throttled_events: list[int] = []
+
+    def check(self, index: int, event: Any) -> None:
+        if not isinstance(event, dict):
+            self.invalid_fields.setdefault("event", []).append(index)
+            return
+        if not isinstance(event.get("event_type"), str) or not event["event_type"]:
+            self.missing_fields.setdefault("event_type", []).append(index)
+        user_ok = _valid_id(event.get("user_id"), self._min_length)
+        device_ok = _valid_id(event.get("device_id"), self._min_length)
+        if user_ok is None and device_ok is None:
+            self.missing_fields.setdefault("user_id", []).append(index)
+        if user_ok is False:
+            self.bad_id_lengths.setdefault("user_id", []).append(index)
+        if device_ok is False:
+            self.bad_id_lengths.setdefault("device_id", []).append(index)
+        if "time" in event and (not isinstance(event["time"], int) or isinstance(event["time"], bool)):
+            self.invalid_fields.setdefault("time", []).append(index)
+        if event.get("insert_id") in self._faults.invalid_insert_ids:
+            self.invalid_fields.setdefault("event_properties", []).append(index)
+        self._throttle(index, event.get("user_id"), event.get("device_id"))
+
+    def _throttle(self, index: int, user: Any, device: Any) -> None:
+        faults = self._faults
+        for held, by_id, found in (
+            (faults.quota_users, self.quota_users, user),
+            (faults.quota_devices, self.quota_devices, device),
+            (faults.throttled_users, self.throttled_users, user),
+            (faults.throttled_devices, self.throttled_devices, device),
+        ):
+            if found in held:
+                by_id[found] += 1
+                self.throttled_events.append(index)
+                return
+
+    def refusal(self) -> tuple[int, dict[str, Any]] | None:
+        if self.invalid_fields or self.missing_fields or self.bad_id_lengths:
+            answer: dict[str, Any] = {"code": 400, "error": "Request missing required field"}
+            for key, found in (
+                ("events_with_invalid_fields", self.invalid_fields),
+                ("events_with_missing_fields", self.missing_fields),
+                ("events_with_invalid_id_lengths", self.bad_id_lengths),
+            ):
+                if found:
+                    answer[key] = found
+            return 400, answer
+        if not self.throttled_events:
+            return None
+        return 429, {
+            "code": 429,
+            "error": "Too many requests for some devices and users",
+            "eps_threshold": 30,
+            "throttled_devices": dict(self.throttled_devices),
+            "throttled_users": dict(self.throttled_users),
+            "throttled_events": self.throttled_events,
+            "exceeded_daily_quota_users": dict(self.quota_users),
+            "exceeded_daily_quota_devices": dict(self.quota_devices),
+        }

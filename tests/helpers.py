@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 from forwarder.core import Forwarded, MappingRules, process_event
@@ -23,3 +25,15 @@ def forwarded(n: int, *, uid_prefix: str = "customer", code: str = "SMS_SENT", *
         assert isinstance(outcome, Forwarded)
         items.append(outcome)
     return items
+
+
+def run_forwarder(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """``forwarder ARGS`` as an operator runs it: a process of its own, its output as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "forwarder", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+    )

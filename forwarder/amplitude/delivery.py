@@ -13,16 +13,8 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import assert_never
 
-from forwarder.amplitude.client import (
-    Accepted,
-    AmplitudeClient,
-    BadRequest,
-    InvalidKey,
-    Rejected,
-    Throttled,
-    TooLarge,
-    Unavailable,
-)
+from forwarder.amplitude import client as amplitude
+from forwarder.amplitude.client import Accepted, BadRequest, InvalidKey, Rejected, Throttled, TooLarge, Unavailable
 from forwarder.amplitude.encoding import chunk_indexes
 from forwarder.amplitude.limits import ApiLimits
 from forwarder.core.outcomes import Forwarded
@@ -69,7 +61,7 @@ Wait = Callable[[float], Awaitable[object]]
 class Deliverer:
     def __init__(
         self,
-        client: AmplitudeClient,
+        client: amplitude.AmplitudeClient,
         limits: ApiLimits,
         wait: Wait,
         backoff: Backoff = Backoff(),

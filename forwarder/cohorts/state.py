@@ -133,16 +133,21 @@ def plan_change(store: Store, cohort_id: str, members: Iterable[Member], present
     plan = Plan()
     for member in dict.fromkeys(members):
         current = store.get(member_key(cohort_id, member))
-        if current is not None:
-            was_present, was_ms = decode_value(current)
-            if was_ms > time_ms:
-                plan.stale += 1
-                continue
-            if was_present == present:
-                plan.unchanged += 1
-                continue
+        if _stale(current, time_ms, plan):
+            continue
+        if current is not None and decode_value(current)[0] == present:
+            plan.unchanged += 1
+            continue
         (plan.adds if present else plan.removes).append(member)
     return plan
+
+
+def _stale(current: bytes | None, time_ms: int, plan: Plan) -> bool:
+    """The state holds a later change for the member: this one is counted as stale and left."""
+    if current is None or decode_value(current)[1] <= time_ms:
+        return False
+    plan.stale += 1
+    return True
 
 
 def plan_snapshot_part(store: Store, cohort_id: str, members: Iterable[Member], time_ms: int, tag: str) -> Plan:
@@ -152,17 +157,14 @@ def plan_snapshot_part(store: Store, cohort_id: str, members: Iterable[Member], 
     plan = Plan()
     for member in members:
         current = store.get(member_key(cohort_id, member))
-        if current is not None:
-            was_present, was_ms = decode_value(current)
-            if was_ms > time_ms:
-                plan.stale += 1
-                continue
-            if was_present:
-                if tag_of(current) == tag:
-                    plan.unchanged += 1
-                else:
-                    plan.confirmed.append(member)
-                continue
+        if _stale(current, time_ms, plan):
+            continue
+        if current is not None and decode_value(current)[0]:
+            if tag_of(current) == tag:
+                plan.unchanged += 1
+            else:
+                plan.confirmed.append(member)
+            continue
         plan.adds.append(member)
     return plan
 

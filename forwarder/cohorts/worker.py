@@ -82,12 +82,10 @@ class CohortMetrics:
         return generate_latest(self.registry)
 
 
-def create_cohorts_app(settings: CohortWorkerSettings, partitions: int, health: Health | None = None) -> faust.App:
-    health = health or Health(upstream="moengage")
-    metrics = CohortMetrics()
+def _new_app(settings: CohortWorkerSettings, partitions: int) -> GuardedApp:
     cohorts = settings.cohorts
     timing = WorkerTiming(cohorts.web_host, cohorts.web_port, cohorts.session_timeout_s, cohorts.commit_interval_s)
-    app = GuardedApp(
+    return GuardedApp(
         cohorts.group_id,
         **faust_options(settings, cohorts.group_id, timing),
         topic_partitions=partitions,
@@ -98,6 +96,13 @@ def create_cohorts_app(settings: CohortWorkerSettings, partitions: int, health: 
         # Records are large (up to a few MB): a small buffer bounds memory.
         stream_buffer_maxsize=16,
     )
+
+
+def create_cohorts_app(settings: CohortWorkerSettings, partitions: int, health: Health | None = None) -> faust.App:
+    health = health or Health(upstream="moengage")
+    metrics = CohortMetrics()
+    cohorts = settings.cohorts
+    app = _new_app(settings, partitions)
     topic = app.topic(cohorts.topic, value_type=bytes, key_type=bytes)
     table = app.Table(TABLE_NAME, partitions=partitions, key_type=bytes, value_type=bytes)
     current: dict[str, Any] = {"loop": None, "syncer": None, "publisher": None, "store": None, "dead_letters": None}

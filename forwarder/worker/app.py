@@ -17,7 +17,7 @@ import gc
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +28,7 @@ from forwarder.health import Health, serve_health
 from forwarder.kafka.dead_letters import header_map
 from forwarder.kafka.fastpath import GuardedApp
 from forwarder.kafka.options import WorkerTiming, faust_options
-from forwarder.kafka.order import OffsetRange
+from forwarder.kafka.order import OffsetGuard, Taken
 from forwarder.kafka.security import client_options
 from forwarder.settings import WorkerSettings
 from forwarder.wiring import processing_stack
@@ -99,107 +99,136 @@ class ForwarderApp(GuardedApp):
             await self.watchdog_kafka.close()
 
 
-def create_app(
-    settings: WorkerSettings, drain: Drain, metrics: Metrics | None = None, health: Health | None = None
-) -> faust.App:
-    metrics = metrics or Metrics()
-    health = health or Health()
-    app = ForwarderApp(
+def _new_app(settings: WorkerSettings) -> ForwarderApp:
+    worker = settings.worker
+    timing = WorkerTiming(worker.web_host, worker.web_port, worker.session_timeout_s, worker.commit_interval_s)
+    return ForwarderApp(
         settings.topics.group_id,
-        **faust_options(
-            settings,
-            settings.topics.group_id,
-            WorkerTiming(
-                settings.worker.web_host,
-                settings.worker.web_port,
-                settings.worker.session_timeout_s,
-                settings.worker.commit_interval_s,
-            ),
-        ),
+        **faust_options(settings, settings.topics.group_id, timing),
         # faust buffers up to 4,096 messages per stream by default: with 100-event Streams bodies (~55 KB)
         # that is ~225 MB before any work. A batch and a half keeps the agent fed and memory bounded: measured
         # with a 1,000,000-event backlog and 4 runs in flight, 2 batches: 18,700 events/s, peak RSS 299 MB;
         # 1 batch: 14,900 events/s, 253 MB.
-        stream_buffer_maxsize=settings.worker.batch_max_messages * 3 // 2,
+        stream_buffer_maxsize=worker.batch_max_messages * 3 // 2,
     )
-    progress = Progress(settings.worker.stall_timeout_s)
-    kafka_side = KafkaSide(
-        client_options(settings),
-        settings.topics.dlq_topic,
-        settings.topics.dlq_max_value_bytes,
-        settings.topics.ledger_topic,
-        {settings.topics.source_topic: "stream", settings.topics.retry_topic: "retry"},
-    )
-    app.watchdog_kafka = kafka_side
 
-    def on_gap(hole: OffsetRange) -> None:
-        metrics.offset_gaps.labels(hole.topic, str(hole.partition)).inc()
 
-    guard = app.guard_with(on_gap, LossReporter(app.loss_watch, metrics, kafka_side).hole_below_log_start)
-    source = app.topic(settings.topics.source_topic, value_type=bytes, key_type=bytes)
-    retry_topic = app.topic(settings.topics.retry_topic, value_type=bytes, key_type=bytes)
+@dataclass(frozen=True)
+class AgentSide:
+    """What an agent of this worker shares with the others: settings, counters, health, drain, progress, guard."""
 
-    def fatal(name: str) -> Callable[[FatalDeliveryError, Any], None]:
-        def on_fatal(exc: FatalDeliveryError, first: Any) -> None:
-            health.fatal = str(exc)
-            log.error(
-                "delivery stopped: fatal configuration error; nothing past the last delivered batch is committed; "
-                "fix the setting and restart",
-                extra={
-                    "fields": {
-                        "agent": name,
-                        "error": str(exc),
-                        "first_unacked": f"{first.topic}/{first.partition}@{first.offset}",
-                    }
-                },
-            )
+    settings: WorkerSettings
+    metrics: Metrics
+    health: Health
+    drain: Drain
+    progress: Progress
+    guard: OffsetGuard
+    acknowledge: Callable[[Sequence[Taken]], None]
 
-        return on_fatal
 
-    async def run(stream: Any, topic: str, name: str, wait_until_due: bool, source: str) -> None:
-        def observe(status: str, seconds: float) -> None:
-            metrics.observe_request(status, seconds)
-            health.upstream_answered(status)
+class ForwardingAgent:
+    """One agent's loop: take a batch, admit it in offset order, process it through the ack loop."""
 
+    def __init__(self, side: AgentSide, topic: str, name: str, wait_until_due: bool, source: str) -> None:
+        self._side = side
+        self._topic = topic
+        self._name = name
+        self._wait_until_due = wait_until_due
+        self._source = source
+
+    def _on_fatal(self, exc: FatalDeliveryError, first: Any) -> None:
+        self._side.health.fatal = str(exc)
+        log.error(
+            "delivery stopped: fatal configuration error; nothing past the last delivered batch is committed; "
+            "fix the setting and restart",
+            extra={
+                "fields": {
+                    "agent": self._name,
+                    "error": str(exc),
+                    "first_unacked": f"{first.topic}/{first.partition}@{first.offset}",
+                }
+            },
+        )
+
+    def _observe(self, status: str, seconds: float) -> None:
+        self._side.metrics.observe_request(status, seconds)
+        self._side.health.upstream_answered(status)
+
+    async def consume(self, stream: Any) -> None:
+        side, settings = self._side, self._side.settings
         stack = processing_stack(
-            settings, settings.mapping_rules(), metrics=metrics, on_answer=observe, park_throttled=True, source=source
+            settings,
+            settings.mapping_rules(),
+            metrics=side.metrics,
+            on_answer=self._observe,
+            park_throttled=True,
+            source=self._source,
         )
         async with stack as built:
             acks = AckLoop(
                 built.processor,
                 settings.worker.batch_max_bytes,
-                drain.requested.is_set,
-                fatal(name),
+                side.drain.requested.is_set,
+                self._on_fatal,
                 max_in_flight=settings.worker.max_in_flight,
-                parked=wait_until_due,  # the retry topic's messages carry where their events came from
-                holds=lambda message: guard.holds(message.topic, message.partition),
-                acknowledge=app.acknowledge,
+                parked=self._wait_until_due,  # the retry topic's messages carry where their events came from
+                holds=lambda message: side.guard.holds(message.topic, message.partition),
+                acknowledge=side.acknowledge,
             )
-            health.consuming = True
+            side.health.consuming = True
             async for taken in stream.noack_take(
                 settings.worker.batch_max_messages, within=settings.worker.batch_window_s
             ):
-                progress.taken(topic, [(e.message.partition, e.message.timestamp) for e in taken])
-                if drain.requested.is_set() or health.fatal:
-                    await asyncio.Event().wait()  # taken but not processed: replayed after restart
-                batch = await guard.admit_all(taken)  # each partition in offset order, each offset once
-                if not batch:
-                    continue
-                with progress.working(topic, {e.message.partition for e in batch}):
-                    if wait_until_due and (delay := _not_before_s(batch) - time.time()) > 0:
-                        await asyncio.sleep(delay)
-                    with drain.batch():
-                        await acks.process(batch)
-                progress.finished(topic)
+                await self._take(taken, acks)
 
-    @app.agent(source, concurrency=1)
+    async def _take(self, taken: list[Any], acks: AckLoop) -> None:
+        side = self._side
+        side.progress.taken(self._topic, [(e.message.partition, e.message.timestamp) for e in taken])
+        if side.drain.requested.is_set() or side.health.fatal:
+            await asyncio.Event().wait()  # taken but not processed: replayed after restart
+        batch = await side.guard.admit_all(taken)  # each partition in offset order, each offset once
+        if not batch:
+            return
+        with side.progress.working(self._topic, {e.message.partition for e in batch}):
+            if self._wait_until_due and (delay := _not_before_s(batch) - time.time()) > 0:
+                await asyncio.sleep(delay)
+            with side.drain.batch():
+                await acks.process(batch)
+        side.progress.finished(self._topic)
+
+
+def create_app(
+    settings: WorkerSettings, drain: Drain, metrics: Metrics | None = None, health: Health | None = None
+) -> faust.App:
+    metrics = metrics or Metrics()
+    health = health or Health()
+    app = _new_app(settings)
+    topics = settings.topics
+    progress = Progress(settings.worker.stall_timeout_s)
+    kafka_side = KafkaSide(
+        client_options(settings),
+        topics.dlq_topic,
+        topics.dlq_max_value_bytes,
+        topics.ledger_topic,
+        {topics.source_topic: "stream", topics.retry_topic: "retry"},
+    )
+    app.watchdog_kafka = kafka_side
+    guard = app.guard_with(
+        lambda hole: metrics.offset_gaps.labels(hole.topic, str(hole.partition)).inc(),
+        LossReporter(app.loss_watch, metrics, kafka_side).hole_below_log_start,
+    )
+    side = AgentSide(settings, metrics, health, drain, progress, guard, app.acknowledge)
+    forwarding = ForwardingAgent(side, topics.source_topic, "forward", wait_until_due=False, source="stream")
+    retrying = ForwardingAgent(side, topics.retry_topic, "retry", wait_until_due=True, source="retry")
+
+    @app.agent(app.topic(topics.source_topic, value_type=bytes, key_type=bytes), concurrency=1)
     async def forward(stream: Any) -> None:
         settle_heap()  # once per process, when the main agent starts
-        await run(stream, settings.topics.source_topic, "forward", wait_until_due=False, source="stream")
+        await forwarding.consume(stream)
 
-    @app.agent(retry_topic, concurrency=1)
+    @app.agent(app.topic(topics.retry_topic, value_type=bytes, key_type=bytes), concurrency=1)
     async def retry(stream: Any) -> None:
-        await run(stream, settings.topics.retry_topic, "retry", wait_until_due=True, source="retry")
+        await retrying.consume(stream)
 
     watchdog: Watchdog | None = None
 
@@ -230,7 +259,6 @@ def create_app(
         progress.assigned((tp.topic, tp.partition) for tp in assigned)
 
     serve_health(app, health, metrics.render)
-
     return app
 
 

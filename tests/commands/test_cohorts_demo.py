@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
+
+from tests.helpers import run_forwarder
 
 pytestmark = pytest.mark.kafka
 
 
 def test_the_cohorts_demo_keeps_the_segment_equal_to_the_members_moengage_knows(kafka: str) -> None:
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka}
-    result = subprocess.run(
-        [sys.executable, "-m", "forwarder", "cohorts", "demo", "--users", "600", "--leave", "40", "--join", "30"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
+    result = run_forwarder(env, "cohorts", "demo", "--users", "600", "--leave", "40", "--join", "30", timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "600 members written as a snapshot" in result.stdout
     assert result.stdout.count("segment = cohort members MoEngage knows") == 2

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 
 import pytest
+
+from tests.helpers import run_forwarder
 
 pytestmark = pytest.mark.kafka
 
@@ -15,14 +15,7 @@ pytestmark = pytest.mark.kafka
 def test_the_demo_forwards_everything_and_the_counts_add_up(kafka: str) -> None:
     # The demo uses the session's broker through KAFKA_BOOTSTRAP_SERVERS, as an operator's would.
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka}
-    result = subprocess.run(
-        [sys.executable, "-m", "forwarder", "demo", "--events", "2000"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
+    result = run_forwarder(env, "demo", "--events", "2000", timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.strip().splitlines()
     numbers = {

@@ -23,6 +23,7 @@ from forwarder.intake.sink import KafkaSink
 from forwarder.kafka.admin import create_topics
 from forwarder.kafka.dead_letters import DeadLetterRecord, DeadLetterWriter, SourceRef, header_map, lost_range_record
 from forwarder.kafka.order import OffsetRange
+from tests.helpers import run_forwarder
 from tests.kafka_helpers import produce, read_all
 
 pytestmark = pytest.mark.kafka
@@ -40,17 +41,6 @@ def events(count: int, prefix: str) -> list[dict]:  # type: ignore[type-arg]
         }
         for i in range(count)
     ]
-
-
-def run_cli(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "forwarder", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=timeout,
-    )
 
 
 @pytest.fixture
@@ -76,7 +66,7 @@ def test_a_window_replay_sends_exactly_the_events_in_from_to_with_the_live_inser
     sample = events(300, "w")  # 300 minutes: 00:00 .. 04:59
     asyncio.run(produce(kafka, source, [orjson.dumps({"events": sample[i : i + 30]}) for i in range(0, 300, 30)]))
 
-    result = run_cli(env, "replay", "--from", "2026-11-01T01:00:00Z", "--to", "2026-11-01T02:30:00Z")
+    result = run_forwarder(env, "replay", "--from", "2026-11-01T01:00:00Z", "--to", "2026-11-01T02:30:00Z")
     assert result.returncode == 0, result.stderr[-2000:]
     expected = [e for e in sample if BASE + 3600 <= e["event_time"] < BASE + 9000]
     live_ids = set()
@@ -93,7 +83,7 @@ def test_a_window_replay_sends_exactly_the_events_in_from_to_with_the_live_inser
 def test_dry_run_sends_nothing_and_reports_what_it_would_send(kafka, setup) -> None:
     service, env, source, _ = setup
     asyncio.run(produce(kafka, source, [orjson.dumps({"events": events(120, "d")})]))
-    result = run_cli(env, "replay", "--from", "2026-11-01T00:00:00Z", "--to", "2026-11-01T01:00:00Z", "--dry-run")
+    result = run_forwarder(env, "replay", "--from", "2026-11-01T00:00:00Z", "--to", "2026-11-01T01:00:00Z", "--dry-run")
     assert result.returncode == 0, result.stderr
     assert "would send 60 events" in result.stdout
     assert service.recorder.requests == 0
@@ -116,7 +106,7 @@ def test_an_interrupted_replay_resumes_without_resending_beyond_the_in_flight_ba
     interrupted_at = service.recorder.accepted
     assert 0 < interrupted_at < 3000
 
-    second = run_cli(env, *args)
+    second = run_forwarder(env, *args)
     assert second.returncode == 0, second.stderr[-2000:]
     counts = service.recorder.by_insert_id
     assert set(counts) == {e["event_uuid"] for e in sample}
@@ -150,18 +140,18 @@ def test_replay_dlq_delivers_fixed_dead_letters_and_keeps_the_broken_ones_once(k
     dead = [DeadLetterRecord(orjson.dumps(e), ref, "invalid_key", status=400) for e in good]
     dead.append(DeadLetterRecord(b"{broken json", ref, "invalid_json"))
     write_dead_letters(kafka, dlq, dead)
-    dry = run_cli(env, "replay-dlq", "--dry-run")
+    dry = run_forwarder(env, "replay-dlq", "--dry-run")
     assert "would send 5 events" in dry.stdout
     assert service.recorder.requests == 0
 
-    result = run_cli(env, "replay-dlq")
+    result = run_forwarder(env, "replay-dlq")
     assert result.returncode == 0, result.stderr[-2000:]
     assert set(service.recorder.by_insert_id) == {e["event_uuid"] for e in good}
     letters = asyncio.run(read_all(kafka, dlq, expected=7))
     reasons = [header_map(r.headers)["reason"] for r in letters]
     assert reasons.count("invalid_json") == 2  # the original, and once more after this run: not a loop
 
-    again = run_cli(env, "replay-dlq")  # a second run sees only what the first one dead-lettered again
+    again = run_forwarder(env, "replay-dlq")  # a second run sees only what the first one dead-lettered again
     assert re.search(r"read 1 events in 1 messages", again.stdout), again.stdout
     assert len(asyncio.run(read_all(kafka, dlq, expected=8))) == 8
     assert sum(service.recorder.by_insert_id.values()) == 5
@@ -174,7 +164,7 @@ def test_replay_dlq_skips_records_of_offsets_lost_to_retention(kafka, setup) -> 
 
     lost = lost_range_record(OffsetRange(source, 0, 5, 19), 604_800_000)
     write_dead_letters(kafka, dlq, [lost, DeadLetterRecord(orjson.dumps(good[0]), SourceRef(source, 0, 20, b"k"), "x")])
-    result = run_cli(env, "replay-dlq")
+    result = run_forwarder(env, "replay-dlq")
     assert result.returncode == 0, result.stderr[-2000:]
     assert set(service.recorder.by_insert_id) == {"after-loss-0"}
     assert "deleted before they were read" in result.stderr
@@ -204,7 +194,7 @@ def test_bodies_ingest_refused_are_dead_letters_like_any_other(kafka, setup, tmp
     letters = asyncio.run(read_all(kafka, dlq, expected=2))
     assert sorted(header_map(r.headers)["reason"] for r in letters) == ["invalid_json", "not_streams"]
 
-    result = run_cli(env, "replay-dlq")
+    result = run_forwarder(env, "replay-dlq")
     assert result.returncode == 0, result.stderr[-2000:]
     assert set(service.recorder.by_insert_id) == {"array-0", "array-1"}
     again = asyncio.run(read_all(kafka, dlq, expected=3))
@@ -212,5 +202,5 @@ def test_bodies_ingest_refused_are_dead_letters_like_any_other(kafka, setup, tmp
 
     kept = tmp_path / "refused.json"
     kept.write_bytes(next(r.value for r in letters if header_map(r.headers)["reason"] == "invalid_json"))
-    transformed = run_cli(env, "transform", str(kept))
+    transformed = run_forwarder(env, "transform", str(kept))
     assert "invalid_json" in transformed.stdout + transformed.stderr

@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from devkit.observe import wait_until_committed
 from forwarder.kafka.admin import create_topics
 from forwarder.ledger.records import LedgerRecord
-from tests.commands.test_replay import run_cli
+from tests.helpers import run_forwarder
 from tests.kafka_helpers import produce
 from tests.worker.test_worker_delivery import worker_env
 from tests.worker.test_worker_faults import publish, sendable
@@ -48,11 +48,11 @@ def test_report_with_amplitude_flags_exactly_the_rows_amplitude_lost_and_shows_r
 
     service.faults.invalid_insert_ids = set()
     service.faults.drop_silently_rate = 0.0
-    resend = run_cli(env, "replay-dlq")
+    resend = run_forwarder(env, "replay-dlq")
     assert resend.returncode == 0, resend.stderr[-2000:]
 
     env = {**env, "AMPLITUDE_SECRET_KEY": "any-secret"}
-    result = run_cli(env, "report", "--by", "code", "--format", "json", "--amplitude")
+    result = run_forwarder(env, "report", "--by", "code", "--format", "json", "--amplitude")
     assert result.returncode == 3, result.stderr  # rows differ: the exit status says so
     body = orjson.loads(result.stdout)
     assert body["total"]["read"] == 3000
@@ -66,7 +66,7 @@ def test_report_with_amplitude_flags_exactly_the_rows_amplitude_lost_and_shows_r
     explained = [r for r in body["amplitude"] if r["verdict"] == "ok (re-sent)"]
     assert sum(r["resent"] for r in explained) >= 1
 
-    table = run_cli(env, "report", "--amplitude", "--chart", str(worker.log_path.parent / "report.png"))
+    table = run_forwarder(env, "report", "--amplitude", "--chart", str(worker.log_path.parent / "report.png"))
     assert table.returncode == 3
     assert f"{len(lost)} of " in table.stdout
     assert "rows differ from what was delivered" in table.stdout
@@ -75,18 +75,18 @@ def test_report_with_amplitude_flags_exactly_the_rows_amplitude_lost_and_shows_r
 
 def test_bad_report_arguments_and_settings_are_one_line(kafka, topic_names) -> None:
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka, "FORWARDER_LEDGER_TOPIC": topic_names("no-ledger")}
-    bad_time = run_cli(env, "report", "--from", "last tuesday")
+    bad_time = run_forwarder(env, "report", "--from", "last tuesday")
     assert bad_time.returncode == 2
     assert bad_time.stderr.strip().count("\n") == 0
-    missing = run_cli(env, "report")
+    missing = run_forwarder(env, "report")
     assert missing.returncode == 1
     assert "does not exist: run `forwarder topics` to create it" in missing.stderr
     asyncio.run(create_topics(kafka, {env["FORWARDER_LEDGER_TOPIC"]: 1}))
     asyncio.run(produce(kafka, env["FORWARDER_LEDGER_TOPIC"], [b"not a ledger record"]))
-    garbage = run_cli(env, "report")
+    garbage = run_forwarder(env, "report")
     assert garbage.returncode == 0  # nothing counted, so nothing out of balance; the skip is said
     assert "1 ledger records could not be read and are not counted" in garbage.stdout
-    no_secret = run_cli({**env, "AMPLITUDE_API_KEY": "k"}, "report", "--amplitude")
+    no_secret = run_forwarder({**env, "AMPLITUDE_API_KEY": "k"}, "report", "--amplitude")
     assert no_secret.returncode == 2
     assert no_secret.stderr.strip().splitlines()[-1].strip() == "AMPLITUDE_SECRET_KEY: is required by --amplitude"
     for result in (bad_time, missing, garbage, no_secret):
@@ -113,17 +113,17 @@ def test_report_names_offsets_never_processed_and_exits_3(kafka, topic_names) ->
         "FORWARDER_LEDGER_TOPIC": ledger,
         "FORWARDER_GROUP_ID": group,
     }
-    table = run_cli(env, "report")
+    table = run_forwarder(env, "report")
     assert table.returncode == 3, table.stderr
     assert f"offsets never processed: {source}/0 10-14" in table.stdout
     assert "read 26 = delivered 26" in table.stdout  # the counts themselves add up: only the hole fails it
-    body = orjson.loads(run_cli(env, "report", "--format", "json").stdout)
+    body = orjson.loads(run_forwarder(env, "report", "--format", "json").stdout)
     assert body["holes"] == [{"topic": source, "partition": 0, "first": 10, "last": 14}]
     assert body["balance"]["holds"] is True
 
     filled = LedgerRecord("stream", source, 0, 10, 14)
     asyncio.run(produce(kafka, ledger, [filled.encode()], [filled.key]))
-    assert run_cli(env, "report").returncode == 0
+    assert run_forwarder(env, "report").returncode == 0
 
 
 async def commit(servers: str, group: str, tp: TopicPartition, offset: int) -> None:
