@@ -122,7 +122,7 @@ class LocalCohorts:
         ]
 
     async def _list(self, request: Request) -> Response:
-        if (refused := self._auth(request.headers.get("authorization", ""))) is not None:
+        if (refused := self._refused(request)) is not None:
             return refused
         return _json(
             200,
@@ -142,11 +142,9 @@ class LocalCohorts:
         )
 
     async def _request(self, request: Request) -> Response:
-        if (refused := self._auth(request.headers.get("authorization", ""))) is not None:
-            return refused
         cohort = self.cohorts.get(request.path_params["cohort_id"])
-        if cohort is None:
-            return _json(404, {"error": "cohort not found"})
+        if (refused := self._refused(request)) is not None or cohort is None:
+            return refused or _json(404, {"error": "cohort not found"})
         prop_keys = [p for p in request.query_params.get("propKeys", "").split(",") if p]
         request_id = uuid.uuid4().hex
         content = export_csv(cohort, prop_keys if request.query_params.get("props") == "1" else [])
@@ -154,12 +152,13 @@ class LocalCohorts:
         self.export_requests += 1
         return _json(202, {"request_id": request_id, "cohort_id": cohort.cohort_id})
 
+    def _refused(self, request: Request) -> Response | None:
+        return self._auth(request.headers.get("authorization", ""))
+
     async def _status(self, request: Request) -> Response:
-        if (refused := self._auth(request.headers.get("authorization", ""))) is not None:
-            return refused
         export = self.exports.get(request.path_params["request_id"])
-        if export is None:
-            return _json(404, {"error": "request not found"})
+        if (refused := self._refused(request)) is not None or export is None:
+            return refused or _json(404, {"error": "request not found"})
         ready = time.monotonic() >= export.ready_at
         return _json(
             200 if ready else 202,
@@ -170,7 +169,7 @@ class LocalCohorts:
         )
 
     async def _file(self, request: Request) -> Response:
-        if (refused := self._auth(request.headers.get("authorization", ""))) is not None:
+        if (refused := self._refused(request)) is not None:
             return refused
         export = self.exports.get(request.path_params["request_id"])
         if export is None or time.monotonic() < export.ready_at:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 import orjson
@@ -23,58 +23,56 @@ THROTTLE_PAUSE_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
-class Accepted:
-    status: int
-
-
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    """400 naming events: those are rejected for good (index -> reason); the rest must be re-sent."""
-
-    status: int
-    reasons: dict[int, str]
-    excerpt: str
-
-
-@dataclass(frozen=True, slots=True)
-class BadRequest:
-    """400 naming no event: the request as a whole was refused; splitting finds the culprit."""
-
-    status: int
-    excerpt: str
-
-
-@dataclass(frozen=True, slots=True)
-class InvalidKey:
-    """Fatal configuration: nothing may be acknowledged past this point."""
-
-    status: int
-    excerpt: str
-
-
-@dataclass(frozen=True, slots=True)
-class TooLarge:
-    status: int
-
-
-@dataclass(frozen=True, slots=True)
-class Throttled:
-    status: int
-    throttled: frozenset[int]
-    # Amplitude reports daily quotas per id; events of these ids will not be accepted today.
-    quota_users: frozenset[str]
-    quota_devices: frozenset[str]
-    pause_s: float
-    excerpt: str
-
-
-@dataclass(frozen=True, slots=True)
-class Unavailable:
-    """Transient: 5xx, 403 (firewall), a timeout or a connection error. May or may not have been ingested."""
+class Answer:
+    """What Amplitude answered: its status (None: it did not answer) and the start of its body."""
 
     status: int | None
-    detail: str
     excerpt: str = ""
+
+
+class Accepted(Answer):
+    __slots__ = ()
+
+
+class BadRequest(Answer):
+    """400 naming no event: the request as a whole was refused; splitting finds the culprit."""
+
+    __slots__ = ()
+
+
+class InvalidKey(Answer):
+    """Fatal configuration: nothing may be acknowledged past this point."""
+
+    __slots__ = ()
+
+
+class TooLarge(Answer):
+    """413: splitting makes the requests small enough."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected(Answer):
+    """400 naming events: those are rejected for good (index -> reason); the rest must be re-sent."""
+
+    reasons: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Throttled(Answer):
+    throttled: frozenset[int] = frozenset()
+    # Amplitude reports daily quotas per id; events of these ids will not be accepted today.
+    quota_users: frozenset[str] = frozenset()
+    quota_devices: frozenset[str] = frozenset()
+    pause_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Unavailable(Answer):
+    """Transient: 5xx, 403 (firewall), a timeout or a connection error. May or may not have been ingested."""
+
+    detail: str = ""
 
 
 SendResult = Accepted | Rejected | BadRequest | InvalidKey | TooLarge | Throttled | Unavailable
@@ -108,16 +106,16 @@ def classify(response: httpx.Response, batch_size: int) -> SendResult:
         try:
             throttled = ThrottledResponse.model_validate(orjson.loads(response.content))
         except (orjson.JSONDecodeError, ValidationError):
-            return Unavailable(status, "429 with an unreadable body", _excerpt(response))
+            return Unavailable(status, _excerpt(response), detail="429 with an unreadable body")
         listed = frozenset(i for i in throttled.throttled_events if 0 <= i < batch_size)
         return Throttled(
             status,
-            # No index listed: the whole request waits, the safe reading.
-            listed or frozenset(range(batch_size)),
-            frozenset(throttled.exceeded_daily_quota_users),
-            frozenset(throttled.exceeded_daily_quota_devices),
-            THROTTLE_PAUSE_S,
             _excerpt(response),
+            # No index listed: the whole request waits, the safe reading.
+            throttled=listed or frozenset(range(batch_size)),
+            quota_users=frozenset(throttled.exceeded_daily_quota_users),
+            quota_devices=frozenset(throttled.exceeded_daily_quota_devices),
+            pause_s=THROTTLE_PAUSE_S,
         )
     if status == 400:
         try:
@@ -134,9 +132,9 @@ def classify(response: httpx.Response, batch_size: int) -> SendResult:
             reasons.setdefault(index, "silenced")
         reasons = {i: r for i, r in reasons.items() if 0 <= i < batch_size}
         if reasons:
-            return Rejected(status, reasons, _excerpt(response))
+            return Rejected(status, _excerpt(response), reasons=reasons)
         return BadRequest(status, _excerpt(response))
-    return Unavailable(status, f"HTTP {status}", _excerpt(response))
+    return Unavailable(status, _excerpt(response), detail=f"HTTP {status}")
 
 
 class AmplitudeClient:
@@ -173,10 +171,10 @@ class AmplitudeClient:
             response = await self._http.post(self.endpoint, content=body)
         except httpx.TimeoutException as exc:
             self._observe("timeout", time.perf_counter() - started)
-            return Unavailable(None, f"timeout: {type(exc).__name__}")
+            return Unavailable(None, detail=f"timeout: {type(exc).__name__}")
         except httpx.TransportError as exc:
             self._observe("connection_error", time.perf_counter() - started)
-            return Unavailable(None, f"connection error: {type(exc).__name__}")
+            return Unavailable(None, detail=f"connection error: {type(exc).__name__}")
         self._observe(str(response.status_code), time.perf_counter() - started)
         return classify(response, len(encoded_events))
 

@@ -153,10 +153,8 @@ class _Work:
             self.queue.appendleft(run[middle:])
             self.queue.appendleft(run[:middle])
             return
-        if isinstance(result, TooLarge):
-            self.dead(run[0], "too_large", result.status, "")
-        else:
-            self.dead(run[0], "bad_request", result.status, result.excerpt)
+        reason = "too_large" if isinstance(result, TooLarge) else "bad_request"
+        self.dead(run[0], reason, result.status, result.excerpt)
 
     def throttled(self, run: list[int], result: Throttled) -> list[int]:
         """Over the daily quota: dead letters. Throttled: returned, to wait. The rest: sent again now."""

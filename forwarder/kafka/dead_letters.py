@@ -92,18 +92,17 @@ class DeadLetterWriter:
         self.max_value_bytes = max_value_bytes
 
     async def write(self, records: list[DeadLetterRecord]) -> None:
-        if not records:
-            return
-        futures = []
-        for record in records:
-            omitted = len(record.value) > self.max_value_bytes
-            value = b"" if omitted else record.value
-            futures.append(
-                await self._producer.send(
-                    self.topic, value=value, key=record.source.key, headers=record.headers(omitted)
-                )
-            )
-        await asyncio.gather(*futures)
+        sending = [await self._send(record) for record in records]
+        await asyncio.gather(*sending)
+
+    async def _send(self, record: DeadLetterRecord) -> asyncio.Future[object]:
+        """A value over the limit is left out (header ``dlq.value_omitted``); its bytes stay at the source."""
+        omitted = len(record.value) > self.max_value_bytes
+        value = b"" if omitted else record.value
+        sent: asyncio.Future[object] = await self._producer.send(
+            self.topic, value=value, key=record.source.key, headers=record.headers(omitted)
+        )
+        return sent
 
 
 class FileDeadLetterWriter:
