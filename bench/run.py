@@ -38,13 +38,13 @@ import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from tqdm import tqdm
 
+from devkit.environment import worker_environment
 from devkit.kafka import broker_for, free_port, stop_pid
 from devkit.observe import wait_until_committed
 from devkit.traffic import make_event, streams_requests
 from forwarder.core.keys import partition_key
 from forwarder.kafka.admin import create_topics
 from forwarder.settings import WorkerPart
-from forwarder.wiring import worker_environment
 
 OUT = Path(__file__).resolve().parent / "out"
 API_KEY = "bench-key"

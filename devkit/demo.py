@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaProducer
 from tqdm import tqdm
 
 from devkit.amplitude import AmplitudeService, ServiceThread
+from devkit.environment import worker_environment
 from devkit.kafka import broker_for, free_port, stop_pid
 from devkit.observe import scrape_outcomes, wait_until_committed
 from devkit.traffic import streams_requests
@@ -33,7 +34,6 @@ from forwarder.ledger.chart import draw_chart
 from forwarder.ledger.report import Report, Window, build_report, render
 from forwarder.settings import ForwarderSettings, settings_from
 from forwarder.summary import balance_line, outcome_lines
-from forwarder.wiring import worker_environment
 
 TOPIC = "moengage-streams"
 DLQ_TOPIC = "moengage-streams-dlq"

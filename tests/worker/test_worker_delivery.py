@@ -10,12 +10,12 @@ import httpx
 import orjson
 import pytest
 
+from devkit.environment import worker_environment
 from devkit.observe import scrape_outcomes, wait_until_committed
 from devkit.traffic import streams_requests
 from forwarder.core.keys import partition_key
 from forwarder.kafka.admin import create_topics, partition_offsets
 from forwarder.kafka.dead_letters import header_map
-from forwarder.wiring import worker_environment
 from tests.kafka_helpers import produce, read_all
 
 pytestmark = pytest.mark.kafka
