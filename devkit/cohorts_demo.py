@@ -177,9 +177,9 @@ def cohort_rig(servers: str, workdir: Path, partitions: int = 2, **service_optio
         "AMPLITUDE_API_KEY": API_KEY,
         "AMPLITUDE_SECRET_KEY": SECRET_KEY,
         "AMPLITUDE_API_URL": amplitude_url,
-        "FORWARDER_TOPIC_REPLICATION": "1",
-        "FORWARDER_SESSION_TIMEOUT_S": "6",
-        "FORWARDER_WEB_HOST": "127.0.0.1",
+        "COHORTS_TOPIC_REPLICATION": "1",
+        "COHORTS_SESSION_TIMEOUT_S": "6",
+        "COHORTS_WEB_HOST": "127.0.0.1",
     }
     rig = CohortRig(servers, amplitude, amplitude_url, moengage, moengage_url, ingest_url + route.path, env, workdir)
     try:

@@ -93,7 +93,7 @@ def test_pull_then_webhooks_keep_the_segment_exact_and_a_repeated_delivery_chang
 
 def test_a_worker_killed_mid_sync_ends_with_the_segment_exactly_right(kafka: str, tmp_path: Path) -> None:
     with cohort_rig(kafka, tmp_path, partitions=1) as rig:
-        rig.env.update(COHORTS_SNAPSHOT_CHUNK_MEMBERS="500", FORWARDER_COMMIT_INTERVAL_S="10")
+        rig.env.update(COHORTS_SNAPSHOT_CHUNK_MEMBERS="500", COHORTS_COMMIT_INTERVAL_S="10")
         first = [{"user_id": f"u{i}"} for i in range(4000)]
         # The second membership: 2,000 leave; 8,000 join, spread over every part, so every part sends.
         second = [m for i, m in enumerate(first) if i % 2] + [{"user_id": f"n{i}"} for i in range(8000)]
