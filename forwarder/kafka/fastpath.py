@@ -191,6 +191,20 @@ class FastDrainConsumer(faust_aiokafka.Consumer):
         tp = TP(topic, partition)
         return int((await self.earliest_offsets(tp))[tp])
 
+    async def reread_unseen(self, topic: str, partition: int, expected: int | None) -> OffsetRange | None:
+        """A stalled partition whose position is past records its agent never got: faust dropped the last records
+        it fetched (a rebalance cleared the stream buffer; a never-committed partition is not sought back) and no
+        record came after them for the guard to notice. Sought back to the first of them; the range, or None."""
+        tp = TP(topic, partition)
+        if tp not in self.assignment():
+            return None
+        start = expected if expected is not None else self._commit_base(tp)
+        position = await self.position(tp)
+        if start is None or position is None or position <= start:
+            return None
+        await self.seek_back(topic, partition, start)
+        return OffsetRange(topic, partition, start, position - 1)
+
     def pass_lost(self, topic: str, partition: int, first: int, last: int) -> None:
         ranges = self._lost.setdefault(TP(topic, partition), [])
         ranges.append((first, last))
@@ -386,6 +400,17 @@ class GuardedApp(faust.App):
 
     def commit_states(self) -> dict[tuple[str, int], Pending]:
         return cast(FastDrainConsumer, self.consumer).commit_states()
+
+    async def reread_unseen(self, partitions: Sequence[tuple[str, int]]) -> list[OffsetRange]:
+        """Of these stalled partitions, the ranges fetched but never handed to their agent, each sought back to."""
+        consumer = cast(FastDrainConsumer, self.consumer)
+        found = []
+        for topic, partition in partitions:
+            expected = self.guard.expected(topic, partition) if self.guard is not None else None
+            unseen = await consumer.reread_unseen(topic, partition, expected)
+            if unseen is not None:
+                found.append(unseen)
+        return found
 
     def acknowledge(self, records: Sequence[Taken]) -> None:
         """The agents' acknowledgement of records they processed: the only one the consumer counts."""

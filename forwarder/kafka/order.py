@@ -166,6 +166,10 @@ class OffsetGuard:
                 admitted.append(taken)
         return admitted
 
+    def expected(self, topic: str, partition: int) -> int | None:
+        """The next offset to process, or None when nothing was admitted since the partition was assigned."""
+        return self._expected.get((topic, partition))
+
     def holds(self, topic: str, partition: int) -> bool:
         """False once the partition was revoked: what is still in hand of it is the next owner's to process."""
         return (topic, partition) in self._expected

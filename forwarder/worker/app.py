@@ -249,6 +249,7 @@ def create_app(
                 kafka_side,
                 app.pulls,
                 commits=app.commit_states,
+                reread=app.reread_unseen,
             )
         health.stopping = drain.requested.is_set()
         await watchdog.tick()

@@ -63,6 +63,7 @@ def watchdog(
     watch: LossWatch | None = None,
     clock: Clock | None = None,
     commits: dict[tuple[str, int], Pending] | None = None,
+    reread: Any = None,
 ):
     metrics, health, kafka = Metrics(), Health(), Kafka()
     progress = Progress(120, clock or Clock())
@@ -76,6 +77,7 @@ def watchdog(
         kafka,
         PullCounter(),
         commits=None if commits is None else lambda: commits,
+        reread=reread,
     )
     return dog, metrics, health, kafka
 
@@ -130,6 +132,29 @@ async def test_a_stall_makes_healthz_fail_and_clears_when_messages_are_taken_aga
     await dog.tick()
     assert health.liveness()[1]
     assert sample(metrics, "forwarder_stalled") == 0
+
+
+async def test_a_stalled_partition_is_asked_to_read_again_what_never_reached_its_agent(caplog) -> None:
+    """faust can drop the last records it fetched and nothing after them shows the guard a hole: only the stall
+    does. The watchdog then has the fork seek back over the unseen range, and says so."""
+    a, b = TP("retry", 2), TP("retry", 0)
+    clock = Clock()
+    asked: list[list[tuple[str, int]]] = []
+
+    async def reread(partitions: list[tuple[str, int]]) -> list[OffsetRange]:
+        asked.append(list(partitions))
+        return [OffsetRange("retry", 2, 0, 23)]
+
+    consumer = Consumer({a: 24, b: 0}, {a: 0, b: 0}, {a: 24, b: 0})
+    dog, metrics, _, _ = watchdog(consumer, {a: 0, b: 0}, clock=clock, reread=reread)
+    await dog.tick()
+    assert asked == []  # not stalled yet: nothing is asked
+    clock.now += 121
+    await dog.tick()
+    assert asked == [[("retry", 2)]]  # only the stalled partition, not the one without lag
+    assert sample(metrics, "forwarder_offset_gaps_total", topic="retry", partition="2") == 1
+    [line] = [r for r in caplog.records if "never reached its agent" in r.getMessage()]
+    assert line.fields == {"topic": "retry", "partition": 2, "first": 0, "last": 23}
 
 
 async def test_a_commit_held_behind_a_hole_fails_healthz_as_blocked_not_stalled_and_clears_when_it_moves() -> None:
