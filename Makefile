@@ -36,9 +36,10 @@ cohorts-pull: install
 	@test -n "$(COHORTS)$(ALL)" || { echo "usage: make cohorts-pull COHORTS=\"<id> ...\" | ALL=1 [IF_CHANGED=1] [SCHEDULE=hourly|daily]"; exit 2; }
 	$(BIN)/forwarder cohorts pull $(foreach c,$(COHORTS),--cohort $(c)) $(if $(ALL),--all) $(if $(IF_CHANGED),--if-changed) $(if $(SCHEDULE),--schedule $(SCHEDULE))
 
-## make test: the whole suite, including the tests on a real Apache Kafka broker
+## make test: the whole suite, including the tests on a real Apache Kafka broker; two processes (a broker each),
+## each test file on one of them (module fixtures stay whole)
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 ## make test-fast: the pure core and the HTTP edges only (no broker)
 test-fast: install

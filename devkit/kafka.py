@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -44,7 +45,8 @@ def cache_dir() -> Path:
 
 
 def ensure_jars(quiet: bool = True) -> Path:
-    """The broker's runtime classpath, resolved once per Kafka version with Maven."""
+    """The broker's runtime classpath, resolved once per Kafka version with Maven. Processes that ask at once (the
+    test suite's two) wait for the first: one resolves, the others find the result."""
     libs = cache_dir() / f"kafka-{KAFKA_VERSION}-log4j-{LOG4J_VERSION}" / "libs"
     marker = libs / ".complete"
     if marker.exists():
@@ -54,7 +56,16 @@ def ensure_jars(quiet: bool = True) -> Path:
             "Maven ('mvn') is needed to fetch the Kafka broker jars; install it (e.g. apt-get install maven)"
         )
     libs.mkdir(parents=True, exist_ok=True)
-    pom = resources.files("forwarder").joinpath("local/kafka-pom.xml").read_text(encoding="utf-8")
+    with open(libs.parent / ".resolving.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not marker.exists():
+            _resolve(libs, quiet)
+            marker.write_text(KAFKA_VERSION)
+    return libs
+
+
+def _resolve(libs: Path, quiet: bool) -> None:
+    pom = resources.files("devkit").joinpath("kafka-pom.xml").read_text(encoding="utf-8")
     pom = pom.replace("<kafka.version>4.1.1</kafka.version>", f"<kafka.version>{KAFKA_VERSION}</kafka.version>")
     with tempfile.TemporaryDirectory() as tmp:
         pom_path = Path(tmp) / "pom.xml"
@@ -74,8 +85,6 @@ def ensure_jars(quiet: bool = True) -> Path:
     if result.returncode != 0:
         output = (result.stdout or "") + (result.stderr or "")
         raise BrokerError(f"Maven could not resolve Apache Kafka {KAFKA_VERSION}:\n{output[-3000:]}")
-    marker.write_text(KAFKA_VERSION)
-    return libs
 
 
 def free_port() -> int:

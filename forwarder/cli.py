@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from forwarder.command import Command, CommandError
+from forwarder.command import Command, CommandError, stop_at_once_while_starting
 
 # name -> (where its Command is: "module:ATTRIBUTE", or a function that builds it; its one-line help)
 Entry = tuple[str | Callable[[], Command], str]
@@ -54,6 +54,9 @@ COMMANDS: dict[str, Entry] = {
     "kafka": ("devkit.commands:KAFKA", "start or stop a local Apache Kafka broker in the background"),
     "demo": ("devkit.commands:DEMO", "the whole path locally: broker, Amplitude service, traffic, worker"),
 }
+# The long-running consumers: a stop request while they start (imports, settings, the Kafka check) ends them at
+# once, cleanly, until faust installs its own handlers (drain, then stop).
+CONSUMERS = (["worker"], ["cohorts", "worker"])
 # Commands with actions: ``forwarder cohorts worker``.
 GROUPS: dict[str, tuple[str, dict[str, Entry]]] = {
     "cohorts": (
@@ -139,4 +142,6 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    if [a for a in argv if not a.startswith("-")][:2] in CONSUMERS:
+        stop_at_once_while_starting()
     sys.exit(_run(build_parser(argv).parse_args(argv)))

@@ -14,8 +14,10 @@ import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from forwarder.settings import HasKafka
+if TYPE_CHECKING:  # this module is imported before a worker's stop handler is in place: it stays light
+    from forwarder.settings import HasKafka
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@ from forwarder.command import (
     CommandError,
     no_arguments,
     require_kafka,
-    stop_at_once_while_starting,
     usage_error,
 )
 from forwarder.kafka.security import client_options
@@ -147,7 +146,6 @@ def run_status(settings: CohortStatusSettings, output: str) -> int:
 
 
 def _run_worker(args: argparse.Namespace) -> int:
-    stop_at_once_while_starting()
     settings = load_settings(CohortWorkerSettings)
     logs.setup(settings.cohorts.log_level)
     require_kafka(settings)

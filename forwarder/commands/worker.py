@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 
 from forwarder import logs
-from forwarder.command import Command, no_arguments, require_kafka, stop_at_once_while_starting
+from forwarder.command import Command, no_arguments, require_kafka
 from forwarder.settings import WorkerSettings, load_settings
 
 
 def _run(args: argparse.Namespace) -> int:
-    stop_at_once_while_starting()
     settings = load_settings(WorkerSettings)
     logs.setup(settings.worker.log_level)
     require_kafka(settings)
