@@ -68,12 +68,13 @@ class CohortRig:
     def group(self) -> str:
         return self.env["COHORTS_GROUP_ID"]
 
-    def start_worker(self, **extra: str) -> subprocess.Popen[bytes]:
+    def start_worker(self, module: str = "forwarder", **extra: str) -> subprocess.Popen[bytes]:
+        """``module``: what ``python -m`` runs (a test may wrap the worker)."""
         index = len(self.workers)
         env = {**self.env, "COHORTS_WEB_PORT": str(free_port()), **extra}
         with open(self.workdir / f"cohorts-worker-{index}.log", "ab") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "forwarder", "cohorts", "worker"], env=env, stdout=log, stderr=subprocess.STDOUT
+                [sys.executable, "-m", module, "cohorts", "worker"], env=env, stdout=log, stderr=subprocess.STDOUT
             )
         process.web_port = int(env["COHORTS_WEB_PORT"])  # type: ignore[attr-defined]
         self.workers.append(process)

@@ -19,6 +19,7 @@ from forwarder.cohorts.records import Record, decode
 from forwarder.health import Health
 from forwarder.kafka.dead_letters import SourceRef
 from forwarder.kafka.order import Verdict
+from forwarder.kafka.progress import Progress
 
 log = logging.getLogger("forwarder.cohorts")
 
@@ -58,7 +59,9 @@ class CohortLoop:
         acknowledge: Callable[[list[Any]], None],
         health: Health,
         park: Callable[[], Awaitable[None]] = park_forever,
+        progress: Progress | None = None,
     ) -> None:
+        """``progress``: what was taken and what is being worked on, per partition (the stall watch reads it)."""
         self._guard = guard
         self._syncer = syncer
         self._store = store
@@ -66,24 +69,30 @@ class CohortLoop:
         self._acknowledge = acknowledge
         self._health = health
         self._park = park
+        self._progress = progress or Progress(float("inf"))
         # Taken, not yet acknowledged: (partition, offset) -> the faust event to acknowledge.
         self.held: dict[tuple[int, int], Any] = {}
 
     async def take(self, event: Any) -> None:
         message = event.message
+        self._progress.taken(message.topic, [(message.partition, message.timestamp)])
         if await self._guard.admit(message.topic, message.partition, message.offset) is not Verdict.PROCESS:
             return  # a copy of a record admitted before, or a record ahead of a hole being read again
         ref = SourceRef(message.topic, message.partition, message.offset, message.key)
         self.held[(message.partition, message.offset)] = event
         self._store.partition = message.partition
-        final = await self._sync(message, ref)
-        await self._store.flush()  # the state's changes are durable before anything is acknowledged
-        self._ack(final)
-        await self._publisher.flush(force=True)
+        with self._progress.working(message.topic, [message.partition]):
+            final = await self._sync(message, ref)
+            await self._store.flush()  # the state's changes are durable before anything is acknowledged
+            self._ack(final)
+            await self._publisher.flush(force=True)
+        self._progress.finished(message.topic)
 
     async def _sync(self, message: Any, ref: SourceRef) -> list[SourceRef]:
+        # faust gives the record's time in seconds; a change without its own time is stamped with it, in ms.
+        received_ms = int((message.timestamp or 0) * 1000)
         try:
-            record = decode(message.value or b"", list(message.headers or []), message.timestamp)
+            record = decode(message.value or b"", list(message.headers or []), received_ms)
         except PayloadError as exc:
             return await self._syncer.unreadable(message.value or b"", ref, str(exc))
         try:

@@ -15,9 +15,11 @@ order, each once; a commit held behind a hole is reported (``forwarder_commit_bl
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import faust
+from faust.types import TP
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from forwarder.cohorts.changelog import ChangelogStore
@@ -29,8 +31,9 @@ from forwarder.health import Health, serve_health
 from forwarder.kafka.dead_letters import LOST_TO_RETENTION, lost_range_record
 from forwarder.kafka.fastpath import GuardedApp
 from forwarder.kafka.options import WorkerTiming, faust_options
-from forwarder.kafka.order import CommitWatch, OffsetRange
+from forwarder.kafka.order import CommitWatch, OffsetRange, Pending
 from forwarder.kafka.order_metrics import OffsetMetrics
+from forwarder.kafka.progress import Partition, Progress, StallWatch
 from forwarder.settings import CohortWorkerSettings
 
 log = logging.getLogger("forwarder.cohorts")
@@ -116,6 +119,8 @@ def create_cohorts_app(settings: CohortWorkerSettings, partitions: int, health: 
             extra={"fields": {**lost.loss_fields(None), "reason": LOST_TO_RETENTION}},
         )
 
+    progress = Progress(cohorts.stall_timeout_s, one_at_a_time=True)
+    stalls = StallWatch(progress, health, metrics.offsets, app.reread_unseen)
     guard = app.guard_with(
         lambda hole: metrics.offsets.offset_gaps.labels(hole.topic, str(hole.partition)).inc(), on_lost
     )
@@ -139,7 +144,7 @@ def create_cohorts_app(settings: CohortWorkerSettings, partitions: int, health: 
                 on_status=publisher.changed,
                 persist=store.flush,
             )
-            loop = CohortLoop(guard, syncer, store, publisher, app.acknowledge, health)
+            loop = CohortLoop(guard, syncer, store, publisher, app.acknowledge, health, progress=progress)
             current.update(loop=loop, syncer=syncer, publisher=publisher, store=store, dead_letters=stack.dead_letters)
             health.consuming = True
             async for event in stream.noack().events():
@@ -151,9 +156,11 @@ def create_cohorts_app(settings: CohortWorkerSettings, partitions: int, health: 
         if publisher is not None:  # pending counts during a long sync
             await publisher.flush()
         if health.consuming:
-            check = commit_watch.check(app.commit_states())
+            states = app.commit_states()
+            check = commit_watch.check(states)
             metrics.offsets.show_commits(check)
             health.commit_blocked = check.reason
+            await stalls.look(_lag(app.consumer, states, check.held))
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
@@ -166,6 +173,7 @@ def create_cohorts_app(settings: CohortWorkerSettings, partitions: int, health: 
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
         """Partitions that went to another worker: their cohorts' keys leave this worker's memory (faust recovers
         a partition it gets back later from the start of its changelog)."""
+        progress.assigned((tp.topic, tp.partition) for tp in assigned)
         gone = set(range(partitions)) - {tp.partition for tp in assigned if tp.topic == cohorts.topic}
         store = current["store"]
         if store is not None and gone:
@@ -174,6 +182,21 @@ def create_cohorts_app(settings: CohortWorkerSettings, partitions: int, health: 
 
     serve_health(app, health, lambda: metrics.render(current["syncer"]))
     return app
+
+
+def _lag(consumer: Any, states: Mapping[Partition, Pending], held: set[Partition]) -> dict[Partition, int]:
+    """What each assigned partition still has to read past its commit base (a held commit is not a stall)."""
+    lag: dict[Partition, int] = {}
+    for (topic, partition), state in states.items():
+        if (topic, partition) in held:
+            continue
+        try:
+            highwater = consumer.highwater(TP(topic, partition))
+        except Exception:  # noqa: S112 - revoked while we looked: the next look has the new assignment
+            continue
+        if highwater is not None:
+            lag[topic, partition] = max(0, highwater - state.next_offset)
+    return lag
 
 
 def run_cohorts_worker(settings: CohortWorkerSettings, partitions: int) -> None:

@@ -32,6 +32,12 @@ class OffsetMetrics:
             registry=registry,
         )
 
+        self.stalled = Gauge(
+            "forwarder_stalled",
+            "1 while a partition has lag and none of its messages was taken for the stall timeout.",
+            registry=registry,
+        )
+
     def show_commits(self, check: CommitCheck) -> None:
         for (topic, partition), value in check.gauge.items():
             self.commit_blocked.labels(topic, str(partition)).set(value)

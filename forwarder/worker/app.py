@@ -29,12 +29,12 @@ from forwarder.kafka.dead_letters import header_map
 from forwarder.kafka.fastpath import GuardedApp
 from forwarder.kafka.options import WorkerTiming, faust_options
 from forwarder.kafka.order import OffsetGuard, Taken
+from forwarder.kafka.progress import Progress
 from forwarder.kafka.security import client_options
 from forwarder.settings import WorkerSettings
 from forwarder.wiring import processing_stack
 from forwarder.worker.acks import AckLoop
 from forwarder.worker.metrics import Metrics
-from forwarder.worker.progress import Progress
 from forwarder.worker.watchdog import KafkaSide, LossReporter, Watchdog
 
 log = logging.getLogger("forwarder.worker")

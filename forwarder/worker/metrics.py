@@ -78,11 +78,6 @@ class Metrics(OffsetMetrics):
             ["topic", "partition"],
             registry=self.registry,
         )
-        self.stalled = Gauge(
-            "forwarder_stalled",
-            "1 while a partition has lag and none of its messages was taken for FORWARDER_STALL_TIMEOUT_S.",
-            registry=self.registry,
-        )
 
     def observe_request(self, status: str, seconds: float) -> None:
         self.request_seconds.labels(status=status).observe(seconds)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
@@ -38,9 +38,9 @@ from forwarder.kafka.dead_letters import (
 from forwarder.kafka.ledger import LedgerWriter
 from forwarder.kafka.lost_offsets import LossWatch, PullCounter, Suspect
 from forwarder.kafka.order import CommitWatch, OffsetRange, Pending
+from forwarder.kafka.progress import Partition, Progress, Reread, StallWatch
 from forwarder.ledger.records import LedgerRecord
 from forwarder.worker.metrics import Metrics
-from forwarder.worker.progress import Partition, Progress
 
 log = logging.getLogger("forwarder.watchdog")
 
@@ -177,7 +177,7 @@ class Watchdog:
         kafka: WatchdogKafka,
         pulls: PullCounter,
         commits: Callable[[], Mapping[Partition, Pending]] | None = None,
-        reread: Callable[[Sequence[Partition]], Awaitable[list[OffsetRange]]] | None = None,
+        reread: Reread | None = None,
     ) -> None:
         """``committed``: a mapping from partition to the group's committed offset (faust keeps it);
         ``commits``: each assigned partition's commit state (the fork's consumer); ``reread(stalled)``: the ranges
@@ -191,7 +191,7 @@ class Watchdog:
         self._kafka = kafka
         self._pulls = pulls
         self._commits = commits
-        self._reread = reread
+        self._stalls = StallWatch(progress, health, metrics, reread)
         self._commit_watch = CommitWatch(progress.stall_timeout_s, progress.clock)
         self._losses = LossReporter(watch, metrics, kafka)
         self._age_warned: dict[Partition, float] = {}
@@ -296,27 +296,8 @@ class Watchdog:
 
     async def _check_stall(self, commit_blocked: set[Partition]) -> None:
         """``commit_blocked``: partitions whose lag is a hole behind records already read: the commit watch reports
-        them, not as a stall. A stalled partition whose position is past records its agent never got is sought
-        back to them (said, and counted as a gap): the stall then clears by itself at a later look."""
-        lag = {key: behind for key, behind in self.lag.items() if key not in commit_blocked}
-        stall = None if self._health.fatal or self._health.stopping else self._progress.stall(lag)
-        was_stalled = self._health.stalled
-        self._health.stalled = stall.describe() if stall else None
-        self._metrics.stalled.set(1 if stall else 0)
-        if stall is None:
-            if was_stalled:
-                log.info("no longer stalled: messages are being taken again")
-            return
-        log.warning(
-            "stalled: " + stall.describe(),
-            extra={"fields": {"partitions": [f"{t}/{p}" for t, p in stall.partitions]}},
-        )
-        for unseen in await self._reread(stall.partitions) if self._reread is not None else []:
-            self._metrics.offset_gaps.labels(unseen.topic, str(unseen.partition)).inc()
-            log.warning(
-                "a stalled partition's last records were fetched and never reached its agent; reading them again",
-                extra={"fields": unseen.as_dict()},
-            )
+        them, not as a stall."""
+        await self._stalls.look({key: behind for key, behind in self.lag.items() if key not in commit_blocked})
 
     def _check_commits(self) -> set[Partition]:
         if self._commits is None:

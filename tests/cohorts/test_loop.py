@@ -12,10 +12,11 @@ import orjson
 
 from forwarder.cohorts.loop import CohortLoop
 from forwarder.cohorts.moengage import MoEngageFatal
-from forwarder.cohorts.records import Record
+from forwarder.cohorts.records import Record, WebhookChange
 from forwarder.health import Health
 from forwarder.kafka.dead_letters import SourceRef
 from forwarder.kafka.order import Verdict
+from forwarder.kafka.progress import Progress
 
 TOPIC = "amplitude-cohort-changes"
 
@@ -26,7 +27,7 @@ def webhook(cohort: str = "c1", user: str = "customer-1") -> bytes:
 
 def event(partition: int, offset: int, value: bytes) -> Any:
     message = SimpleNamespace(
-        topic=TOPIC, partition=partition, offset=offset, key=b"k", value=value, headers=[], timestamp=1_700_000_000_000
+        topic=TOPIC, partition=partition, offset=offset, key=b"k", value=value, headers=[], timestamp=1_700_000_000.25
     )
     return SimpleNamespace(message=message, name=f"{partition}@{offset}")
 
@@ -49,9 +50,11 @@ class Syncer:
     forgotten: set[int] = field(default_factory=set)
     waiting: list[SourceRef] = field(default_factory=list)
     release_each: bool = True
+    items: list[Record] = field(default_factory=list)
 
     async def handle(self, item: Record, ref: SourceRef) -> list[SourceRef]:
         self.journal.append(f"sync {ref.partition}@{ref.offset}")
+        self.items.append(item)
         if ref.offset == self.fatal_at:
             raise MoEngageFatal("MoEngage answered 401: check MOENGAGE_DATA_API_KEY")
         self.waiting.append(ref)
@@ -165,3 +168,28 @@ async def test_a_revocation_drops_what_was_taken_on_those_partitions_only() -> N
     await rig.loop.take(event(1, 2, webhook()))
     acks = [line for line in rig.journal if line.startswith("ack")]
     assert acks == ["ack 1@1", "ack 1@2"]  # the revoked partition's old copy is never acknowledged
+
+
+async def test_a_change_without_its_own_time_is_stamped_with_the_records_time_in_milliseconds() -> None:
+    """faust gives a record's time in seconds; taken as milliseconds, a removal would look older than every
+    snapshot and be dropped as stale."""
+    rig = Rig()
+    await rig.loop.take(event(0, 1, webhook()))
+    [item] = rig.syncer.items
+    assert isinstance(item, WebhookChange)
+    assert item.time_ms == 1_700_000_000_250
+
+
+async def test_the_loop_tells_progress_what_it_took_and_works_on() -> None:
+    clock = [0.0]
+    progress = Progress(10, clock=lambda: clock[0])
+    rig = Rig()
+    rig.loop = CohortLoop(
+        Guard(), rig.syncer, Store(rig.journal), Publisher(rig.journal), lambda e: None, rig.health, progress=progress
+    )
+    progress.assigned([(TOPIC, 0), (TOPIC, 1)])
+    clock[0] = 11.0
+    await rig.loop.take(event(0, 1, webhook()))
+    stall = progress.stall({(TOPIC, 0): 3, (TOPIC, 1): 3})
+    assert stall is not None
+    assert stall.partitions == ((TOPIC, 1),)  # partition 0 was just taken: only 1 has lag and nothing taken

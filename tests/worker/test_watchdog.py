@@ -8,8 +8,8 @@ from forwarder.health import Health
 from forwarder.kafka.dead_letters import DeadLetterRecord, header_map
 from forwarder.kafka.lost_offsets import LossWatch, PullCounter
 from forwarder.kafka.order import OffsetRange, Pending
+from forwarder.kafka.progress import Progress
 from forwarder.worker.metrics import Metrics
-from forwarder.worker.progress import Progress
 from forwarder.worker.watchdog import Watchdog
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from forwarder.worker.progress import Progress, Stall
+from forwarder.kafka.progress import Progress, Stall
 
 
 class Clock:
@@ -94,3 +94,20 @@ def test_the_oldest_record_in_hand_is_the_first_taken_per_partition_until_finish
     assert progress.oldest_age_s("src", 1, 5000.0) == 1000.0
     progress.finished("src")
     assert progress.oldest_age_s("src", 0, 5000.0) == 0.0
+
+
+def test_one_record_at_a_time_a_partition_waiting_behind_a_long_sync_is_not_stalled() -> None:
+    """The cohort worker syncs one record at a time: a partition whose records wait behind another's long sync is
+    not stalled; once the agent idles for the timeout with lag, it is."""
+    clock = [0.0]
+    progress = Progress(10, clock=lambda: clock[0], one_at_a_time=True)
+    progress.assigned([("cohorts", 0), ("cohorts", 1)])
+    with progress.working("cohorts", [0]):
+        clock[0] = 60.0
+        assert progress.stall({("cohorts", 0): 5, ("cohorts", 1): 5}) is None
+    clock[0] = 65.0
+    assert progress.stall({("cohorts", 1): 5}) is None  # the agent worked 5 s ago
+    clock[0] = 71.0
+    stall = progress.stall({("cohorts", 1): 5})
+    assert stall is not None
+    assert stall.partitions == (("cohorts", 1),)

@@ -10,9 +10,16 @@ partition: one that faust stopped handing over is stalled even while its neighbo
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+
+from forwarder.health import Health
+from forwarder.kafka.order import OffsetRange
+from forwarder.kafka.order_metrics import OffsetMetrics
+
+log = logging.getLogger("forwarder.watchdog")
 
 Partition = tuple[str, int]
 
@@ -28,9 +35,14 @@ class Stall:
 
 
 class Progress:
-    def __init__(self, stall_timeout_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, stall_timeout_s: float, clock: Callable[[], float] = time.monotonic, one_at_a_time: bool = False
+    ) -> None:
+        """``one_at_a_time``: the agent works through one record at a time (the cohort worker), so a partition may
+        wait behind another's long sync: only an agent idle for the timeout, with lag, is stalled."""
         self.stall_timeout_s = stall_timeout_s
         self.clock = clock
+        self._one_at_a_time = one_at_a_time
         self._started = clock()
         self._last_taken: dict[Partition, float] = {}
         self._busy: dict[Partition, int] = {}
@@ -80,11 +92,54 @@ class Progress:
         now = self.clock()
         stuck: list[Partition] = []
         idle_s = 0.0
+        if self._one_at_a_time and any(self._busy.values()):
+            return None
+        agent_last = max(self._last_taken.values(), default=self._started)
         for key, behind in sorted(lag.items()):
             if behind <= 0 or self._busy.get(key, 0):
                 continue
-            idle = now - self._last_taken.get(key, self._started)
+            last = self._last_taken.get(key, self._started)
+            idle = now - (max(last, agent_last) if self._one_at_a_time else last)
             if idle >= self.stall_timeout_s:
                 stuck.append(key)
                 idle_s = max(idle_s, idle)
         return Stall(tuple(stuck), idle_s) if stuck else None
+
+
+# Of stalled partitions, the ranges fetched and never handed to their agent, each sought back to (the fork's app).
+Reread = Callable[[Sequence[Partition]], Awaitable[list[OffsetRange]]]
+
+
+class StallWatch:
+    """Declares a stall (``/healthz`` 503, ``forwarder_stalled`` 1, a warning naming the partitions) and has each
+    stalled partition read again what was fetched and never reached its agent: faust can drop the last records it
+    fetched (a rebalance clears the stream buffers; a never-committed partition is not sought back), and with no
+    record after them the guard sees no hole. The stall then clears by itself at a later look. Both workers."""
+
+    def __init__(self, progress: Progress, health: Health, metrics: OffsetMetrics, reread: Reread | None) -> None:
+        self._progress = progress
+        self._health = health
+        self._metrics = metrics
+        self._reread = reread
+
+    async def look(self, lag: Mapping[Partition, int]) -> None:
+        """``lag``: what each partition still has to read (without the partitions whose commit is held: the commit
+        watch reports those)."""
+        stall = None if self._health.fatal or self._health.stopping else self._progress.stall(lag)
+        was_stalled = self._health.stalled
+        self._health.stalled = stall.describe() if stall else None
+        self._metrics.stalled.set(1 if stall else 0)
+        if stall is None:
+            if was_stalled:
+                log.info("no longer stalled: messages are being taken again")
+            return
+        log.warning(
+            "stalled: " + stall.describe(),
+            extra={"fields": {"partitions": [f"{t}/{p}" for t, p in stall.partitions]}},
+        )
+        for unseen in await self._reread(stall.partitions) if self._reread is not None else []:
+            self._metrics.offset_gaps.labels(unseen.topic, str(unseen.partition)).inc()
+            log.warning(
+                "a stalled partition's last records were fetched and never reached its agent; reading them again",
+                extra={"fields": unseen.as_dict()},
+            )
