@@ -46,7 +46,7 @@ COMMANDS: dict[str, Entry] = {
     ),
     "topics": (
         "forwarder.commands.topics:COMMAND",
-        "create the source, retry, dead-letter and ledger topics; report drift",
+        "create both halves' topics (source, retry, dead letters, ledger, cohorts); report drift",
     ),
     "events": ("forwarder.commands.events:COMMAND", "list the event catalogue"),
     "amplitude-local": ("devkit.commands:AMPLITUDE_LOCAL", "serve the local Amplitude-compatible service"),
@@ -131,6 +131,9 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader went away (forwarder events | head): nothing is left to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as exc:  # the last resort: one line (FORWARDER_DEBUG=1 shows the traceback)
         if os.environ.get("FORWARDER_DEBUG"):
             raise
