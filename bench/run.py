@@ -49,7 +49,7 @@ from forwarder.settings import WorkerPart
 OUT = Path(__file__).resolve().parent / "out"
 API_KEY = "bench-key"
 PARTITIONS = 4
-# Amplitude's real answer time, assumed: a cross-region HTTPS round trip plus its processing (README).
+# Amplitude's real answer time, assumed: a cross-region HTTPS round trip plus its processing (docs/performance.md).
 ROUND_TRIP_MS = 150.0
 
 

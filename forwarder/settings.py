@@ -447,7 +447,7 @@ class CohortPullSettings(CohortStatusSettings):
 
 
 def setting_names(kind: type[SettingsKind] = Settings) -> set[str]:
-    """Every environment name the settings read: the README's table lists exactly these."""
+    """Every environment name the settings read: the settings table (docs/operations.md) lists exactly these."""
     names: set[str] = set()
     for part in kind.parts().values():
         generator = part.model_config.get("alias_generator")

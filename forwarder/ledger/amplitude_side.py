@@ -5,7 +5,7 @@ Amplitude keeps one event per insert_id, so a re-sent event it already had is no
 re-sent by ``replay-dlq`` were never accepted before, so Amplitude must count each once more; events re-sent by
 ``replay`` or ``backfill`` may or may not be new to it. So a row is right when Amplitude's count lies between
 delivered + dead letters re-sent and that plus the other re-sends. Days are UTC in the ledger and in the
-project's time zone in Amplitude: the comparison assumes a project in UTC (the README says so).
+project's time zone in Amplitude: the comparison assumes a project in UTC (docs/operations.md says so).
 """
 
 from __future__ import annotations
