@@ -1,6 +1,6 @@
 """The 44 campaign events of the integration guide, loaded from ``event_codes.tsv``.
 
-The TSV is the single source: the code, and the ``forwarder events`` listing read it.
+The TSV is the single source: the code and the ``forwarder events`` listing read it.
 """
 
 from __future__ import annotations
