@@ -103,11 +103,27 @@ class TopicSettings(BaseModel):
     ledger_topic: str = Field("moengage-streams-ledger", min_length=1)
     topic_partitions: int = Field(6, ge=1, le=10_000)
     topic_replication: int = Field(3, ge=1, le=10)
+    # How many replicas must have a write before acks=all answers; unset: min(2, replication).
+    topic_min_insync_replicas: int | None = Field(None, ge=1, le=10)
     source_retention_hours: float = Field(168, gt=0)
     retry_retention_hours: float = Field(24, gt=0)
     dlq_retention_hours: float = Field(720, gt=0)
     ledger_retention_hours: float = Field(2160, gt=0)
     dlq_max_value_bytes: int = Field(900_000, gt=0, le=100 * 1024 * 1024)
+
+    @model_validator(mode="after")
+    def _insync_within_replication(self) -> TopicSettings:
+        if self.topic_min_insync_replicas is not None and self.topic_min_insync_replicas > self.topic_replication:
+            raise ValueError(
+                "FORWARDER_TOPIC_MIN_INSYNC_REPLICAS must be at most FORWARDER_TOPIC_REPLICATION "
+                f"({self.topic_replication}): no write could be acknowledged"
+            )
+        return self
+
+    @property
+    def min_insync_replicas(self) -> int:
+        """With acks=all, a write is acknowledged once this many replicas have it: two survive one broker's loss."""
+        return self.topic_min_insync_replicas or min(2, self.topic_replication)
 
 
 class AmplitudeSettings(BaseModel):

@@ -28,22 +28,32 @@ class TopicSpec:
 
 
 def desired_topics(settings: TopicsSettings) -> list[TopicSpec]:
-    def spec(name: str, retention_hours: float) -> TopicSpec:
-        config = {"cleanup.policy": "delete", "retention.ms": str(int(retention_hours * HOUR_MS))}
-        return TopicSpec(name, settings.topics.topic_partitions, settings.topics.topic_replication, config)
-
     topics = settings.topics
+    # Every topic: with the producers' acks=all, a write is acknowledged only once this many replicas have it (the
+    # broker default, 1, means the leader alone).
+    insync = {"min.insync.replicas": str(topics.min_insync_replicas)}
+
+    def spec(name: str, retention_hours: float) -> TopicSpec:
+        config = {"cleanup.policy": "delete", "retention.ms": str(int(retention_hours * HOUR_MS)), **insync}
+        return TopicSpec(name, topics.topic_partitions, topics.topic_replication, config)
+
     # One partition: the report reads the ledger in the order it was written; its records are small (one per run).
     # Compacted, so a run re-processed with the same range replaces its record; deleted after its retention.
     ledger = TopicSpec(
         topics.ledger_topic,
         1,
         topics.topic_replication,
-        {"cleanup.policy": "compact,delete", "retention.ms": str(int(topics.ledger_retention_hours * HOUR_MS))},
+        {
+            "cleanup.policy": "compact,delete",
+            "retention.ms": str(int(topics.ledger_retention_hours * HOUR_MS)),
+            **insync,
+        },
     )
     cohorts = settings.cohorts
     # One record per cohort (and per cohort pulled), read whole by ``cohorts status``: compacted, kept.
-    cohort_status = TopicSpec(cohorts.status_topic, 1, topics.topic_replication, {"cleanup.policy": "compact"})
+    cohort_status = TopicSpec(
+        cohorts.status_topic, 1, topics.topic_replication, {"cleanup.policy": "compact", **insync}
+    )
     return [
         spec(topics.source_topic, topics.source_retention_hours),
         spec(topics.retry_topic, topics.retry_retention_hours),

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 pytestmark = pytest.mark.kafka
 
@@ -42,11 +45,14 @@ def test_create_verify_report_drift_and_apply(kafka, topic_names) -> None:
     assert created.returncode == 0, created.stderr
     assert created.stdout.count("created ") == 7
     assert (
-        f"created {source}: 3 partitions, replication 1, cleanup.policy=delete, retention.ms=604800000"
-        in created.stdout
+        f"created {source}: 3 partitions, replication 1, cleanup.policy=delete, retention.ms=604800000, "
+        "min.insync.replicas=1" in created.stdout
     )
     # The cohort status: one record per cohort, compacted, kept.
-    assert f"created {source}-cohorts-status: 1 partitions, replication 1, cleanup.policy=compact" in created.stdout
+    assert (
+        f"created {source}-cohorts-status: 1 partitions, replication 1, cleanup.policy=compact, min.insync.replicas=1"
+        in created.stdout
+    )
     # The ledger: one partition (read in the order written), compacted, kept 90 days.
     assert (
         f"created {source}-ledger: 1 partitions, replication 1, cleanup.policy=compact,delete, retention.ms=7776000000"
@@ -76,6 +82,50 @@ def test_create_verify_report_drift_and_apply(kafka, topic_names) -> None:
     assert applied.returncode == 0, applied.stdout + applied.stderr
     assert f"updated {source}: partitions 3 (want 4); retention.ms 604800000 (want 86400000)" in applied.stdout
     assert topics(drifted).stdout.splitlines()[0] == f"ok {source}"
+
+
+def test_min_insync_replicas_is_set_its_drift_reported_and_fixed(kafka, topic_names) -> None:
+    """acks=all means "the leader alone" when a topic keeps the broker's default min.insync.replicas of 1: the
+    topics carry min(2, replication) unless FORWARDER_TOPIC_MIN_INSYNC_REPLICAS says otherwise."""
+    source = topic_names("src")
+    names = {
+        "FORWARDER_SOURCE_TOPIC": source,
+        "FORWARDER_RETRY_TOPIC": source + "-retry",
+        "FORWARDER_DLQ_TOPIC": source + "-dlq",
+        "FORWARDER_LEDGER_TOPIC": source + "-ledger",
+        "COHORTS_TOPIC": source + "-cohorts",
+        "COHORTS_DLQ_TOPIC": source + "-cohorts-dlq",
+        "COHORTS_STATUS_TOPIC": source + "-cohorts-status",
+    }
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka, "FORWARDER_TOPIC_REPLICATION": "1", **names}
+    assert topics(env).returncode == 0
+    asyncio.run(_set_config(kafka, source, {"min.insync.replicas": "2"}))  # drifted by hand
+    report = topics(env)
+    assert report.returncode == 3
+    assert f"drift {source}: min.insync.replicas 2 (want 1)" in report.stdout
+    assert topics(env, "--apply").returncode == 0
+    assert topics(env).stdout.splitlines()[0] == f"ok {source}"
+
+    refused = topics({**env, "FORWARDER_TOPIC_MIN_INSYNC_REPLICAS": "2"})
+    assert refused.returncode == 2
+    assert "FORWARDER_TOPIC_MIN_INSYNC_REPLICAS must be at most FORWARDER_TOPIC_REPLICATION (1)" in refused.stderr
+
+
+async def _set_config(servers: str, topic: str, config: dict[str, str]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=servers)
+    await admin.start()
+    try:
+        current = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+        overrides = {
+            entry["config_names"]: entry["config_value"]
+            for response in current
+            for resource in response.to_object()["resources"]
+            for entry in resource["config_entries"]
+            if entry["config_names"] in ("cleanup.policy", "retention.ms", "min.insync.replicas")
+        }
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs={**overrides, **config})])
+    finally:
+        await admin.close()
 
 
 def test_an_unreachable_broker_is_a_clear_error() -> None:
