@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -43,10 +44,13 @@ def usage_error(message: str) -> CommandError:
 
 
 def require_kafka(settings: HasKafka) -> None:
-    """Connects once; wrong addresses or credentials end here with one line (``KafkaUnavailable``)."""
+    """Connects once; wrong addresses or credentials end here with one line (``KafkaUnavailable``). A connection
+    that sends credentials or records in clear is said first."""
     from forwarder.kafka.admin import preflight
-    from forwarder.kafka.security import client_options
+    from forwarder.kafka.security import cleartext_warning, client_options
 
+    if (warning := cleartext_warning(settings)) is not None:
+        logging.getLogger("forwarder.kafka").warning(warning)
     asyncio.run(preflight(client_options(settings)))
 
 

@@ -87,3 +87,29 @@ def test_topics_with_more_replicas_than_brokers_names_the_setting_and_the_fix(ka
         "forwarder topics: FORWARDER_TOPIC_REPLICATION=3 but the cluster has 1 broker(s); "
         "set FORWARDER_TOPIC_REPLICATION to at most 1 (1 for the local broker) and run again"
     ]
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        (
+            {**UNREACHABLE, "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SASL_USERNAME": "u"}
+            | {"KAFKA_SASL_PASSWORD": "pw-never-shown"},
+            "KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT: the SASL password and every record cross the network unencrypted",
+        ),
+        (
+            {**UNREACHABLE, "KAFKA_SASL_USERNAME": "u", "KAFKA_SASL_PASSWORD": "pw-never-shown"},
+            "KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD are set but KAFKA_SECURITY_PROTOCOL=PLAINTEXT",
+        ),
+    ],
+)
+def test_a_connection_in_clear_with_credentials_is_warned_about_before_connecting(env, says) -> None:
+    result = forwarder("topics", env=env)
+    stderr = result.stderr.decode()
+    assert says in stderr
+    assert "pw-never-shown" not in stderr
+    assert "cannot use Kafka at 127.0.0.1:1" in stderr.strip().splitlines()[-1]
+
+
+def test_a_connection_with_tls_or_without_credentials_gets_no_warning() -> None:
+    assert "unencrypted" not in forwarder("topics", env=UNREACHABLE).stderr.decode()

@@ -22,6 +22,22 @@ def ssl_context(settings: HasKafka) -> ssl.SSLContext | None:
     return context
 
 
+def cleartext_warning(settings: HasKafka) -> str | None:
+    """What an operator should hear about a connection without TLS that carries credentials, or None."""
+    kafka = settings.kafka
+    if kafka.security_protocol == "SASL_PLAINTEXT":
+        return (
+            "KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT: the SASL password and every record cross the network "
+            "unencrypted; use SASL_SSL"
+        )
+    if kafka.security_protocol == "PLAINTEXT" and (kafka.sasl_username or kafka.sasl_password):
+        return (
+            "KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD are set but KAFKA_SECURITY_PROTOCOL=PLAINTEXT: they are not "
+            "used, and records cross the network unencrypted; set SASL_SSL"
+        )
+    return None
+
+
 def client_options(settings: HasKafka) -> dict[str, Any]:
     """Keyword arguments for aiokafka's producer, consumer and admin clients."""
     options: dict[str, Any] = {
