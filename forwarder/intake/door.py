@@ -7,7 +7,6 @@ it (so the sender retries), 4xx for what retrying cannot fix, never 500 for inpu
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -117,7 +116,7 @@ def intake_app(sink: KafkaSink, metrics: IntakeMetrics, routes: Sequence[BaseRou
 
     async def readiness(request: Request) -> Response:
         try:
-            await asyncio.wait_for(sink.ensure(), timeout=sink.timeout_s)
+            await sink.reachable()
         except KAFKA_FAILURES as exc:
             return _json(503, {"status": "kafka unavailable", "error": type(exc).__name__})
         return _json(200, {"status": "ready"})

@@ -109,6 +109,16 @@ class KafkaSink:
         await asyncio.wait_for(send(), timeout=self.timeout_s)
         self.last_ok = time.time()
 
+    async def reachable(self) -> None:
+        """Asks a broker for the cluster's metadata; raises while none answers (``/readyz`` then says 503, so a load
+        balancer stops sending batches this pod can only refuse)."""
+
+        async def ask() -> None:
+            producer = await self.ensure()
+            await producer.client.fetch_all_metadata()
+
+        await asyncio.wait_for(ask(), timeout=self.timeout_s)
+
     async def close(self) -> None:
         if self._producer is not None:
             await self._producer.stop()

@@ -47,6 +47,9 @@ class Ingest:
         self.runner = ServiceThread(app)
         self.url = self.runner.start() + "/moengage/streams"
 
+    def ready(self) -> int:
+        return httpx.get(self.url.removesuffix("/moengage/streams") + "/readyz", timeout=30).status_code
+
     def post(self, body: bytes, headers: dict[str, str] | None = None) -> httpx.Response:
         merged = {"Content-Type": "application/json", **AUTH, **(headers or {})}
         return httpx.post(self.url, content=body, headers=merged, timeout=30)
@@ -219,11 +222,17 @@ def test_broker_down_gets_503_and_a_retried_batch_is_delivered_once(amplitude, t
     try:
         first = next(streams_requests(100, seed=23))
         assert service.post(orjson.dumps(first)).status_code == 200
+        assert service.ready() == 200
         broker.stop()
         retried = next(streams_requests(100, seed=24))
         statuses = [service.post(orjson.dumps(retried)).status_code for _ in range(3)]
         assert statuses == [503, 503, 503]  # none 2xx while Kafka cannot store the batch
+        assert service.ready() == 503  # a load balancer stops sending MoEngage's batches here
         broker.restart()
+        deadline = time.monotonic() + 60
+        while service.ready() != 200 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert service.ready() == 200
         deadline = time.monotonic() + 60
         status = 0
         while status != 200 and time.monotonic() < deadline:  # MoEngage's retry, after the broker returns
