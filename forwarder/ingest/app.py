@@ -62,11 +62,8 @@ class StreamsRoute:
             batch = parse_batch(body)
         except NotStreamsRequest as exc:
             await self._keep_refused(body, exc, moe_request_id)  # a Kafka failure here answers 503
-            log.warning(
-                "refused a body that is not a JSON object; its bytes are in the dead-letter topic",
-                extra={"fields": {"reason": exc.reason, "moe_request_id": moe_request_id, "bytes": len(body)}},
-            )
-            raise Refused(400, exc.reason, str(exc)) from None
+            note = "refused a body that is not a JSON object; its bytes are in the dead-letter topic"
+            raise Refused(400, exc.reason, str(exc), note) from None
         if batch.repaired:
             self.repaired.labels("invalid_utf8").inc(len(batch.events))
             log.warning(

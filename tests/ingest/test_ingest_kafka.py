@@ -325,7 +325,13 @@ def test_a_truncated_body_gets_400_a_warning_and_a_dead_letter_holding_its_bytes
     assert answer.status_code == 400
     assert "not valid JSON" in answer.json()["error"]
     [line] = [r for r in caplog.records if "refused a body" in r.getMessage()]
-    assert line.fields == {"reason": "invalid_json", "moe_request_id": "req-cut", "bytes": len(truncated)}
+    assert line.fields == {
+        "path": "/moengage/streams",
+        "status": 400,
+        "reason": "invalid_json",
+        "moe_request_id": "req-cut",
+        "bytes": len(truncated),
+    }
     [letter] = asyncio.run(read_all(kafka, f"{topic}-dlq", expected=1))
     assert letter.value == truncated
     headers = header_map(letter.headers)

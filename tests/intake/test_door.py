@@ -68,13 +68,20 @@ async def test_a_body_let_in_reaches_the_route_whole(door) -> None:
         ({**JSON, **BASIC}, b"{" + b" " * 200 + b"}", 413, "too_large"),
     ],
 )
-async def test_what_the_door_refuses_is_answered_and_counted_by_reason(door, headers, body, status, reason) -> None:
+async def test_what_the_door_refuses_is_answered_counted_and_logged_by_reason(
+    door, headers, body, status, reason, caplog
+) -> None:
     client, route, metrics, _ = door
-    answer = await client.post("/in", content=body, headers=headers)
+    with caplog.at_level("WARNING", logger="forwarder.ingest"):
+        answer = await client.post("/in", content=body, headers={**headers, "X-MOE-Request-Id": "req-1"})
     assert answer.status_code == status
     assert "error" in answer.json()
     assert refused(metrics, reason) == 1
     assert route.bodies == []
+    [line] = [r for r in caplog.records if r.getMessage() == "refused a request"]
+    fields = line.fields
+    assert (fields["status"], fields["reason"], fields["moe_request_id"]) == (status, reason, "req-1")
+    assert body.decode() not in line.getMessage() + str(fields)  # never the body
 
 
 async def test_a_routes_refusal_and_kafkas_failure_are_answered_400_and_503(door) -> None:
