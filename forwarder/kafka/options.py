@@ -48,6 +48,12 @@ def faust_options(settings: HasKafka, app_id: str, timing: WorkerTiming) -> dict
         "web_bind": timing.web_host,
         "web_host": timing.web_host,
         "web_port": timing.web_port,
+        # Only /metrics, /healthz and /readyz: faust's router and table pages answer anyone with the group's
+        # assignment and a table's contents (the cohort worker's members), its graph and stats pages are debugging.
+        "web_router_enabled": False,
+        "web_tables_enabled": False,
+        "web_graph_enabled": False,
+        "web_stats_enabled": False,
         "producer_acks": -1,
         "broker_session_timeout": timing.session_timeout_s,
         "broker_heartbeat_interval": min(3.0, timing.session_timeout_s / 3),

@@ -55,6 +55,9 @@ def test_pull_then_webhooks_keep_the_segment_exact_and_a_repeated_delivery_chang
         rig.wait_until_synced(cohort_id="c1")
         assert rig.segment("c1") == rig.expected("c1")
         assert len(rig.expected("c1")) > 1500
+        port = rig.workers[0].web_port  # type: ignore[attr-defined]
+        for page in ("/table/", "/router/"):  # the members' table is not served to anyone who asks
+            assert httpx.get(f"http://127.0.0.1:{port}{page}", timeout=10).status_code == 404, page
         after_pull = requests_seen(rig)
         exports = rig.amplitude.cohorts.export_requests
         again = rig.command("pull", "--cohort", "c1", "--if-changed")  # lastComputed has not moved
