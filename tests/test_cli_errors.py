@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 
 import pytest
+
+from forwarder.kafka.admin import create_topics
 
 UNREACHABLE = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "AMPLITUDE_API_KEY": "k"}
 
@@ -113,3 +116,18 @@ def test_a_connection_in_clear_with_credentials_is_warned_about_before_connectin
 
 def test_a_connection_with_tls_or_without_credentials_gets_no_warning() -> None:
     assert "unencrypted" not in forwarder("topics", env=UNREACHABLE).stderr.decode()
+
+
+@pytest.mark.kafka
+def test_a_cohort_worker_asking_more_replicas_than_brokers_names_the_setting(kafka, topic_names) -> None:
+    topic = topic_names("cohorts")
+    asyncio.run(create_topics(kafka, {topic: 1}))
+    env = {"KAFKA_BOOTSTRAP_SERVERS": kafka, "COHORTS_TOPIC": topic, "MOENGAGE_WORKSPACE_ID": "w"}
+    result = forwarder("cohorts", "worker", env={**env, "MOENGAGE_DATA_API_KEY": "k"})
+    stderr = result.stderr.decode()
+    assert result.returncode == 2
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1] == (
+        "forwarder cohorts worker: COHORTS_TOPIC_REPLICATION=3 but the cluster has 1 broker(s); set "
+        "COHORTS_TOPIC_REPLICATION to at most 1 (1 for the local broker) and run again"
+    )

@@ -22,6 +22,7 @@ from forwarder.command import (
     require_kafka,
     usage_error,
 )
+from forwarder.kafka.admin import broker_count
 from forwarder.kafka.security import client_options
 from forwarder.settings import CohortPullSettings, CohortStatusSettings, CohortWorkerSettings, HasKafka, load_settings
 
@@ -153,6 +154,13 @@ def _run_worker(args: argparse.Namespace) -> int:
         partitions = asyncio.run(topic_partitions(settings, settings.cohorts.topic))
     except LookupError as exc:
         raise CommandError(str(exc)) from None
+    # faust creates the members table's changelog with this replication: too many is a traceback from deep inside.
+    replication, brokers = settings.cohorts.topic_replication, asyncio.run(broker_count(client_options(settings)))
+    if replication > brokers:
+        raise usage_error(
+            f"COHORTS_TOPIC_REPLICATION={replication} but the cluster has {brokers} broker(s); set "
+            f"COHORTS_TOPIC_REPLICATION to at most {brokers} (1 for the local broker) and run again"
+        )
     from forwarder.cohorts.worker import run_cohorts_worker  # faust: once the settings and Kafka are known good
 
     run_cohorts_worker(settings, partitions)

@@ -113,6 +113,15 @@ async def preflight(connection: Connection, timeout_s: float = 30.0) -> None:
         await admin.close()
 
 
+async def broker_count(connection: Connection) -> int:
+    admin = AIOKafkaAdminClient(**options_of(connection))
+    await admin.start()
+    try:
+        return len((await admin.describe_cluster())["brokers"])
+    finally:
+        await admin.close()
+
+
 async def read_to_end(connection: Connection, topic: str, missing: str) -> AsyncIterator[ConsumerRecord]:
     """Every record of ``topic`` up to the end offsets seen at the start, partition by partition as fetched.
     Joins no group and commits nothing; raises ``LookupError(missing)`` when the topic does not exist."""
