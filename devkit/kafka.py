@@ -188,15 +188,41 @@ class LocalKafka:
         if self.data_dir is None:
             self.data_dir = Path(tempfile.mkdtemp(prefix="forwarder-kafka-"))
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.port = self.port or free_port()
-        self.controller_port = self.controller_port or free_port()
-        if self.sasl_users:
-            self.sasl_port = self.sasl_port or free_port()
-        config = self._write_config()
         classpath = f"{libs}/*"
         java = shutil.which("java")
         if java is None:
             raise BrokerError("Java 17+ ('java') is needed to run the Kafka broker")
+        # A free port is free when asked, not always when the JVM binds it seconds later: another process's
+        # outgoing connection can take it meanwhile (seen with the test suite on two processes). Ports this broker
+        # chose are chosen again, up to three times; ports it was given are kept.
+        chosen = [name for name in ("port", "controller_port", "sasl_port") if not getattr(self, name)]
+        for attempt in (1, 2, 3):
+            self.port = self.port or free_port()
+            self.controller_port = self.controller_port or free_port()
+            if self.sasl_users:
+                self.sasl_port = self.sasl_port or free_port()
+            self._format(java, classpath, self._write_config())
+            for said in (self.log_file, self.data_dir / "stdout.log"):  # what this launch says, only
+                said.unlink(missing_ok=True)
+            try:
+                self._launch(java, classpath, timeout_s, detach)
+                return self.bootstrap_servers
+            except BrokerError:
+                if attempt == 3 or not chosen or "Address already in use" not in self._said():
+                    raise
+                for name in chosen:
+                    setattr(self, name, 0)
+        raise AssertionError("unreachable")
+
+    def _said(self) -> str:
+        assert self.data_dir is not None
+        return "".join(
+            path.read_text(errors="replace") for path in (self.log_file, self.data_dir / "stdout.log") if path.exists()
+        )
+
+    def _format(self, java: str, classpath: str, config: Path) -> None:
+        assert self.data_dir is not None
+        shutil.rmtree(self.data_dir / "logs", ignore_errors=True)  # a fresh format each launch
         # Seen twice while several brokers started at once on this 2-core machine, never alone: one more try, with
         # a fresh data dir (a format is cheap), before giving up with everything the tool said.
         for attempt in (1, 2):
@@ -207,14 +233,12 @@ class LocalKafka:
                 check=False,
             )
             if fmt.returncode == 0:
-                break
+                return
             if attempt == 2:
                 raise BrokerError(
                     f"formatting the Kafka data dir failed (exit {fmt.returncode}):\n{fmt.stdout}{fmt.stderr}"
                 )
             shutil.rmtree(self.data_dir / "logs", ignore_errors=True)
-        self._launch(java, classpath, timeout_s, detach)
-        return self.bootstrap_servers
 
     def _launch(self, java: str, classpath: str, timeout_s: float, detach: bool = False) -> None:
         assert self.data_dir is not None

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from devkit.kafka import free_port as real_free_port
 from forwarder.kafka.admin import create_topics
 from tests.kafka_helpers import produce
 
@@ -55,3 +58,24 @@ def test_make_kafka_prints_a_usable_address_and_make_kafka_stop_cleans_up(tmp_pa
         )
     assert stopped.returncode == 0
     assert set(broker_processes()) - before == set()
+
+
+def test_a_port_taken_between_choosing_and_binding_is_chosen_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A free port can be taken before the JVM binds it (another process's outgoing connection): the broker picks
+    new ports and starts, instead of failing the test session that needs it."""
+    from devkit import kafka as local
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))  # bound, as a connection's local port is: the JVM cannot bind it
+    ports = iter([taken.getsockname()[1]])
+    monkeypatch.setattr(local, "free_port", lambda: next(ports, None) or real_free_port())
+    broker = local.LocalKafka()
+    try:
+        servers = broker.start()
+        assert servers != f"127.0.0.1:{taken.getsockname()[1]}"
+        asyncio.run(create_topics(servers, {"after-a-taken-port": 1}))
+    finally:
+        broker.stop()
+        taken.close()
+        if broker.data_dir is not None:
+            shutil.rmtree(broker.data_dir, ignore_errors=True)
