@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -87,8 +88,21 @@ def _resolve(libs: Path, quiet: bool) -> None:
         raise BrokerError(f"Maven could not resolve Apache Kafka {KAFKA_VERSION}:\n{output[-3000:]}")
 
 
+# Below Linux's ephemeral range (32768-60999): no outgoing connection is given one of these ports, so a port
+# found free here stays free until the process it is for binds it (a broker's JVM takes seconds to).
+FREE_PORTS = range(20_000, 32_000)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
+    for _ in range(100):
+        port = random.choice(FREE_PORTS)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as sock:  # a crowded range: the kernel's choice
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
