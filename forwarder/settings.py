@@ -231,6 +231,24 @@ class IngestSettings(BaseModel):
     allow_unauthenticated: bool = False
     max_body_bytes: int = Field(1_000_000, gt=0, le=20_000_000)
     kafka_timeout_s: float = Field(10.0, gt=0)
+    # HTTPS: a PEM certificate (chain) and its key; both or neither.
+    tls_certfile: str | None = None
+    tls_keyfile: str | None = None
+    # Requests served at once; beyond it the answer is 503 (MoEngage retries). Each may hold a body in memory.
+    max_connections: int = Field(100, ge=1, le=100_000)
+    # How long a request body may take to arrive: a slow sender cannot hold a connection and its buffer.
+    read_timeout_s: float = Field(30.0, gt=0, le=600)
+
+    @field_validator("tls_certfile", "tls_keyfile", mode="after")
+    @classmethod
+    def _tls_file_exists(cls, value: str | None) -> str | None:
+        return KafkaSettings._file_exists(value)
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> IngestSettings:
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError("FORWARDER_INGEST_TLS_CERTFILE and FORWARDER_INGEST_TLS_KEYFILE: set both, or neither")
+        return self
 
     @field_validator("basic_auth", mode="after")
     @classmethod

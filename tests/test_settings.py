@@ -10,6 +10,7 @@ import pytest
 
 from forwarder.settings import (
     CohortWorkerSettings,
+    IngestCommandSettings,
     Settings,
     SettingsError,
     WorkerSettings,
@@ -211,3 +212,16 @@ def test_the_cohort_worker_reads_its_old_forwarder_names_for_one_release(caplog:
     assert "FORWARDER_SESSION_TIMEOUT_S" in warned
     assert "COHORTS_SESSION_TIMEOUT_S" in warned
     assert "FORWARDER_LOG_LEVEL" not in warned  # its own name was set: the old one is not read
+
+
+def test_ingest_tls_needs_both_files_and_they_must_exist(tmp_path) -> None:
+    base = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092"}
+    cert = tmp_path / "cert.pem"
+    cert.write_text("x")
+    with pytest.raises(SettingsError, match="FORWARDER_INGEST_TLS_CERTFILE and FORWARDER_INGEST_TLS_KEYFILE: set both"):
+        settings_from({**base, "FORWARDER_INGEST_TLS_CERTFILE": str(cert)}, IngestCommandSettings)
+    with pytest.raises(SettingsError, match="FORWARDER_INGEST_TLS_KEYFILE: Value error, no such file"):
+        settings_from(
+            {**base, "FORWARDER_INGEST_TLS_CERTFILE": str(cert), "FORWARDER_INGEST_TLS_KEYFILE": "/nope.pem"},
+            IngestCommandSettings,
+        )

@@ -39,14 +39,19 @@ def ingest_command(mounts: Mounts) -> Command:
             settings.ingest.max_body_bytes,
             RefusedBodies(settings.topics.dlq_topic, settings.topics.dlq_max_value_bytes),
             mounts(settings),
+            read_timeout_s=settings.ingest.read_timeout_s,
         )
+        ingest = settings.ingest
         uvicorn.run(
             app,
-            host=settings.ingest.host,
-            port=settings.ingest.port,
+            host=ingest.host,
+            port=ingest.port,
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=int(settings.worker.shutdown_deadline_s),
+            limit_concurrency=ingest.max_connections,
+            ssl_certfile=ingest.tls_certfile,
+            ssl_keyfile=ingest.tls_keyfile,
         )
         return 0
 

@@ -106,8 +106,10 @@ def create_ingest_app(
     max_body_bytes: int = 1_000_000,
     refused: RefusedBodies | None = None,
     mounts: Sequence[Mount] = (),
+    read_timeout_s: float = 30.0,
 ) -> Starlette:
     """``refused``: where bodies answered 400 are kept; ``mounts``: other routes served beside this one."""
     metrics = IntakeMetrics()
-    streams = intake_route(path, Door(credentials, max_body_bytes), StreamsRoute(sink, metrics, refused), sink, metrics)
+    door = Door(credentials, max_body_bytes, read_timeout_s)
+    streams = intake_route(path, door, StreamsRoute(sink, metrics, refused), sink, metrics)
     return intake_app(sink, metrics, [*(mount.route(sink, metrics) for mount in mounts), streams])

@@ -7,6 +7,7 @@ it (so the sender retries), 4xx for what retrying cannot fix, never 500 for inpu
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -45,8 +46,9 @@ class IntakeMetrics:
         self.latency = Histogram("ingest_request_seconds", "Time to answer a POST.", registry=self.registry)
         self.refused = Counter(
             "forwarder_ingest_refused",
-            "Requests refused, by reason: unauthorized (401), content_type (415), too_large (413), invalid_json and "
-            "not_streams (400, each also dead-lettered), invalid_webhook (400), kafka_unavailable (503).",
+            "Requests refused, by reason: unauthorized (401), content_type (415), too_large (413), read_timeout "
+            "(408), invalid_json and not_streams (400, each also dead-lettered), invalid_webhook (400), "
+            "kafka_unavailable (503).",
             ["reason"],
             registry=self.registry,
         )
@@ -58,8 +60,16 @@ class Door:
 
     credentials: Credentials
     max_body_bytes: int
+    read_timeout_s: float = 30.0
 
     async def read(self, request: Request) -> bytes:
+        try:
+            async with asyncio.timeout(self.read_timeout_s):
+                return await self._read(request)
+        except TimeoutError:
+            raise Refused(408, "read_timeout", f"the body did not arrive within {self.read_timeout_s:g} s") from None
+
+    async def _read(self, request: Request) -> bytes:
         if self.credentials.required and not self.credentials.allows(request.headers):
             raise Refused(401, "unauthorized", "missing or wrong credentials")
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()

@@ -3,6 +3,8 @@ route's refusal and Kafka's failure are answered and counted."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -94,3 +96,22 @@ async def test_a_routes_refusal_and_kafkas_failure_are_answered_400_and_503(door
     assert answer.status_code == 503  # the sender retries: nothing was stored
     assert (refused(metrics, "invalid_webhook"), refused(metrics, "kafka_unavailable")) == (1, 1)
     assert sink.last_error == "KafkaTimeoutError"
+
+
+async def test_a_body_that_does_not_arrive_in_time_is_answered_408_and_counted() -> None:
+    """A slow sender cannot hold a connection, and its half-read body, for longer than the read timeout."""
+    sink = KafkaSink("127.0.0.1:1", "unused", 1.0, max_request_bytes=1000)
+    metrics, route = IntakeMetrics(), Route()
+    door = Door(Credentials.parse("u:p", None), 100, read_timeout_s=0.2)
+    client = Client(intake_app(sink, metrics, [intake_route("/in", door, route, sink, metrics)]))
+
+    async def trickle() -> AsyncIterator[bytes]:
+        yield b"{"
+        await asyncio.sleep(1.0)
+        yield b"}"
+
+    async with httpx.AsyncClient(transport=client._transport, base_url="http://door.local") as http:
+        answer = await http.post("/in", content=trickle(), headers={**JSON, **BASIC})
+    assert answer.status_code == 408
+    assert refused(metrics, "read_timeout") == 1
+    assert route.bodies == []
