@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import yaml
 
 from forwarder.cli import build_parser
@@ -86,5 +87,48 @@ def test_kubernetes_manifests_have_probes_grace_resources_and_disruption_budgets
                 assert "memory" in container["resources"]["limits"]
                 mounts = {m["mountPath"] for m in container.get("volumeMounts", [])}
                 assert "/tmp" in mounts  # read-only root filesystem; faust keeps its data dir in /tmp
-    assert kinds["Deployment"] == 2
-    assert kinds["PodDisruptionBudget"] == 2
+    assert kinds["Deployment"] == 3  # worker, ingest, cohort worker
+    assert kinds["PodDisruptionBudget"] == 3
+
+
+# The Kubernetes version the manifests are validated against: the schemas ship with kubernetes-validate.
+KUBERNETES_VERSION = "1.33.0"
+
+
+def test_every_manifest_validates_strictly_against_the_kubernetes_schemas() -> None:
+    """Unknown or misspelt fields fail here, not at ``kubectl apply`` (kubernetes-validate, strict)."""
+    checked = 0
+    for path in sorted((DOCKER / "k8s").glob("*.yaml")):
+        for doc in documents(path):
+            kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+            checked += 1
+    assert checked >= 12
+
+
+def test_every_pod_is_locked_down_and_every_component_has_a_network_policy() -> None:
+    deployments = [d for path in sorted((DOCKER / "k8s").glob("*.yaml")) for d in documents(path)]
+    policies = [d for d in deployments if d["kind"] == "NetworkPolicy"]
+    components = set()
+    for doc in (d for d in deployments if d["kind"] == "Deployment"):
+        pod = doc["spec"]["template"]["spec"]
+        components.add(doc["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"])
+        assert pod["automountServiceAccountToken"] is False
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for container in pod["containers"]:
+            security = container["securityContext"]
+            assert security["capabilities"] == {"drop": ["ALL"]}
+            assert security["allowPrivilegeEscalation"] is False
+            assert security["readOnlyRootFilesystem"] is True
+            assert security["runAsNonRoot"] is True
+    covered = set()
+    for policy in policies:
+        selector = policy["spec"]["podSelector"]
+        covered |= {selector.get("matchLabels", {}).get("app.kubernetes.io/component")}
+        for expression in selector.get("matchExpressions", []):
+            if expression["key"] == "app.kubernetes.io/component":
+                covered |= set(expression["values"])
+        assert set(policy["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+    assert components == {"worker", "ingest", "cohorts"}
+    assert components <= covered
+    [ingress] = [d for d in deployments if d["kind"] == "Ingress"]
+    assert ingress["spec"]["tls"]  # MoEngage's Basic credentials never cross the internet in clear
