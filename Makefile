@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
 
-.PHONY: install run cohorts-demo cohorts-worker cohorts-pull cohorts-status bench-cohorts test test-fast lint kafka kafka-stop topics replay replay-dlq backfill report bench bench-stages bench-ingest clean
+.PHONY: install check run cohorts-demo cohorts-worker cohorts-pull cohorts-status bench-cohorts test test-fast lint kafka kafka-stop topics replay replay-dlq backfill report bench bench-stages bench-ingest clean
 
 install: $(STAMP)
 
@@ -56,6 +56,10 @@ kafka: install
 
 kafka-stop:
 	@if [ -x $(BIN)/forwarder ]; then $(BIN)/forwarder kafka stop; else echo "no local broker was running"; fi
+
+## make check: Kafka, the topics, Amplitude's key and residency, MoEngage's credentials, before the first event
+check: install
+	$(BIN)/forwarder check
 
 ## make topics [APPLY=1]: create the topics, or report (and with APPLY=1 fix) drift
 topics: install

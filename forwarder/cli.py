@@ -27,6 +27,15 @@ def _ingest_with_cohort_webhooks() -> Command:
     return ingest_command(lambda settings: [r] if (r := CohortRoute.of(settings.cohorts)) is not None else [])
 
 
+def _check_both_halves() -> Command:
+    """Kafka, the topics and Amplitude (the forwarder half), then MoEngage (the cohort half)."""
+    from forwarder.checks import check_command
+    from forwarder.cohorts.check import COHORT_CHECKS
+    from forwarder.commands.check import FORWARDER_CHECKS
+
+    return check_command([*FORWARDER_CHECKS, *COHORT_CHECKS])
+
+
 COMMANDS: dict[str, Entry] = {
     "worker": ("forwarder.commands.worker:COMMAND", "run the long-running worker (settings from the environment)"),
     "ingest": (_ingest_with_cohort_webhooks, "receive MoEngage Streams over HTTP into the source topic"),
@@ -49,6 +58,7 @@ COMMANDS: dict[str, Entry] = {
         "create both halves' topics (source, retry, dead letters, ledger, cohorts); report drift",
     ),
     "events": ("forwarder.commands.events:COMMAND", "list the event catalogue"),
+    "check": (_check_both_halves, "check Kafka, the topics, Amplitude's key and residency, MoEngage's credentials"),
     "amplitude-local": ("devkit.commands:AMPLITUDE_LOCAL", "serve the local Amplitude-compatible service"),
     "moengage-local": ("devkit.commands:MOENGAGE_LOCAL", "serve the local MoEngage Cohort Sync API"),
     "kafka": ("devkit.commands:KAFKA", "start or stop a local Apache Kafka broker in the background"),

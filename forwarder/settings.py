@@ -137,6 +137,10 @@ class AmplitudeSettings(BaseModel):
     api: Literal["http", "batch"] = "http"
     api_url: str | None = None
     dashboard_url: str | None = None
+    # Each residency's ingestion host (an egress proxy may stand in): ``forwarder check`` tries the other one when
+    # the key is refused.
+    us_url: str = AMPLITUDE_HOSTS["us"]
+    eu_url: str = AMPLITUDE_HOSTS["eu"]
     min_id_length: int = Field(AMPLITUDE_DEFAULT_MIN_ID_LENGTH, ge=1, le=1024)
     timeout_s: float = Field(10.0, gt=0, le=60)
 
@@ -150,6 +154,11 @@ class AmplitudeSettings(BaseModel):
     def _key_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
         return _not_blank(value)
 
+    @field_validator("us_url", "eu_url", mode="after")
+    @classmethod
+    def _host_url(cls, value: str) -> str:
+        return cls._url(value) or AMPLITUDE_HOSTS["us"]
+
     @field_validator("api_url", "dashboard_url", mode="after")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
@@ -159,9 +168,12 @@ class AmplitudeSettings(BaseModel):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
+    def host_of(self, residency: str) -> str:
+        return self.us_url if residency == "us" else self.eu_url
+
     @property
     def base_url(self) -> str:
-        return self.api_url or AMPLITUDE_HOSTS[self.residency]
+        return self.api_url or self.host_of(self.residency)
 
     def endpoint(self, api: str | None = None) -> str:
         return self.base_url + AMPLITUDE_PATHS[api or self.api]

@@ -8,13 +8,13 @@ replication factor is only reported, since Kafka changes it by reassignment, not
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from forwarder.kafka.admin import Connection, create_topic, options_of
-from forwarder.settings import TopicsSettings
+from forwarder.settings import CohortSettings, TopicSettings
 
 HOUR_MS = 3600 * 1000
 
@@ -27,7 +27,16 @@ class TopicSpec:
     config: dict[str, str]
 
 
-def desired_topics(settings: TopicsSettings) -> list[TopicSpec]:
+class BothHalvesTopics(Protocol):
+    """``TopicsSettings``, or the whole ``Settings`` (``forwarder check``)."""
+
+    @property
+    def topics(self) -> TopicSettings: ...
+    @property
+    def cohorts(self) -> CohortSettings: ...
+
+
+def desired_topics(settings: BothHalvesTopics) -> list[TopicSpec]:
     topics = settings.topics
     # Every topic: with the producers' acks=all, a write is acknowledged only once this many replicas have it (the
     # broker default, 1, means the leader alone).
@@ -70,8 +79,11 @@ class TopicsError(Exception):
     """The topics cannot be made as configured: one line that names the setting and the fix."""
 
 
-async def reconcile(connection: Connection, specs: list[TopicSpec], apply: bool) -> tuple[list[str], bool]:
-    """(report lines, whether drift remains). Raises ``TopicsError`` when the cluster cannot hold the topics."""
+async def reconcile(
+    connection: Connection, specs: list[TopicSpec], apply: bool, create: bool = True
+) -> tuple[list[str], bool]:
+    """(report lines, whether drift remains). Raises ``TopicsError`` when the cluster cannot hold the topics.
+    ``create=False`` (``forwarder check``): a missing topic is reported as drift, not created."""
     admin = AIOKafkaAdminClient(**options_of(connection))
     await admin.start()
     lines: list[str] = []
@@ -82,7 +94,7 @@ async def reconcile(connection: Connection, specs: list[TopicSpec], apply: bool)
         existing = set(await admin.list_topics())
         missing = [s for s in specs if s.name not in existing]
         brokers = len((await admin.describe_cluster())["brokers"])
-        if too_wide := [s for s in missing if s.replication > brokers]:
+        if create and (too_wide := [s for s in missing if s.replication > brokers]):
             raise TopicsError(
                 f"FORWARDER_TOPIC_REPLICATION={too_wide[0].replication} but the cluster has {brokers} broker(s); "
                 f"set FORWARDER_TOPIC_REPLICATION to at most {brokers} (1 for the local broker) and run again"
@@ -91,6 +103,10 @@ async def reconcile(connection: Connection, specs: list[TopicSpec], apply: bool)
         described = {t["topic"]: t for t in await admin.describe_topics(present)} if present else {}
         for spec in specs:
             topic = described.get(spec.name)
+            if topic is None and not create:
+                lines.append(f"missing {spec.name}")
+                drift_remains = True
+                continue
             if topic is None:
                 await create_topic(
                     admin, NewTopic(spec.name, spec.partitions, spec.replication, topic_configs=spec.config)
