@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
 
-.PHONY: install check run cohorts-demo cohorts-worker cohorts-pull cohorts-status bench-cohorts test test-fast lint kafka kafka-stop topics replay replay-dlq backfill report bench bench-stages bench-ingest clean
+.PHONY: install lock check run cohorts-demo cohorts-worker cohorts-pull cohorts-status bench-cohorts test test-fast lint kafka kafka-stop topics replay replay-dlq backfill report bench bench-stages bench-ingest clean
 
 install: $(STAMP)
 
@@ -56,6 +56,12 @@ kafka: install
 
 kafka-stop:
 	@if [ -x $(BIN)/forwarder ]; then $(BIN)/forwarder kafka stop; else echo "no local broker was running"; fi
+
+## make lock: docker/requirements.lock, the image's dependencies pinned with hashes (uv), stamped with pyproject's
+lock: install
+	$(BIN)/uv pip compile pyproject.toml --generate-hashes --python-version 3.11 \
+		--python-platform x86_64-manylinux_2_28 --no-header -q -o docker/requirements.lock
+	$(BIN)/python -m devkit.lockfile stamp
 
 ## make check: Kafka, the topics, Amplitude's key and residency, MoEngage's credentials, before the first event
 check: install
