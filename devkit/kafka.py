@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from devkit.tls import Certificates
+
 KAFKA_VERSION = "4.1.1"
 LOG4J_VERSION = "2.24.3"
 CACHE_VARIABLE = "FORWARDER_CACHE_DIR"
@@ -144,6 +146,12 @@ class LocalKafka:
     # user -> password: adds a SASL_PLAINTEXT (PLAIN) listener on ``sasl_port`` for those users.
     sasl_users: dict[str, str] | None = None
     sasl_port: int = 0
+    # TLS (``devkit.tls``): adds an SSL listener on ``ssl_port`` that requires a client certificate signed by the
+    # CA (mutual TLS), and, with ``scram_users``, a SASL_SSL (SCRAM-SHA-512) listener on ``sasl_ssl_port``.
+    tls: Certificates | None = None
+    ssl_port: int = 0
+    scram_users: dict[str, str] | None = None
+    sasl_ssl_port: int = 0
     jvm_opts: tuple[str, ...] = DEFAULT_JVM_OPTS
     process: subprocess.Popen[bytes] | None = None
 
@@ -191,11 +199,38 @@ class LocalKafka:
                     "listener.name.sasl_plaintext.plain.sasl.jaas.config": jaas,
                 }
             )
+        if self.tls is not None:
+            properties.update(self._tls_properties(properties))
         properties.update(self.extra_properties or {})
         config = self.data_dir / "server.properties"
         config.write_text("".join(f"{k}={v}\n" for k, v in properties.items()), encoding="utf-8")
         (self.data_dir / "log4j2.properties").write_text(LOG4J2_PROPERTIES.format(log=self.log_file), encoding="utf-8")
         return config
+
+    def _tls_properties(self, properties: dict[str, str]) -> dict[str, str]:
+        assert self.tls is not None
+        listeners = [f"SSL://127.0.0.1:{self.ssl_port}"]
+        protocols = ["SSL:SSL"]
+        tls = {
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(self.tls.server),
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(self.tls.ca),
+            "listener.name.ssl.ssl.client.auth": "required",
+        }
+        if self.scram_users:
+            listeners.append(f"SASL_SSL://127.0.0.1:{self.sasl_ssl_port}")
+            protocols.append("SASL_SSL:SASL_SSL")
+            module = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            tls |= {
+                "listener.name.sasl_ssl.sasl.enabled.mechanisms": "SCRAM-SHA-512",
+                "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": module,
+            }
+        return tls | {
+            "listeners": ",".join([properties["listeners"], *listeners]),
+            "advertised.listeners": ",".join([properties["advertised.listeners"], *listeners]),
+            "listener.security.protocol.map": ",".join([properties["listener.security.protocol.map"], *protocols]),
+        }
 
     def start(self, timeout_s: float = 120.0, detach: bool = False) -> str:
         libs = ensure_jars()
@@ -209,12 +244,20 @@ class LocalKafka:
         # A free port is free when asked, not always when the JVM binds it seconds later: another process's
         # outgoing connection can take it meanwhile (seen with the test suite on two processes). Ports this broker
         # chose are chosen again, up to three times; ports it was given are kept.
-        chosen = [name for name in ("port", "controller_port", "sasl_port") if not getattr(self, name)]
+        chosen = [
+            name
+            for name in ("port", "controller_port", "sasl_port", "ssl_port", "sasl_ssl_port")
+            if not getattr(self, name)
+        ]
         for attempt in (1, 2, 3):
             self.port = self.port or free_port()
             self.controller_port = self.controller_port or free_port()
             if self.sasl_users:
                 self.sasl_port = self.sasl_port or free_port()
+            if self.tls is not None:
+                self.ssl_port = self.ssl_port or free_port()
+                if self.scram_users:
+                    self.sasl_ssl_port = self.sasl_ssl_port or free_port()
             self._format(java, classpath, self._write_config())
             for said in (self.log_file, self.data_dir / "stdout.log"):  # what this launch says, only
                 said.unlink(missing_ok=True)
@@ -240,8 +283,14 @@ class LocalKafka:
         # Seen twice while several brokers started at once on this 2-core machine, never alone: one more try, with
         # a fresh data dir (a format is cheap), before giving up with everything the tool said.
         for attempt in (1, 2):
+            scram = [
+                arg
+                for name, password in (self.scram_users or {}).items()
+                for arg in ("--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]")
+            ]
+            storage = [java, "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", _cluster_id()]
             fmt = subprocess.run(
-                [java, "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(config)],
+                [*storage, "-c", str(config), *scram],
                 capture_output=True,
                 text=True,
                 check=False,
