@@ -33,7 +33,10 @@ def test_dockerfile_is_slim_pinned_non_root_with_a_health_check_and_real_paths()
     text = (DOCKER / "Dockerfile").read_text()
     bases = re.findall(r"^FROM (\S+)", text, re.M)
     assert bases
-    assert all(re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+", b) for b in bases)
+    assert set(bases) == {"${PYTHON_BASE}"}  # one base for both stages
+    [base] = re.findall(r"^ARG PYTHON_BASE=(\S+)$", text, re.M)
+    assert re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+@sha256:[0-9a-f]{64}", base)  # a tag, pinned by digest
+    assert "--require-hashes -r requirements.lock" in text
     assert re.search(r"^USER 10001$", text, re.M)
     assert "HEALTHCHECK" in text
     for source in re.findall(r"^COPY (?!--from)(.+) \S+$", text, re.M):

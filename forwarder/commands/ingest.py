@@ -26,6 +26,7 @@ def ingest_command(mounts: Mounts) -> Command:
         settings = load_settings(IngestCommandSettings)
         logs.setup(settings.worker.log_level)
         settings.ingest.require_authentication()
+        _say_whether_kafka_answers(settings)
         sink = KafkaSink(
             client_options(settings),
             settings.topics.source_topic,
@@ -56,3 +57,21 @@ def ingest_command(mounts: Mounts) -> Command:
         return 0
 
     return Command(no_arguments, run)
+
+
+def _say_whether_kafka_answers(settings: IngestCommandSettings) -> None:
+    """The Kafka part of ``forwarder check``, said at start. Ingest starts anyway: while Kafka cannot be used,
+    ``/readyz`` answers 503 and batches get 503, which MoEngage retries."""
+    import asyncio
+    import logging
+
+    from forwarder.kafka.admin import KafkaUnavailable, preflight
+    from forwarder.kafka.security import cleartext_warning, client_options
+
+    log = logging.getLogger("forwarder.ingest")
+    if (warning := cleartext_warning(settings)) is not None:
+        log.warning(warning)
+    try:
+        asyncio.run(preflight(client_options(settings), timeout_s=10))
+    except KafkaUnavailable as exc:
+        log.warning(f"{exc}; starting anyway: /readyz answers 503 until Kafka can be used")
