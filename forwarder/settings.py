@@ -54,6 +54,20 @@ def _not_blank(value: SecretStr | None) -> SecretStr | None:
     return value
 
 
+def _two_parts(value: SecretStr | None, shape: str) -> SecretStr | None:
+    """``user:password`` or ``Name: value``: something on each side of the first colon."""
+    if _not_blank(value) is not None and value is not None:
+        left, sep, right = value.get_secret_value().partition(":")
+        if not (left.strip() and sep and right.strip()):
+            raise ValueError(shape)
+    return value
+
+
+def _both_or_neither(first: object, second: object, names: str) -> None:
+    if (first is None) != (second is None):
+        raise ValueError(f"{names}: set both, or neither")
+
+
 class KafkaSettings(BaseModel):
     """How every client reaches the cluster."""
 
@@ -258,27 +272,19 @@ class IngestSettings(BaseModel):
 
     @model_validator(mode="after")
     def _tls_pair(self) -> IngestSettings:
-        if (self.tls_certfile is None) != (self.tls_keyfile is None):
-            raise ValueError("FORWARDER_INGEST_TLS_CERTFILE and FORWARDER_INGEST_TLS_KEYFILE: set both, or neither")
+        names = "FORWARDER_INGEST_TLS_CERTFILE and FORWARDER_INGEST_TLS_KEYFILE"
+        _both_or_neither(self.tls_certfile, self.tls_keyfile, names)
         return self
 
     @field_validator("basic_auth", mode="after")
     @classmethod
     def _basic_auth_shape(cls, value: SecretStr | None) -> SecretStr | None:
-        if _not_blank(value) is not None and value is not None:
-            user, sep, password = value.get_secret_value().partition(":")
-            if not (user and sep and password):
-                raise ValueError("must be user:password")
-        return value
+        return _two_parts(value, "must be user:password")
 
     @field_validator("header", mode="after")
     @classmethod
     def _header_shape(cls, value: SecretStr | None) -> SecretStr | None:
-        if _not_blank(value) is not None and value is not None:
-            name, sep, header_value = value.get_secret_value().partition(":")
-            if not (name.strip() and sep and header_value.strip()):
-                raise ValueError("must be 'Name: value'")
-        return value
+        return _two_parts(value, "must be 'Name: value'")
 
     def require_authentication(self) -> None:
         """The ingest command's start-up rule: some credential, unless a demo says otherwise."""

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import ssl
 import subprocess
 import sys
+import time
 from typing import Any
+
+import httpx
 
 from forwarder.core import Forwarded, MappingRules, process_event
 
@@ -37,3 +41,27 @@ def run_forwarder(env: dict[str, str], *args: str, timeout: float = 180) -> subp
         check=False,
         timeout=timeout,
     )
+
+
+def topic_names_of(source: str) -> dict[str, str]:
+    """Both halves' seven topics, named after ``source``, as ``forwarder topics`` and ``forwarder check`` read them."""
+    return {
+        "FORWARDER_SOURCE_TOPIC": source,
+        "FORWARDER_RETRY_TOPIC": source + "-retry",
+        "FORWARDER_DLQ_TOPIC": source + "-dlq",
+        "FORWARDER_LEDGER_TOPIC": source + "-ledger",
+        "COHORTS_TOPIC": source + "-cohorts",
+        "COHORTS_DLQ_TOPIC": source + "-cohorts-dlq",
+        "COHORTS_STATUS_TOPIC": source + "-cohorts-status",
+    }
+
+
+def status_when_up(url: str, timeout_s: float = 60, verify: ssl.SSLContext | bool = True) -> int:
+    """The first status a starting service answers ``url`` with (0: it never answered)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            return httpx.get(url, timeout=5, verify=verify).status_code
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    return 0

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
+
+from devkit.traffic import streams_requests
+from forwarder.kafka.admin import create_topics
 
 
 async def produce(
@@ -58,3 +63,15 @@ async def read_all(
     finally:
         await consumer.stop()
     return records
+
+
+def one_partition_of_streams(
+    kafka: str, topic_names: Callable[[str], str], seed: int, events: int = 300
+) -> tuple[str, str, str, list[dict[str, Any]]]:
+    """A one-partition source topic holding ``events`` sample events in bodies of 10, its dead-letter topic and a
+    group name: (source, dlq, group, bodies)."""
+    source, dlq, group = topic_names("src"), topic_names("dlq"), topic_names("grp")
+    asyncio.run(create_topics(kafka, {source: 1, dlq: 1}))
+    bodies = list(streams_requests(events, per_request=10, seed=seed))
+    asyncio.run(produce(kafka, source, [orjson.dumps(b) for b in bodies]))
+    return source, dlq, group, bodies

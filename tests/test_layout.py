@@ -54,3 +54,16 @@ def test_only_the_command_line_registry_reaches_the_devkit() -> None:
     # The registry names the devkit's commands by module; only the chosen one is imported, when it is run.
     registry = (ROOT / "forwarder" / "cli.py").read_text()
     assert "devkit.commands:DEMO" in registry
+
+
+def test_no_function_in_shipped_code_is_over_80_lines() -> None:
+    long = {
+        f"{path.relative_to(ROOT)}:{node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for folder in ("forwarder", "devkit", "schemas")
+        for path in modules(folder)
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno is not None
+        and node.end_lineno - node.lineno + 1 > 80
+    }
+    assert not long

@@ -111,13 +111,7 @@ def create_cohorts_app(settings: CohortWorkerSettings, partitions: int, health: 
     current: dict[str, Any] = {"loop": None, "syncer": None, "publisher": None, "store": None, "dead_letters": None}
 
     async def on_lost(lost: OffsetRange) -> None:
-        if current["dead_letters"] is not None:  # stored first: a loss counts once it can be found again
-            await current["dead_letters"].write([lost_range_record(lost, None)])
-        metrics.offsets.offsets_lost.labels(lost.topic, str(lost.partition)).inc(lost.count)
-        log.error(
-            "records deleted by Kafka before they were read: they cannot be synced",
-            extra={"fields": {**lost.loss_fields(None), "reason": LOST_TO_RETENTION}},
-        )
+        await _report_lost(lost, current["dead_letters"], metrics)
 
     progress = Progress(cohorts.stall_timeout_s, one_at_a_time=True)
     stalls = StallWatch(progress, health, metrics.offsets, app.reread_unseen)
@@ -182,6 +176,18 @@ def create_cohorts_app(settings: CohortWorkerSettings, partitions: int, health: 
 
     serve_health(app, health, lambda: metrics.render(current["syncer"]))
     return app
+
+
+async def _report_lost(lost: OffsetRange, dead_letters: Any, metrics: CohortMetrics) -> None:
+    """Offsets Kafka deleted before they were read: a dead letter first (a loss counts once it can be found
+    again), then the count and the line."""
+    if dead_letters is not None:
+        await dead_letters.write([lost_range_record(lost, None)])
+    metrics.offsets.offsets_lost.labels(lost.topic, str(lost.partition)).inc(lost.count)
+    log.error(
+        "records deleted by Kafka before they were read: they cannot be synced",
+        extra={"fields": {**lost.loss_fields(None), "reason": LOST_TO_RETENTION}},
+    )
 
 
 def _lag(consumer: Any, states: Mapping[Partition, Pending], held: set[Partition]) -> dict[Partition, int]:

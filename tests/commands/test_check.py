@@ -15,7 +15,7 @@ from forwarder.checks import Finding
 from forwarder.cohorts.check import moengage
 from forwarder.commands.check import amplitude_key, amplitude_secret
 from forwarder.settings import Settings, settings_from
-from tests.helpers import run_forwarder
+from tests.helpers import run_forwarder, topic_names_of
 
 BASE = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092"}
 
@@ -92,13 +92,7 @@ def test_forwarder_check_passes_on_a_correct_setup_and_names_a_missing_topic_or_
         "KAFKA_BOOTSTRAP_SERVERS": kafka,
         "AMPLITUDE_API_KEY": "key-of-us",
         "FORWARDER_TOPIC_REPLICATION": "1",
-        "FORWARDER_SOURCE_TOPIC": source,
-        "FORWARDER_RETRY_TOPIC": source + "-retry",
-        "FORWARDER_DLQ_TOPIC": source + "-dlq",
-        "FORWARDER_LEDGER_TOPIC": source + "-ledger",
-        "COHORTS_TOPIC": source + "-cohorts",
-        "COHORTS_DLQ_TOPIC": source + "-cohorts-dlq",
-        "COHORTS_STATUS_TOPIC": source + "-cohorts-status",
+        **topic_names_of(source),
     }
     missing = run_forwarder(env, "check")
     assert missing.returncode == 1

@@ -6,12 +6,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
 from devkit.kafka import free_port
+from tests.helpers import status_when_up
 
 
 def test_ingest_starts_with_kafka_unreachable_says_so_and_is_not_ready(tmp_path: Path) -> None:
@@ -27,13 +27,7 @@ def test_ingest_starts_with_kafka_unreachable_says_so_and_is_not_ready(tmp_path:
     with open(log_path, "wb") as log:
         process = subprocess.Popen([sys.executable, "-m", "forwarder", "ingest"], env=env, stdout=log, stderr=log)
     try:
-        deadline, alive = time.monotonic() + 60, 0
-        while alive != 200 and time.monotonic() < deadline:
-            try:
-                alive = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        assert alive == 200, log_path.read_text()[-2000:]
+        assert status_when_up(f"http://127.0.0.1:{port}/healthz") == 200, log_path.read_text()[-2000:]
         assert httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10).status_code == 503
         said = log_path.read_text()
         assert "cannot use Kafka at 127.0.0.1:1 (PLAINTEXT)" in said

@@ -8,7 +8,6 @@ import os
 import ssl
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -18,6 +17,7 @@ import pytest
 from devkit.kafka import free_port
 from devkit.traffic import streams_requests
 from forwarder.kafka.admin import create_topics
+from tests.helpers import status_when_up
 from tests.kafka_helpers import read_all
 
 pytestmark = pytest.mark.kafka
@@ -51,13 +51,7 @@ def test_ingest_serves_https_and_stores_a_batch(kafka, topic_names, tmp_path) ->
     base = f"https://127.0.0.1:{port}"
     trusted = ssl.create_default_context(cafile=str(cert))
     try:
-        deadline, ready = time.monotonic() + 60, 0
-        while ready != 200 and time.monotonic() < deadline:
-            try:
-                ready = httpx.get(f"{base}/readyz", verify=trusted, timeout=5).status_code
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        assert ready == 200, (tmp_path / "ingest.log").read_text()[-2000:]
+        assert status_when_up(f"{base}/readyz", verify=trusted) == 200, (tmp_path / "ingest.log").read_text()[-2000:]
         body = next(streams_requests(20, seed=41))
         stored = httpx.post(
             f"{base}/moengage/streams", content=orjson.dumps(body), auth=("moengage", "tls-secret"),

@@ -11,6 +11,8 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from tests.helpers import topic_names_of
+
 pytestmark = pytest.mark.kafka
 
 
@@ -30,13 +32,7 @@ def test_create_verify_report_drift_and_apply(kafka, topic_names) -> None:
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": kafka,
-        "FORWARDER_SOURCE_TOPIC": source,
-        "FORWARDER_RETRY_TOPIC": source + "-retry",
-        "FORWARDER_DLQ_TOPIC": source + "-dlq",
-        "FORWARDER_LEDGER_TOPIC": source + "-ledger",
-        "COHORTS_TOPIC": source + "-cohorts",
-        "COHORTS_DLQ_TOPIC": source + "-cohorts-dlq",
-        "COHORTS_STATUS_TOPIC": source + "-cohorts-status",
+        **topic_names_of(source),
         "FORWARDER_TOPIC_PARTITIONS": "3",
         "FORWARDER_TOPIC_REPLICATION": "1",
     }
@@ -89,13 +85,7 @@ def test_min_insync_replicas_is_set_its_drift_reported_and_fixed(kafka, topic_na
     topics carry min(2, replication) unless FORWARDER_TOPIC_MIN_INSYNC_REPLICAS says otherwise."""
     source = topic_names("src")
     names = {
-        "FORWARDER_SOURCE_TOPIC": source,
-        "FORWARDER_RETRY_TOPIC": source + "-retry",
-        "FORWARDER_DLQ_TOPIC": source + "-dlq",
-        "FORWARDER_LEDGER_TOPIC": source + "-ledger",
-        "COHORTS_TOPIC": source + "-cohorts",
-        "COHORTS_DLQ_TOPIC": source + "-cohorts-dlq",
-        "COHORTS_STATUS_TOPIC": source + "-cohorts-status",
+        **topic_names_of(source),
     }
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka, "FORWARDER_TOPIC_REPLICATION": "1", **names}
     assert topics(env).returncode == 0

@@ -11,15 +11,13 @@ import asyncio
 import time
 
 import httpx
-import orjson
 import pytest
 
 from devkit.kafka import free_port
 from devkit.observe import wait_until_committed
-from devkit.traffic import streams_requests
-from forwarder.kafka.admin import create_topics, partition_offsets
+from forwarder.kafka.admin import partition_offsets
 from tests.conftest import WorkerProcess
-from tests.kafka_helpers import produce
+from tests.kafka_helpers import one_partition_of_streams
 from tests.worker.test_worker_delivery import worker_env
 
 pytestmark = pytest.mark.kafka
@@ -39,10 +37,7 @@ def blocked_gauge(worker: WorkerProcess, topic: str) -> float | None:
 
 def test_a_commit_held_behind_a_hole_is_reported_and_a_restart_repairs_it(kafka, amplitude, topic_names, tmp_path):
     _, url = amplitude
-    source, dlq, group = topic_names("src"), topic_names("dlq"), topic_names("grp")
-    asyncio.run(create_topics(kafka, {source: 1, dlq: 1}))
-    bodies = list(streams_requests(300, per_request=10, seed=5))
-    asyncio.run(produce(kafka, source, [orjson.dumps(b) for b in bodies]))
+    source, dlq, group, bodies = one_partition_of_streams(kafka, topic_names, seed=5)
     env = {
         **worker_env(kafka, url, source, dlq, group),
         "FORWARDER_STALL_TIMEOUT_S": "10",

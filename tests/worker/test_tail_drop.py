@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import asyncio
 
-import orjson
 import pytest
 
 from devkit.kafka import free_port
 from devkit.observe import wait_until_committed
-from devkit.traffic import streams_requests
-from forwarder.kafka.admin import create_topics
 from tests.conftest import WorkerProcess
-from tests.kafka_helpers import produce
+from tests.kafka_helpers import one_partition_of_streams
 from tests.worker.test_worker_delivery import worker_env
 from tests.worker.test_worker_faults import sendable
 
@@ -29,10 +26,7 @@ def test_records_dropped_at_the_end_of_a_partition_are_read_again_once_it_stalls
     kafka, amplitude, topic_names, tmp_path
 ):
     service, url = amplitude
-    source, dlq, group = topic_names("src"), topic_names("dlq"), topic_names("grp")
-    asyncio.run(create_topics(kafka, {source: 1, dlq: 1}))
-    bodies = list(streams_requests(300, per_request=10, seed=7))
-    asyncio.run(produce(kafka, source, [orjson.dumps(b) for b in bodies]))
+    source, dlq, group, bodies = one_partition_of_streams(kafka, topic_names, seed=7)
     env = {
         **worker_env(kafka, url, source, dlq, group),
         "FORWARDER_STALL_TIMEOUT_S": "10",

@@ -10,7 +10,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from devkit.kafka import LocalKafka, free_port
 from devkit.observe import wait_until_committed
 from devkit.tls import Certificates, make_certificates
 from devkit.traffic import streams_requests
+from tests.helpers import status_when_up, topic_names_of
 from tests.worker.test_worker_delivery import worker_env
 from tests.worker.test_worker_faults import sendable
 
@@ -72,16 +72,7 @@ def test_topics_ingest_and_the_worker_end_to_end_over_tls(
     broker, certificates = tls_broker
     service, url = amplitude
     source, dlq, group = topic_names("src"), topic_names("dlq"), topic_names("grp")
-    names = {
-        "FORWARDER_SOURCE_TOPIC": source,
-        "FORWARDER_DLQ_TOPIC": dlq,
-        "FORWARDER_RETRY_TOPIC": source + "-retry",
-        "FORWARDER_LEDGER_TOPIC": source + "-ledger",
-        "COHORTS_TOPIC": source + "-cohorts",
-        "COHORTS_DLQ_TOPIC": source + "-cohorts-dlq",
-        "COHORTS_STATUS_TOPIC": source + "-cohorts-status",
-        "FORWARDER_TOPIC_REPLICATION": "1",
-    }
+    names = {**topic_names_of(source), "FORWARDER_DLQ_TOPIC": dlq, "FORWARDER_TOPIC_REPLICATION": "1"}
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "FORWARDER_", "COHORTS_"))}
     env = {**clean, **security(broker, certificates, protocol), **names}
 
@@ -95,12 +86,7 @@ def test_topics_ingest_and_the_worker_end_to_end_over_tls(
         ingest = subprocess.Popen([sys.executable, "-m", "forwarder", "ingest"], env=ingest_env, stdout=log, stderr=log)
     bodies = list(streams_requests(300, per_request=100, seed=43))
     try:
-        deadline, ready = time.monotonic() + 60, 0
-        while ready != 200 and time.monotonic() < deadline:
-            try:
-                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code
-            except httpx.HTTPError:
-                time.sleep(0.3)
+        ready = status_when_up(f"http://127.0.0.1:{port}/readyz")
         assert ready == 200, (tmp_path / "ingest.log").read_text()[-2000:]
         for body in bodies:
             answer = httpx.post(
