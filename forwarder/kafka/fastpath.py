@@ -29,7 +29,7 @@ import asyncio
 import bisect
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping, Sequence
 from typing import Any, cast
 
 import faust
@@ -158,7 +158,22 @@ class FastDrainConsumer(faust_aiokafka.Consumer):
                 except Exception as exc:  # asked again when its first record arrives
                     fields = {"tp": str(tp), "error": repr(exc)}
                     log.warning("no start offset for a new partition", extra={"fields": fields})
+        await self._seek_uncommitted_to_start(offsets)
         return offsets
+
+    async def _seek_uncommitted_to_start(self, offsets: Mapping[TP, int | None]) -> None:
+        """aiokafka seeks a partition only to a committed offset above 0. One never committed (or committed at 0)
+        keeps the position its fetches reached, past records faust may just have cleared from its buffers (a
+        rebalance; seen in the rebalance storm on the retry topic, where nothing after them showed the guard a
+        hole). It is sought, as a committed one is, to where the group's reading of it begins."""
+        for tp, offset in offsets.items():
+            start = self._reading_from.get(tp)
+            if start is None or (offset is not None and offset > 0):
+                continue
+            try:
+                await self.seek(tp, start)
+            except IllegalStateError:  # revoked meanwhile: its next owner reads it from the start
+                continue
 
     # The offset guard's side (forwarder.kafka.order.ReadingSide).
 
