@@ -43,7 +43,7 @@ def usage_error(message: str) -> CommandError:
     return CommandError(message, 2)
 
 
-def require_kafka(settings: HasKafka) -> None:
+def require_kafka(settings: HasKafka, timeout_s: float = 30.0) -> None:
     """Connects once; wrong addresses or credentials end here with one line (``KafkaUnavailable``). A connection
     that sends credentials or records in clear is said first."""
     from forwarder.kafka.admin import preflight
@@ -51,7 +51,7 @@ def require_kafka(settings: HasKafka) -> None:
 
     if (warning := cleartext_warning(settings)) is not None:
         logging.getLogger("forwarder.kafka").warning(warning)
-    asyncio.run(preflight(client_options(settings)))
+    asyncio.run(preflight(client_options(settings), timeout_s=timeout_s))
 
 
 def _exit_before_consuming(signum: int, frame: object) -> None:

@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable, Sequence
 
 from forwarder import logs
-from forwarder.command import Command, no_arguments
+from forwarder.command import Command, no_arguments, require_kafka
 from forwarder.ingest.app import Mount
 from forwarder.settings import IngestCommandSettings, load_settings
 
@@ -62,16 +62,13 @@ def ingest_command(mounts: Mounts) -> Command:
 def _say_whether_kafka_answers(settings: IngestCommandSettings) -> None:
     """The Kafka part of ``forwarder check``, said at start. Ingest starts anyway: while Kafka cannot be used,
     ``/readyz`` answers 503 and batches get 503, which MoEngage retries."""
-    import asyncio
     import logging
 
-    from forwarder.kafka.admin import KafkaUnavailable, preflight
-    from forwarder.kafka.security import cleartext_warning, client_options
+    from forwarder.kafka.admin import KafkaUnavailable
 
-    log = logging.getLogger("forwarder.ingest")
-    if (warning := cleartext_warning(settings)) is not None:
-        log.warning(warning)
     try:
-        asyncio.run(preflight(client_options(settings), timeout_s=10))
+        require_kafka(settings, timeout_s=10)
     except KafkaUnavailable as exc:
-        log.warning(f"{exc}; starting anyway: /readyz answers 503 until Kafka can be used")
+        logging.getLogger("forwarder.ingest").warning(
+            f"{exc}; starting anyway: /readyz answers 503 until Kafka can be used"
+        )
