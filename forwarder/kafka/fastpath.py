@@ -142,6 +142,14 @@ class FastDrainConsumer(faust_aiokafka.Consumer):
             return False
         return bool(super().ack(message))
 
+    async def _seek(self, partition: TP, offset: int) -> None:
+        """On the consumer's own thread. faust's ``ThreadDelegateConsumer._seek`` calls aiokafka's ``seek`` from the
+        app's thread, which deletes the partition from the fetcher's records while the consumer thread may be
+        iterating them (``fetched_records``: a KeyError that crashed the worker; seen in the rebalance storm once
+        every rebalance seeks a never-committed partition). aiokafka's consumer belongs to one event loop."""
+        thread: Any = self._thread
+        await thread.call_thread(thread.seek, partition, offset)
+
     async def seek_to_committed(self) -> Any:
         offsets = await super().seek_to_committed()
         for tp, offset in offsets.items():

@@ -117,12 +117,17 @@ FAUST_SOURCES = {
     "ThreadDelegateConsumer.position": "a7f22b78f21d085a",
     "ThreadDelegateConsumer.earliest_offsets": "2833b09d2888825b",
 }
-# Outside faust/transport/consumer.py: the stream iterator that acknowledges the messages it skips, and the path of an
+# Outside faust.transport.consumer.Consumer: the stream iterator that acknowledges the messages it skips, and the path of an
 # acknowledgement to Consumer.ack, which the fork refuses unless an agent acknowledges (FastDrainConsumer.ack).
 FAUST_OTHER_SOURCES = {
     "faust.streams.Stream._py_aiter": "3a48ee257a65435b",
     "faust.types.tuples.Message.ack": "4751b72c4ed84153",
     "faust.types.tuples.ConsumerMessage.on_final_ack": "45d670b6a8ac4bd0",
+    # The seek the fork sends to the consumer thread (FastDrainConsumer._seek) instead of faust's, which changes the
+    # fetcher's records from the app's thread.
+    "faust.transport.consumer.ThreadDelegateConsumer._seek": "4f95c631420410a5",
+    "faust.transport.drivers.aiokafka.AIOKafkaConsumerThread.seek": "1498560d05f02582",
+    "aiokafka.consumer.fetcher.Fetcher.seek_to": "f0ba6aba6c22ef83",
 }
 
 

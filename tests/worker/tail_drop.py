@@ -3,14 +3,20 @@ partition the first time they are handed over, before the guard sees them: as fa
 when a rebalance clears the stream buffers, on a partition nothing is written to after them (the retry topic, seen
 in the rebalance storm). ``TAIL_DROP=partition:offset`` drops that offset and every later one, once each
 (``tests/worker/test_tail_drop.py``). Never used by the product.
+
+It also says when aiokafka's ``seek`` runs on the app's thread instead of the consumer's: the fetcher's records are
+changed under the consumer thread's feet (a KeyError that crashed workers in the rebalance storm).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from typing import Any
+
+from aiokafka import AIOKafkaConsumer
 
 from forwarder.cli import main
 from forwarder.kafka.order import OffsetGuard
@@ -34,7 +40,17 @@ async def dropping_the_tail(self: OffsetGuard, batch: Sequence[Any]) -> list[Any
     return await admit_all(self, kept)
 
 
+aiokafka_seek = AIOKafkaConsumer.seek
+
+
+def seek_on_its_thread(self: AIOKafkaConsumer, partition: Any, offset: int) -> None:
+    if threading.current_thread() is threading.main_thread():
+        log.error("tail_drop: aiokafka's seek called on the app's thread", extra={"fields": {"offset": offset}})
+    aiokafka_seek(self, partition, offset)
+
+
 OffsetGuard.admit_all = dropping_the_tail  # type: ignore[method-assign]
+AIOKafkaConsumer.seek = seek_on_its_thread  # type: ignore[method-assign]
 
 if __name__ == "__main__":
     main()

@@ -42,6 +42,9 @@ def test_records_dropped_at_the_end_of_a_partition_are_read_again_once_it_stalls
         assert log.count("tail_drop: dropping a record on purpose") == 5
         assert "stalled: no message taken" in log
         assert "never reached its agent; reading them again" in log
+        # Each seek (the first assignment's, the watchdog's) ran on the consumer's thread, never beside its fetches.
+        assert "seek called on the app's thread" not in log
+        assert "KeyError" not in log
         events = [event for body in bodies for event in body["events"]]
         assert set(service.recorder.by_insert_id) == sendable(events)
     finally:
