@@ -117,8 +117,8 @@ FAUST_SOURCES = {
     "ThreadDelegateConsumer.position": "a7f22b78f21d085a",
     "ThreadDelegateConsumer.earliest_offsets": "2833b09d2888825b",
 }
-# Outside faust.transport.consumer.Consumer: the stream iterator that acknowledges the messages it skips, and the path of an
-# acknowledgement to Consumer.ack, which the fork refuses unless an agent acknowledges (FastDrainConsumer.ack).
+# Outside faust.transport.consumer.Consumer: the stream iterator that acknowledges the messages it skips, the path
+# of an acknowledgement to Consumer.ack, which the fork refuses unless an agent acknowledges (FastDrainConsumer.ack).
 FAUST_OTHER_SOURCES = {
     "faust.streams.Stream._py_aiter": "3a48ee257a65435b",
     "faust.types.tuples.Message.ack": "4751b72c4ed84153",
