@@ -50,7 +50,7 @@ def seek_on_its_thread(self: AIOKafkaConsumer, partition: Any, offset: int) -> N
 
 
 OffsetGuard.admit_all = dropping_the_tail  # type: ignore[method-assign]
-AIOKafkaConsumer.seek = seek_on_its_thread  # type: ignore[method-assign]
+AIOKafkaConsumer.seek = seek_on_its_thread
 
 if __name__ == "__main__":
     main()
