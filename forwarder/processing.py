@@ -16,6 +16,7 @@ from forwarder.amplitude.delivery import DeliveryReport
 from forwarder.core.counting import OutcomeCounter, outcome_key
 from forwarder.core.outcomes import Forwarded, Invalid
 from forwarder.core.pipeline import MappingRules, process_message
+from forwarder.core.property_memory import PropertyMemory, Ticket
 from forwarder.core.slot import slot_of
 from forwarder.kafka.dead_letters import DeadLetterRecord, DeadLetterSink, SourceRef
 from forwarder.ledger.records import LedgerRecord
@@ -116,6 +117,8 @@ class _Pending:
     hour: int
     campaign: str
     parked_from: tuple[SourceRef, int] | None = None
+    # The user-property values it carries (FORWARDER_USER_PROPERTIES), remembered once Amplitude accepts them.
+    ticket: Ticket | None = None
 
 
 @dataclass
@@ -129,6 +132,8 @@ class Prepared:
     warnings: Counter[tuple[str, str]] = field(default_factory=Counter)
     insert_ids: set[str] = field(default_factory=set)
     repaired: int = 0
+    # (property, action) -> events the PII rules changed.
+    pii: Counter[tuple[str, str]] = field(default_factory=Counter)
     # Some message came from the retry topic: its events are settled one by one, under their first source.
     parked: bool = False
 
@@ -167,9 +172,11 @@ class BatchProcessor:
         retries: DeadLetterSink | None = None,
         ledger: LedgerSink | None = None,
         source: str = "stream",
+        memory: PropertyMemory | None = None,
     ) -> None:
         """``retries``: where throttled events wait (the retry topic) when the deliverer defers them.
-        ``ledger``: where each run's outcomes are recorded, labelled ``source`` (None: a dry run, or no Kafka)."""
+        ``ledger``: where each run's outcomes are recorded, labelled ``source`` (None: a dry run, or no Kafka).
+        ``memory``: the user-property values already sent, per user (with FORWARDER_USER_PROPERTIES)."""
         self.rules = rules
         self._deliverer = deliverer
         self._dead_letters = dead_letters
@@ -177,6 +184,7 @@ class BatchProcessor:
         self._metrics = metrics
         self._ledger = ledger
         self.source = source
+        self.memory = memory
 
     async def process(self, messages: Sequence[SourceMessage]) -> BatchSummary:
         """Returns once every event of ``messages`` has a final outcome (dead letters stored).
@@ -221,7 +229,7 @@ class BatchProcessor:
 
     def _prepare_into(self, prepared: Prepared, messages: Sequence[SourceMessage]) -> None:
         pending, dead = prepared.pending, prepared.dead
-        rules, source = self.rules, self.source
+        rules, source, memory = self.rules, self.source, self.memory
         warnings, insert_ids = prepared.warnings, prepared.insert_ids
         for message in messages:
             if message.parked_from is not None:
@@ -252,11 +260,14 @@ class BatchProcessor:
                 if isinstance(outcome, Forwarded):
                     raw = events[index]
                     hour, campaign = slot_of(raw, outcome.event["time"])
+                    ticket = memory.offer(outcome) if memory is not None else None
                     pending.append(
-                        _Pending(message.ref, index, raw, outcome, ledger, hour, campaign, message.parked_from)
+                        _Pending(message.ref, index, raw, outcome, ledger, hour, campaign, message.parked_from, ticket)
                     )
                     for warning in outcome.warnings:
                         warnings[warning.kind, outcome.code] += 1
+                    for applied in outcome.pii:
+                        prepared.pii[applied] += 1
                     insert_id = outcome.event["insert_id"]
                     if insert_id in insert_ids:
                         warnings["duplicate_insert_id", outcome.code] += 1
@@ -280,7 +291,12 @@ class BatchProcessor:
     async def finish(self, prepared: Prepared) -> BatchSummary:
         """The I/O half: deliver, store dead letters and parked events, count. Raises as ``process`` does."""
         summary = prepared.summary
-        report = await self._deliverer.deliver([p.outcome for p in prepared.pending])
+        try:
+            report = await self._deliverer.deliver([p.outcome for p in prepared.pending])
+        except BaseException:
+            self._settle_memory(prepared, None)  # the run is read again: its values must be sent again
+            raise
+        self._settle_memory(prepared, report)
         parked, dead = triage(prepared, report, not_before_ms=int((time.time() + report.defer_s) * 1000))
         summary.retries = report.retries
         summary.throttled = report.throttled
@@ -301,6 +317,16 @@ class BatchProcessor:
         log.info("batch", extra={"fields": summary.as_dict()})
         return summary
 
+    def _settle_memory(self, prepared: Prepared, report: DeliveryReport | None) -> None:
+        """What Amplitude accepted stays remembered; the rest is forgotten (``report`` None: the run failed)."""
+        memory = self.memory
+        if memory is None:
+            return
+        accepted = set(report.delivered) if report is not None else set()
+        for position, item in enumerate(prepared.pending):
+            if item.ticket is not None:
+                memory.settle(item.ticket, position in accepted)
+
     def _count(self, prepared: Prepared, report: DeliveryReport, dead_letters: int) -> None:
         metrics = self._metrics
         metrics.add_outcomes(prepared.summary.outcomes)
@@ -308,6 +334,8 @@ class BatchProcessor:
             metrics.event_warnings.labels(kind, code).inc(count)
         if prepared.repaired:
             metrics.events_repaired.labels("invalid_utf8").inc(prepared.repaired)
+        for (name, action), count in prepared.pii.items():
+            metrics.pii.labels(name, action).inc(count)
         metrics.messages.inc(prepared.summary.messages)
         metrics.dead_letters.inc(dead_letters)
         metrics.retries.inc(report.retries)

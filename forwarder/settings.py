@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import zoneinfo
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Literal, Protocol, TypeVar
 
@@ -20,8 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from forwarder.core.decode import DEFAULT_MAX_MESSAGE_BYTES
 from forwarder.core.identify import AMPLITUDE_DEFAULT_MIN_ID_LENGTH
+from forwarder.core.pii import PiiRules
 from forwarder.core.pipeline import MappingRules
 from forwarder.core.select import Selection
+from forwarder.core.user_properties import UserPropertyRules
 
 SETTINGS_FILE_VARIABLE = "FORWARDER_SETTINGS_FILE"
 
@@ -157,6 +160,14 @@ class AmplitudeSettings(BaseModel):
     eu_url: str = AMPLITUDE_HOSTS["eu"]
     min_id_length: int = Field(AMPLITUDE_DEFAULT_MIN_ID_LENGTH, ge=1, le=1024)
     timeout_s: float = Field(10.0, gt=0, le=60)
+    # The project's time zone (Amplitude's project settings): the Dashboard API counts days in it.
+    project_timezone: str = "UTC"
+
+    @field_validator("project_timezone", mode="after")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        time_zone(value)
+        return value.strip()
 
     @field_validator("residency", "api", mode="before")
     @classmethod
@@ -228,6 +239,43 @@ class WorkerPart(BaseModel):
     def _selection_parses(cls, value: str) -> str:
         Selection.parse(value)
         return value
+
+
+class PropertiesPart(BaseModel):
+    """What of the user goes to Amplitude: user properties (opt in) and the PII rules (default: the guide's)."""
+
+    model_config = _part("FORWARDER_")
+
+    user_properties: str = ""
+    user_properties_cache: int = Field(100_000, ge=1, le=10_000_000)
+    pii: str = ""
+    pii_salt: SecretStr = SecretStr("")
+
+    @field_validator("user_properties", mode="after")
+    @classmethod
+    def _user_properties_parse(cls, value: str) -> str:
+        UserPropertyRules.parse(value)
+        return value
+
+    @field_validator("pii", mode="after")
+    @classmethod
+    def _pii_parses(cls, value: str) -> str:
+        PiiRules.parse(value)
+        return value
+
+    def user_property_rules(self) -> UserPropertyRules | None:
+        return UserPropertyRules.parse(self.user_properties)
+
+    def pii_rules(self) -> PiiRules | None:
+        return PiiRules.parse(self.pii, self.pii_salt.get_secret_value())
+
+
+def time_zone(name: str) -> zoneinfo.ZoneInfo:
+    """An IANA zone (``America/Los_Angeles``); ValueError names it when unknown."""
+    try:
+        return zoneinfo.ZoneInfo(name.strip())
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{name.strip()!r} is not a known IANA time zone (e.g. UTC, America/Los_Angeles)") from None
 
 
 class StatePart(BaseModel):
@@ -403,6 +451,7 @@ class Settings(SettingsKind):
     moengage: MoEngageSettings
     cohorts: CohortSettings
     state: StatePart
+    properties: PropertiesPart
 
 
 class ForwarderSettings(SettingsKind):
@@ -412,12 +461,19 @@ class ForwarderSettings(SettingsKind):
     topics: TopicSettings
     amplitude: AmplitudeSettings
     worker: WorkerPart
+    properties: PropertiesPart
 
-    def mapping_rules(self) -> MappingRules:
+    def mapping_rules(self, replaying: bool = False) -> MappingRules:
+        """``replaying``: ``replay``, ``replay-dlq``, ``backfill``: user properties only as ``$setOnce``."""
+        user_properties = self.properties.user_property_rules()
+        if replaying and user_properties is not None:
+            user_properties = user_properties.for_replays()
         return MappingRules(
             selection=Selection.parse(self.worker.events),
             min_id_length=self.amplitude.min_id_length,
             max_message_bytes=self.worker.max_message_bytes,
+            user_properties=user_properties,
+            pii=self.properties.pii_rules(),
         )
 
 
@@ -429,6 +485,12 @@ class WorkerSettings(ForwarderSettings):
     """``worker``: the Amplitude key required."""
 
     amplitude: AmplitudeWithKey
+
+
+class TransformSettings(SettingsKind):
+    """``transform``: the user properties and PII rules, applied as the worker applies them."""
+
+    properties: PropertiesPart
 
 
 class OptionalKafka(KafkaSettings):

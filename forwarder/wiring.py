@@ -20,6 +20,7 @@ from forwarder.amplitude.delivery import Deliverer
 from forwarder.amplitude.lanes import Lanes
 from forwarder.amplitude.limits import LIMITS
 from forwarder.core.pipeline import MappingRules
+from forwarder.core.property_memory import PropertyMemory
 from forwarder.kafka.dead_letters import DeadLetterSink, DeadLetterWriter, FileDeadLetterWriter
 from forwarder.kafka.ledger import LedgerWriter
 from forwarder.kafka.producer import started_producer
@@ -91,6 +92,7 @@ async def processing_stack(
             retries=parked,
             ledger=LedgerWriter(producer, settings.topics.ledger_topic) if producer is not None else None,
             source=source,
+            memory=PropertyMemory(settings.properties.user_properties_cache) if rules.user_properties else None,
         )
         yield Stack(processor, where)
     finally:

@@ -16,6 +16,8 @@ class AmplitudeEvent(TypedDict):
     time: int
     insert_id: str
     event_properties: dict[str, Any]
+    # {"$set": {...}, "$setOnce": {...}}: only with FORWARDER_USER_PROPERTIES.
+    user_properties: NotRequired[dict[str, dict[str, Any]]]
     user_id: NotRequired[str]
     device_id: NotRequired[str]
 

@@ -175,3 +175,35 @@ async def test_an_event_from_the_retry_topic_is_parked_again_under_its_first_sou
     (record,) = ledger.records
     assert record.deferred == 1
     assert [origin for origin, _ in record.origins] == ["src/1/20/0"]
+
+
+async def test_user_property_values_are_remembered_only_once_amplitude_accepted_them() -> None:
+    from devkit.amplitude import Faults
+    from forwarder.core.property_memory import PropertyMemory
+    from forwarder.core.user_properties import UserPropertyRules
+
+    service = AmplitudeService(faults=Faults(invalid_insert_ids={"e1"}))
+    base = processor(service, Metrics())
+    rules = MappingRules(user_properties=UserPropertyRules.parse("plan,city:setOnce"))
+    batch = BatchProcessor(rules, base._deliverer, Letters(), Metrics(), memory=PropertyMemory(100))
+
+    def one(n: int, plan: str) -> list[SourceMessage]:
+        raw = {
+            "event_code": "MOE_EMAIL_SENT",
+            "event_uuid": f"e{n}",
+            "event_time": 1_700_000_000 + n,
+            "uid": "customer-1",
+            "user_attributes": {"plan": plan, "city": "Paris"},
+        }
+        return [SourceMessage(SourceRef("t", 0, n, None), orjson.dumps({"events": [raw]}))]
+
+    first = await batch.process(one(1, "gold"))
+    assert sum(first.dead_lettered.values()) == 1 and first.delivered == 0
+    for n, plan in ((2, "gold"), (3, "gold"), (4, "platinum")):
+        assert (await batch.process(one(n, plan))).delivered == 1
+    carried = {e["insert_id"]: e.get("user_properties") for e in service.recorder.events}
+    assert carried == {
+        "e2": {"$set": {"plan": "gold"}, "$setOnce": {"city": "Paris"}},  # e1's values, refused with it: again
+        "e3": None,
+        "e4": {"$set": {"plan": "platinum"}},
+    }

@@ -160,6 +160,7 @@ def test_settings_is_one_object_by_part() -> None:
         "moengage",
         "cohorts",
         "state",
+        "properties",
     }
     assert "api_key" in Settings.model_fields["amplitude"].annotation.model_fields  # type: ignore[union-attr]
 
@@ -225,3 +226,39 @@ def test_ingest_tls_needs_both_files_and_they_must_exist(tmp_path) -> None:
             {**base, "FORWARDER_INGEST_TLS_CERTFILE": str(cert), "FORWARDER_INGEST_TLS_KEYFILE": "/nope.pem"},
             IngestCommandSettings,
         )
+
+
+def test_user_properties_pii_and_time_zone_settings_are_checked_at_start_without_echoing_the_salt() -> None:
+    base = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092", "AMPLITUDE_API_KEY": "k"}
+    settings = settings_from(
+        {
+            **base,
+            "FORWARDER_USER_PROPERTIES": "plan, city:setOnce",
+            "FORWARDER_PII": "moe_email_id:sha256,moe_mobile_number:drop",
+            "FORWARDER_PII_SALT": "pepper-secret",
+            "AMPLITUDE_PROJECT_TIMEZONE": "America/Los_Angeles",
+        },
+        WorkerSettings,
+    )
+    rules = settings.mapping_rules()
+    assert rules.user_properties is not None and rules.user_properties.names == (("plan", "$set"), ("city", "$setOnce"))
+    assert rules.pii is not None and dict(rules.pii.actions) == {"moe_email_id": "sha256", "moe_mobile_number": "drop"}
+    assert rules.pii.salt == "pepper-secret"
+    replaying = settings.mapping_rules(replaying=True).user_properties
+    assert replaying is not None and replaying.set_once_only
+    assert settings.amplitude.project_timezone == "America/Los_Angeles"
+    assert settings_from(base, WorkerSettings).mapping_rules().user_properties is None  # the default: none sent
+    bad = {
+        "FORWARDER_USER_PROPERTIES": "plan:sometimes",
+        "FORWARDER_PII": "moe_email_id:md5",
+        "FORWARDER_PII_SALT": "pepper-secret",
+        "AMPLITUDE_PROJECT_TIMEZONE": "Mars/Olympus",
+        "FORWARDER_USER_PROPERTIES_CACHE": "0",
+    }
+    with pytest.raises(SettingsError) as raised:
+        settings_from({**base, **bad}, WorkerSettings)
+    message = str(raised.value)
+    for name in bad.keys() - {"FORWARDER_PII_SALT"}:
+        assert f"{name}: " in message
+    assert "plan:sometimes" in message and "the action must be drop or sha256" in message
+    assert "Mars/Olympus" in message and "pepper-secret" not in message

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import gzip
 import hashlib
 import os
@@ -253,12 +254,7 @@ def backfill(settings: BackfillSettings, request: BackfillRequest) -> int:
         raise usage_error(str(exc)) from None
     if window is not None and window[1] <= window[0]:
         raise usage_error("--to must be after --from")
-    rules = MappingRules(
-        selection=selection,
-        min_id_length=settings.amplitude.min_id_length,
-        max_message_bytes=settings.worker.max_message_bytes,
-        window=window,
-    )
+    rules = dataclasses.replace(settings.mapping_rules(replaying=True), selection=selection, window=window)
     sending = request.sending
     fingerprint = _fingerprint(files, selection, window, sending.api)
     checkpoint = Checkpoint(Path(settings.state.directory) / "backfill" / f"{fingerprint}.json", fingerprint)

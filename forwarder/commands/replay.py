@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import sys
@@ -236,12 +237,7 @@ def replay_window(settings: ForwarderSettings, request: ReplayRequest) -> int:
         raise usage_error(str(exc)) from None
     if end_ms <= start_ms:
         raise usage_error("--to must be after --from")
-    rules = MappingRules(
-        selection=selection,
-        min_id_length=settings.amplitude.min_id_length,
-        max_message_bytes=settings.worker.max_message_bytes,
-        window=(start_ms, end_ms),
-    )
+    rules = dataclasses.replace(settings.mapping_rules(replaying=True), selection=selection, window=(start_ms, end_ms))
     source = settings.topics.source_topic
     api = request.sending.api
     group = _group_id(settings, "replay", source, str(start_ms), str(end_ms), selection.text, api)
@@ -277,7 +273,9 @@ def replay_dead_letters(settings: ForwarderSettings, reason: str | None, sending
     # Per reason: a run for one reason must not commit past the dead letters of another.
     dlq = settings.topics.dlq_topic
     group = _group_id(settings, "replay-dlq", dlq, reason or "*")
-    run = Pass(dlq, group, None, settings.mapping_rules(), False, _replayable(reason), "replay-dlq", sending)
+    run = Pass(
+        dlq, group, None, settings.mapping_rules(replaying=True), False, _replayable(reason), "replay-dlq", sending
+    )
     print_summary(asyncio.run(_run(settings, run)), sending.dry_run)
     return 0
 

@@ -22,7 +22,9 @@ from forwarder.core.decode import DecodeError, load_json
 from forwarder.core.identify import AMPLITUDE_DEFAULT_MIN_ID_LENGTH
 from forwarder.core.outcomes import EventWarning, Forwarded, Invalid
 from forwarder.core.pipeline import MappingRules, process_message
+from forwarder.core.property_memory import PropertyMemory
 from forwarder.core.select import Selection
+from forwarder.settings import TransformSettings, load_settings
 
 
 def _is_record(line: bytes) -> bool:
@@ -52,10 +54,16 @@ class TransformCounts:
     outcomes: OutcomeCounter = field(default_factory=OutcomeCounter)
     # EventWarning kinds: events still sent (or repaired) that a user would want to know about.
     warnings: Counter[str] = field(default_factory=Counter)
+    # (property, action) -> events a FORWARDER_PII rule changed.
+    pii: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def summary(self) -> dict[str, Any]:
-        """The ``--summary`` file: ``{"read","forwarded","filtered","dropped":{reason:n},"invalid","warnings"}``."""
+        """The ``--summary`` file: ``{"read","forwarded","filtered","dropped":{reason:n},"invalid","warnings",
+        "pii":{property:{action:n}}}``."""
         outcomes = self.outcomes
+        pii: dict[str, dict[str, int]] = {}
+        for (name, action), count in sorted(self.pii.items()):
+            pii.setdefault(name, {})[action] = count
         return {
             "read": outcomes.read,
             "forwarded": outcomes.total("forwarded"),
@@ -63,13 +71,19 @@ class TransformCounts:
             "dropped": dict(sorted(outcomes.reasons("dropped").items())),
             "invalid": outcomes.total("dead_lettered"),
             "warnings": dict(sorted(self.warnings.items())),
+            "pii": pii,
         }
 
 
-def transform(data: bytes, rules: MappingRules, out: IO[bytes], errors: IO[str]) -> TransformCounts:
+def transform(
+    data: bytes, rules: MappingRules, out: IO[bytes], errors: IO[str], memory_size: int = 100_000
+) -> TransformCounts:
+    """``memory_size``: users whose user-property values are remembered within the run (as the worker does; here
+    every event counts as accepted)."""
     counts = TransformCounts()
     seen_insert_ids: set[str] = set()
     position = 0
+    memory = PropertyMemory(memory_size) if rules.user_properties is not None else None
 
     def warn(where: str, warning: EventWarning) -> None:
         counts.warnings[warning.kind] += 1
@@ -87,6 +101,9 @@ def transform(data: bytes, rules: MappingRules, out: IO[bytes], errors: IO[str])
                 request = f" (moe_request_id {result.request_id})" if result.request_id else ""
                 warn(label, EventWarning("repaired_utf8", f"bytes that are not UTF-8 were replaced{request}"))
             if isinstance(outcome, Forwarded):
+                if memory is not None:
+                    memory.offer(outcome)  # accepted at once: nothing here refuses it
+                counts.pii.update(outcome.pii)
                 out.write(outcome.encoded + b"\n")
                 for warning in outcome.warnings:
                     warn(label, warning)
@@ -132,9 +149,14 @@ def _run(args: argparse.Namespace) -> int:
         raise usage_error(f"cannot read {args.input}: {exc.strerror}") from None
     if (note := selection.describe_extra()) is not None:
         print(f"forwarder transform: --events: {note}", file=sys.stderr)
-    counts = transform(
-        data, MappingRules(selection=selection, min_id_length=args.min_id_length), sys.stdout.buffer, sys.stderr
+    properties = load_settings(TransformSettings).properties
+    rules = MappingRules(
+        selection=selection,
+        min_id_length=args.min_id_length,
+        user_properties=properties.user_property_rules(),
+        pii=properties.pii_rules(),
     )
+    counts = transform(data, rules, sys.stdout.buffer, sys.stderr, properties.user_properties_cache)
     sys.stdout.buffer.flush()
     if args.summary:
         try:

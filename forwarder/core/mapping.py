@@ -10,6 +10,8 @@ import orjson
 
 from forwarder.core.identify import Identity, raw_anonymous_id, raw_moengage_user_id
 from forwarder.core.outcomes import EventWarning
+from forwarder.core.pii import PiiRules
+from forwarder.core.user_properties import UserPropertyRules
 from schemas.amplitude import AmplitudeEvent
 
 # Amplitude caps every string value at 1024 characters.
@@ -162,3 +164,28 @@ def to_amplitude(
     if identity.device_id is not None:
         out["device_id"] = identity.device_id
     return out, tuple(warnings)
+
+
+def add_personal_data(
+    out: AmplitudeEvent,
+    event: dict[str, Any],
+    user_properties: UserPropertyRules | None,
+    pii: PiiRules | None,
+    warnings: list[EventWarning],
+) -> tuple[tuple[str, str], ...]:
+    """The configured user attributes as user properties, then the PII rules over event and user properties alike
+    (a value is hashed before it is cut). Returns the (property, action) pairs the PII rules applied."""
+    found = user_properties.extract(event) if user_properties is not None else {}
+    applied: list[tuple[str, str]] = []
+    if pii is not None:
+        pii.apply(out["event_properties"], applied)
+        for values in found.values():
+            pii.apply(values, applied)
+    kept = {
+        operation: {name: _short(value, f"user_properties.{name}", warnings) for name, value in values.items()}
+        for operation, values in found.items()
+        if values
+    }
+    if kept:
+        out["user_properties"] = kept
+    return tuple(applied)

@@ -29,6 +29,8 @@ class Forwarded:
     encoded: bytes
     # What Amplitude would change or reject (a cut string, an id that was a list): a dry run tells the truth.
     warnings: tuple[EventWarning, ...] = ()
+    # (property, action) of each FORWARDER_PII rule applied to it: counted, never logged with a value.
+    pii: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

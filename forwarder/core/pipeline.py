@@ -9,10 +9,12 @@ import orjson
 
 from forwarder.core.decode import DEFAULT_MAX_MESSAGE_BYTES, DecodeError, decode_message
 from forwarder.core.identify import AMPLITUDE_DEFAULT_MIN_ID_LENGTH, identify
-from forwarder.core.mapping import to_amplitude
+from forwarder.core.mapping import add_personal_data, to_amplitude
 from forwarder.core.outcomes import Dropped, Filtered, Forwarded, Invalid, Outcome
+from forwarder.core.pii import PiiRules
 from forwarder.core.select import Selection
 from forwarder.core.timeparse import TimeError, to_epoch_ms
+from forwarder.core.user_properties import UserPropertyRules
 from schemas.catalogue import CATALOGUE, Catalogue, EventDefinition
 
 
@@ -24,6 +26,9 @@ class MappingRules:
     catalogue: Catalogue = CATALOGUE
     # A replay's [from, to) in epoch ms on the event's own time; None on the live path.
     window: tuple[int, int] | None = None
+    # FORWARDER_USER_PROPERTIES and FORWARDER_PII; None: the guide's behaviour (none sent, nothing changed).
+    user_properties: UserPropertyRules | None = None
+    pii: PiiRules | None = None
     # code -> what the selection made of it: a few dozen codes cover a whole stream.
     _targets: dict[str, EventDefinition | str | None] = field(
         default_factory=dict, init=False, compare=False, repr=False
@@ -96,12 +101,17 @@ def process_event(event: Any, rules: MappingRules) -> Outcome:
     amplitude_event, warnings = to_amplitude(
         event, code, event_type, time_ms, identity, catalogue_event=not isinstance(target, str)
     )
+    applied: tuple[tuple[str, str], ...] = ()
+    if rules.user_properties is not None or rules.pii is not None:
+        more = list(warnings)
+        applied = add_personal_data(amplitude_event, event, rules.user_properties, rules.pii, more)
+        warnings = tuple(more)
     try:
         encoded = orjson.dumps(amplitude_event)
     except orjson.JSONEncodeError as exc:
         # e.g. an attribute holding an integer beyond 64 bits: no JSON encoder Amplitude reads takes it.
         return Invalid(code, "unencodable", str(exc))
-    return Forwarded(code, amplitude_event, encoded, warnings)
+    return Forwarded(code, amplitude_event, encoded, warnings, applied)
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,6 +72,12 @@ class Metrics(OffsetMetrics):
             ["kind", "event_code"],
             registry=self.registry,
         )
+        self.pii = Counter(
+            "forwarder_pii",
+            "Events whose property (event or user property) a FORWARDER_PII rule dropped or hashed, by action.",
+            ["property", "action"],
+            registry=self.registry,
+        )
         self.oldest_unprocessed_age = Gauge(
             "forwarder_oldest_unprocessed_age_seconds",
             "Age (by record timestamp) of the oldest record read and not yet final; 0 when none is in hand.",

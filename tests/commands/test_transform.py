@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,10 +14,11 @@ import orjson
 SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "samples" / "streams-request.json"
 
 
-def run(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+def run(*args: str, stdin: bytes = b"", env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
         [sys.executable, "-m", "forwarder", "transform", *args],
         input=stdin,
+        env={**os.environ, **(env or {})},
         capture_output=True,
         check=False,
         timeout=60,
@@ -35,6 +38,7 @@ def test_the_shared_sample_gives_two_events_and_one_unidentifiable(tmp_path: Pat
         "dropped": {"unidentifiable": 1},
         "invalid": 0,
         "warnings": {},
+        "pii": {},
     }
 
 
@@ -150,3 +154,45 @@ def test_warnings_are_counted_in_the_summary_and_said_on_stderr(tmp_path: Path) 
     }
     assert b"repeats an earlier event's" in result.stderr
     assert b"bytes that are not UTF-8 were replaced" in result.stderr
+
+
+def test_user_properties_go_with_a_users_first_event_and_again_only_when_they_change() -> None:
+    events = [
+        {
+            "event_code": code,
+            "event_uuid": f"e{n}",
+            "event_time": 1_700_000_000 + n,
+            "uid": "customer-1",
+            "user_attributes": {"plan": plan, "city": "Paris"},
+        }
+        for n, (code, plan) in enumerate(
+            [("MOE_EMAIL_SENT", "gold"), ("MOE_EMAIL_DELIVERED", "gold"), ("MOE_EMAIL_OPEN", "platinum")]
+        )
+    ]
+    result = run(stdin=orjson.dumps({"events": events}), env={"FORWARDER_USER_PROPERTIES": "plan,city:setOnce"})
+    assert result.returncode == 0, result.stderr
+    sent = [orjson.loads(line).get("user_properties") for line in result.stdout.splitlines()]
+    assert sent == [{"$set": {"plan": "gold"}, "$setOnce": {"city": "Paris"}}, None, {"$set": {"plan": "platinum"}}]
+
+
+def test_pii_rules_hash_the_email_and_drop_the_number_and_count_both(tmp_path: Path) -> None:
+    body = orjson.loads(SAMPLE.read_bytes())
+    body["events"][1]["email_id"] = " Jane@Example.com "
+    body["events"][1]["mobile_number"] = "+15550100"
+    summary = tmp_path / "s.json"
+    env = {"FORWARDER_PII": "moe_email_id:sha256,moe_mobile_number:drop", "FORWARDER_PII_SALT": "pepper"}
+    result = run("--summary", str(summary), stdin=orjson.dumps(body), env=env)
+    assert result.returncode == 0, result.stderr
+    email = [orjson.loads(line) for line in result.stdout.splitlines()][1]["event_properties"]
+    assert email["moe_email_id"] == hashlib.sha256(b"pepperjane@example.com").hexdigest()
+    assert "moe_mobile_number" not in email
+    assert json.loads(summary.read_text())["pii"] == {"moe_email_id": {"sha256": 1}, "moe_mobile_number": {"drop": 1}}
+    assert b"Jane@Example.com" not in result.stdout + result.stderr and b"pepper" not in result.stdout
+
+
+def test_a_bad_pii_rule_is_one_clear_error_that_never_shows_the_salt() -> None:
+    env = {"FORWARDER_PII": "moe_email_id:md5", "FORWARDER_PII_SALT": "pepper"}
+    result = run(stdin=SAMPLE.read_bytes(), env=env)
+    assert result.returncode == 2 and not result.stdout
+    assert b"FORWARDER_PII: " in result.stderr and b"drop or sha256" in result.stderr
+    assert b"Traceback" not in result.stderr and b"pepper" not in result.stderr
