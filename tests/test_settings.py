@@ -241,11 +241,14 @@ def test_user_properties_pii_and_time_zone_settings_are_checked_at_start_without
         WorkerSettings,
     )
     rules = settings.mapping_rules()
-    assert rules.user_properties is not None and rules.user_properties.names == (("plan", "$set"), ("city", "$setOnce"))
-    assert rules.pii is not None and dict(rules.pii.actions) == {"moe_email_id": "sha256", "moe_mobile_number": "drop"}
+    assert rules.user_properties is not None
+    assert rules.user_properties.names == (("plan", "$set"), ("city", "$setOnce"))
+    assert rules.pii is not None
+    assert dict(rules.pii.actions) == {"moe_email_id": "sha256", "moe_mobile_number": "drop"}
     assert rules.pii.salt == "pepper-secret"
     replaying = settings.mapping_rules(replaying=True).user_properties
-    assert replaying is not None and replaying.set_once_only
+    assert replaying is not None
+    assert replaying.set_once_only
     assert settings.amplitude.project_timezone == "America/Los_Angeles"
     assert settings_from(base, WorkerSettings).mapping_rules().user_properties is None  # the default: none sent
     bad = {
@@ -260,5 +263,7 @@ def test_user_properties_pii_and_time_zone_settings_are_checked_at_start_without
     message = str(raised.value)
     for name in bad.keys() - {"FORWARDER_PII_SALT"}:
         assert f"{name}: " in message
-    assert "plan:sometimes" in message and "the action must be drop or sha256" in message
-    assert "Mars/Olympus" in message and "pepper-secret" not in message
+    assert "plan:sometimes" in message
+    assert "the action must be drop or sha256" in message
+    assert "Mars/Olympus" in message
+    assert "pepper-secret" not in message

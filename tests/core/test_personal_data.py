@@ -39,13 +39,14 @@ def test_the_rules_parse_names_and_operations_and_refuse_what_they_cannot_read()
     rules = UserPropertyRules.parse(" plan, city:setOnce ,first_seen:SETONCE,tier:set,")
     assert rules is not None
     assert rules.names == (("plan", "$set"), ("city", "$setOnce"), ("first_seen", "$setOnce"), ("tier", "$set"))
-    assert UserPropertyRules.parse("") is None and UserPropertyRules.parse(" , ") is None
+    assert UserPropertyRules.parse("") is None
+    assert UserPropertyRules.parse(" , ") is None
     for bad in ("plan:always", ":set", "plan,plan"):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=r"plan|:set"):
             UserPropertyRules.parse(bad)
     assert PiiRules.parse("") is None
     for bad in ("moe_email_id", "moe_email_id:md5", ":drop", "a:drop,a:sha256"):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=r"property:action|drop or sha256|named twice"):
             PiiRules.parse(bad)
 
 
@@ -64,7 +65,8 @@ def test_user_attributes_become_user_properties_with_their_json_types_and_withou
     replaying = rules.user_properties
     assert replaying is not None
     set_once = forwarded(raw, MappingRules(user_properties=replaying.for_replays())).event["user_properties"]
-    assert set(set_once) == {"$setOnce"} and set_once["$setOnce"]["plan"] == "gold"
+    assert set(set_once) == {"$setOnce"}
+    assert set_once["$setOnce"]["plan"] == "gold"
 
 
 def test_pii_hashes_a_trimmed_lowercased_email_with_the_salt_and_drops_what_it_is_told_to() -> None:
@@ -79,9 +81,11 @@ def test_pii_hashes_a_trimmed_lowercased_email_with_the_salt_and_drops_what_it_i
     # A user property is treated as an event property is; a number hashes its JSON text.
     assert outcome.event["user_properties"]["$set"]["phone"] == hashlib.sha256(b"s315550100").hexdigest()
     assert sorted(outcome.pii) == [("moe_email_id", "sha256"), ("moe_mobile_number", "drop"), ("phone", "sha256")]
-    assert b"jane@example.com" not in outcome.encoded.lower() and b"15550100" not in outcome.encoded
+    assert b"jane@example.com" not in outcome.encoded.lower()
+    assert b"15550100" not in outcome.encoded
     plain = forwarded(event(), MappingRules())
-    assert plain.event["event_properties"]["moe_email_id"] == " Jane@Example.com " and plain.pii == ()
+    assert plain.event["event_properties"]["moe_email_id"] == " Jane@Example.com "
+    assert plain.pii == ()
 
 
 def test_a_value_is_sent_again_only_when_it_changed_for_that_user() -> None:
@@ -95,7 +99,8 @@ def test_a_value_is_sent_again_only_when_it_changed_for_that_user() -> None:
             memory.settle(ticket, accepted=True)
         assert orjson.loads(outcome.encoded) == outcome.event  # re-encoded when values were left out
         sent.append(outcome.event.get("user_properties"))
-    assert sent == [{"$set": {"plan": "gold"}, "$setOnce": {"city": "Paris"}}, None, {"$set": {"plan": "platinum"}}, None]
+    first = {"$set": {"plan": "gold"}, "$setOnce": {"city": "Paris"}}
+    assert sent == [first, None, {"$set": {"plan": "platinum"}}, None]
     other = forwarded(event(uid="user-0002", plan="gold", city="Paris"), rules)
     memory.offer(other)
     assert other.event["user_properties"]["$set"] == {"plan": "gold"}  # another user's values are their own
@@ -109,12 +114,14 @@ def test_a_value_not_accepted_is_carried_by_the_users_next_event() -> None:
     assert ticket is not None
     assert memory.offer(second) is None  # out with the first: not repeated while it is on its way
     memory.settle(ticket, accepted=False)  # the first was dead-lettered
-    assert memory.offer(third) is not None and third.event["user_properties"] == {"$set": {"plan": "gold"}}
+    assert memory.offer(third) is not None
+    assert third.event["user_properties"] == {"$set": {"plan": "gold"}}
     # A refusal of an older event does not forget a value a later event carries.
     fourth = forwarded(event(plan="platinum"), rules)
     old = memory.offer(fourth)
     fifth, sixth = forwarded(event(plan="gold"), rules), forwarded(event(plan="gold"), rules)
-    assert memory.offer(fifth) is not None and old is not None
+    assert memory.offer(fifth) is not None
+    assert old is not None
     memory.settle(old, accepted=False)
     assert memory.offer(sixth) is None
 
