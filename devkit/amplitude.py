@@ -18,8 +18,9 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 import uvicorn
@@ -101,8 +102,9 @@ class Recorder:
     responses: Counter[int] = field(default_factory=Counter)
     requests: int = 0
     accepted: int = 0
-    # What the Dashboard API counts: unique insert_ids by (event_type, UTC day YYYYMMDD, event property $source).
-    counted: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    # What the Dashboard API counts: unique insert_ids by (event_type, minute since the epoch, event property
+    # $source); days are cut in the project's time zone when asked (every zone's offset is whole minutes).
+    counted: Counter[tuple[str, int | None, str]] = field(default_factory=Counter)
     # Accepted with 200 and then lost on purpose (``drop_silently_rate``): insert_id, event_type, time.
     silently_dropped: list[tuple[str, str, int]] = field(default_factory=list)
 
@@ -120,13 +122,13 @@ class Recorder:
         }
 
 
-def _counted_as(event: dict[str, Any]) -> tuple[str, str, str]:
-    """Where the Dashboard API counts an event: its type, its UTC day (the project's time zone here), $source."""
+def _counted_as(event: dict[str, Any]) -> tuple[str, int | None, str]:
+    """Where the Dashboard API counts an event: its type, its minute, $source."""
     time_ms = event.get("time")
-    day = datetime.fromtimestamp(time_ms / 1000, UTC).strftime("%Y%m%d") if isinstance(time_ms, int) else "?"
+    minute = time_ms // 60_000 if isinstance(time_ms, int) else None
     props = event.get("event_properties")
     source = props.get("$source") if isinstance(props, dict) else None
-    return str(event.get("event_type")), day, str(source)
+    return str(event.get("event_type")), minute, str(source)
 
 
 def _json(status: int, body: dict[str, Any]) -> Response:
@@ -147,11 +149,14 @@ class AmplitudeService:
         faults: Faults | None = None,
         keep_events: bool = True,
         secret_key: str | None = None,
+        timezone: str = "UTC",
     ) -> None:
         """``api_keys``: keys that are accepted; None accepts any non-empty key. ``secret_key``: the Dashboard
-        API's password for every key; None accepts any non-empty one."""
+        API's password for every key; None accepts any non-empty one. ``timezone``: the project's (IANA name):
+        the Dashboard API counts days in it."""
         self.api_keys = api_keys
         self.secret_key = secret_key
+        self.zone = ZoneInfo(timezone)
         self.faults = faults or Faults()
         self.recorder = Recorder(keep_events=keep_events)
         self.lock = threading.Lock()
@@ -283,8 +288,8 @@ class AmplitudeService:
             query = orjson.loads(params.get("e", ""))
             event_type = query["event_type"]
             filters = query.get("filters") or []
-            start = datetime.strptime(params["start"], "%Y%m%d").replace(tzinfo=UTC)
-            end = datetime.strptime(params["end"], "%Y%m%d").replace(tzinfo=UTC)
+            start = datetime.strptime(params["start"], "%Y%m%d")
+            end = datetime.strptime(params["end"], "%Y%m%d")
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             return _json(400, {"error": f"invalid segmentation query: {exc}"})
         if params.get("m", "totals") != "totals" or params.get("i", "1") != "1":
@@ -297,16 +302,12 @@ class AmplitudeService:
         if end < start or (end - start).days > 366:
             return _json(400, {"error": "end must be on or after start, within a year"})
         days = [(start + timedelta(days=n)).strftime("%Y%m%d") for n in range((end - start).days + 1)]
+        by_day: Counter[str] = Counter()
         with self.lock:
-            counted = self.recorder.counted
-            series = [
-                sum(
-                    n
-                    for (kind, day_, source), n in counted.items()
-                    if kind == event_type and day_ == day and (sources is None or source in sources)
-                )
-                for day in days
-            ]
+            for (kind, minute, source), n in self.recorder.counted.items():
+                if kind == event_type and minute is not None and (sources is None or source in sources):
+                    by_day[datetime.fromtimestamp(minute * 60, self.zone).strftime("%Y%m%d")] += n
+        series = [by_day[day] for day in days]
         x_values = [f"{d[:4]}-{d[4:6]}-{d[6:]}" for d in days]
         return _json(
             200,

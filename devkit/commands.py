@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from forwarder.command import Command, CommandError, usage_error
+from forwarder.settings import time_zone
 
 
 def _amplitude_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,6 +22,9 @@ def _amplitude_arguments(parser: argparse.ArgumentParser) -> None:
         "--latency-ms", type=float, metavar="MS", help="answer every request after this delay (e.g. 150)"
     )
     parser.add_argument("--secret-key", help="the Dashboard API's secret key; default: any non-empty one")
+    parser.add_argument(
+        "--timezone", default="UTC", metavar="NAME", help="the project's time zone: the Dashboard API's days"
+    )
 
 
 def _faults_json(text: str | None) -> dict[str, Any] | None:
@@ -45,8 +49,12 @@ def _amplitude_local(args: argparse.Namespace) -> int:
     if args.latency_ms is not None:
         faults.latency_s = args.latency_ms / 1000
     keys = set(args.api_key) if args.api_key else None
+    try:
+        zone = time_zone(args.timezone).key
+    except ValueError as exc:
+        raise usage_error(f"--timezone: {exc}") from None
     service = AmplitudeService(
-        api_keys=keys, faults=faults, keep_events=not args.no_keep_events, secret_key=args.secret_key
+        api_keys=keys, faults=faults, keep_events=not args.no_keep_events, secret_key=args.secret_key, timezone=zone
     )
     print(f"local Amplitude service on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
     uvicorn.run(service.app, host=args.host, port=args.port, log_level="warning", lifespan="off")

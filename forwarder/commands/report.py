@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import sys
 from dataclasses import dataclass
+from datetime import UTC, tzinfo
 from pathlib import Path
 from typing import Literal
 
@@ -31,9 +32,9 @@ from forwarder.ledger.amplitude_side import (
 from forwarder.ledger.chart import ChartUnavailable, draw_chart
 from forwarder.ledger.holes import find_holes, lost_ranges
 from forwarder.ledger.records import LedgerRecord
-from forwarder.ledger.report import Grouping, Report, Window, build_report, render
+from forwarder.ledger.report import Grouping, Report, Window, build_report, off_the_hour, render, zone_name
 from forwarder.ledger.settle import settle
-from forwarder.settings import ForwarderSettings, SettingsError, load_settings
+from forwarder.settings import ForwarderSettings, SettingsError, load_settings, time_zone
 from forwarder.text import align, csv_text
 
 MISMATCH_EXIT = 3
@@ -59,15 +60,27 @@ def window_of(start: str | None, end: str | None) -> Window:
     return window
 
 
-async def reconcile(settings: ForwarderSettings, by: Grouping, window: Window, amplitude: bool) -> Reconciliation:
+async def reconcile(
+    settings: ForwarderSettings, by: Grouping, window: Window, amplitude: bool, zone: tzinfo = UTC
+) -> Reconciliation:
     records, skipped = await read_ledger(client_options(settings), settings.topics.ledger_topic)
     settled = settle(records)
-    report = build_report(settled, by, window, skipped=skipped, superseded=len(records) - len(settled))
+    report = build_report(settled, by, window, skipped=skipped, superseded=len(records) - len(settled), zone=zone)
     live_topics = (settings.topics.source_topic, settings.topics.retry_topic)
     report.holes = find_holes(records, await _committed(settings, live_topics), live_topics)
     report.lost = lost_ranges(records)
-    comparisons = await _amplitude_side(settings, settled, window) if amplitude else None
+    comparisons = await _amplitude_side(settings, settled, window, zone) if amplitude else None
+    if (amplitude or by in ("hour", "day")) and off_the_hour(zone, _hours(settled)):
+        print(
+            f"forwarder report: {zone_name(zone)} is not a whole number of hours from UTC and the ledger counts per "
+            "UTC hour: the half hour at each day's edge is filed in the neighbouring day",
+            file=sys.stderr,
+        )
     return Reconciliation(report, comparisons, settled)
+
+
+def _hours(settled: list[LedgerRecord]) -> set[int]:
+    return {key[3] for record in settled for key in record.outcomes.counts}
 
 
 async def _committed(settings: ForwarderSettings, topics: tuple[str, ...]) -> dict[tuple[str, int], int]:
@@ -79,12 +92,14 @@ async def _committed(settings: ForwarderSettings, topics: tuple[str, ...]) -> di
     return committed
 
 
-async def _amplitude_side(settings: ForwarderSettings, settled: list[LedgerRecord], window: Window) -> list[Comparison]:
+async def _amplitude_side(
+    settings: ForwarderSettings, settled: list[LedgerRecord], window: Window, zone: tzinfo
+) -> list[Comparison]:
     key, secret = settings.amplitude.api_key, settings.amplitude.secret_key
     if key is None or secret is None:
         missing = [name for name, v in (("AMPLITUDE_API_KEY", key), ("AMPLITUDE_SECRET_KEY", secret)) if v is None]
         raise SettingsError("invalid settings:\n  " + "\n  ".join(f"{m}: is required by --amplitude" for m in missing))
-    delivered = delivered_by_type_and_day(settled, window)
+    delivered = delivered_by_type_and_day(settled, window, zone)
     days_by_type: dict[str, set[str]] = {}
     for event_type, day in delivered.keys:
         days_by_type.setdefault(event_type, set()).add(day)
@@ -154,13 +169,16 @@ def run_report(
     fmt: Format,
     chart: str | None,
     amplitude: bool,
+    timezone: str | None = None,
 ) -> int:
+    """``timezone``: an IANA name; None: ``AMPLITUDE_PROJECT_TIMEZONE``."""
     try:
         window = window_of(start, end)
+        zone = time_zone(timezone or settings.amplitude.project_timezone)
     except ValueError as exc:
-        raise usage_error(str(exc)) from None
+        raise usage_error(("--timezone: " if timezone else "") + str(exc)) from None
     try:
-        result = asyncio.run(reconcile(settings, by, window, amplitude))
+        result = asyncio.run(reconcile(settings, by, window, amplitude, zone))
     except (DashboardError, LookupError) as exc:
         raise CommandError(str(exc)) from None
     print_reconciliation(result, fmt)
@@ -185,13 +203,23 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also ask Amplitude's Dashboard API what it counted, per event type and day",
     )
+    parser.add_argument(
+        "--timezone",
+        metavar="NAME",
+        help="the IANA zone hours and days are counted in (default AMPLITUDE_PROJECT_TIMEZONE, else UTC)",
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.timezone is not None:
+        try:
+            time_zone(args.timezone)
+        except ValueError as exc:
+            raise usage_error(f"--timezone: {exc}") from None
     settings = load_settings(ForwarderSettings)
     logs.setup("WARNING")
     require_kafka(settings)
-    return run_report(settings, args.start, args.end, args.by, args.format, args.chart, args.amplitude)
+    return run_report(settings, args.start, args.end, args.by, args.format, args.chart, args.amplitude, args.timezone)
 
 
 COMMAND = Command(_arguments, _run)

@@ -4,8 +4,8 @@ what the ledger says was delivered.
 Amplitude keeps one event per insert_id, so a re-sent event it already had is not counted twice. Dead letters
 re-sent by ``replay-dlq`` were never accepted before, so Amplitude must count each once more; events re-sent by
 ``replay`` or ``backfill`` may or may not be new to it. So a row is right when Amplitude's count lies between
-delivered + dead letters re-sent and that plus the other re-sends. Days are UTC in the ledger and in the
-project's time zone in Amplitude: the comparison assumes a project in UTC (docs/operations.md says so).
+delivered + dead letters re-sent and that plus the other re-sends. Amplitude counts days in the project's time
+zone (``AMPLITUDE_PROJECT_TIMEZONE``): the ledger's hours are filed into the days of the same zone.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import asyncio
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from typing import Any
 
 import orjson
@@ -57,7 +57,8 @@ class Comparison:
 
 @dataclass
 class Delivered:
-    """Delivered events by (Amplitude event type, UTC day): by the live worker, by any re-send, by ``replay-dlq``."""
+    """Delivered events by (Amplitude event type, day in the project's zone): by the live worker, by any re-send,
+    by ``replay-dlq``."""
 
     live: Counter[TypeDay]
     resent: Counter[TypeDay]
@@ -68,14 +69,14 @@ class Delivered:
         return set(self.live) | set(self.resent)
 
 
-def delivered_by_type_and_day(settled: Iterable[LedgerRecord], window: Window) -> Delivered:
+def delivered_by_type_and_day(settled: Iterable[LedgerRecord], window: Window, zone: tzinfo = UTC) -> Delivered:
     found = Delivered(Counter(), Counter(), Counter())
     for record in settled:
         live = record.source in LIVE_SOURCES
         for (outcome, _, code, hour, _), n in record.outcomes.counts.items():
             if outcome != "delivered" or not window.holds(hour):
                 continue
-            key = (record.event_types.get(code, code), datetime.fromtimestamp(hour * 3600, UTC).strftime("%Y-%m-%d"))
+            key = (record.event_types.get(code, code), datetime.fromtimestamp(hour * 3600, zone).strftime("%Y-%m-%d"))
             (found.live if live else found.resent)[key] += n
             if record.source == "replay-dlq":
                 found.resent_dead_letters[key] += n

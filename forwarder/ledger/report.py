@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any, Literal
 
 import orjson
@@ -86,24 +86,43 @@ class Report:
     # ranges reported lost to retention.
     holes: list[OffsetRange] = field(default_factory=list)
     lost: list[OffsetRange] = field(default_factory=list)
+    # Where hours and days begin (AMPLITUDE_PROJECT_TIMEZONE, ``--timezone``).
+    zone: tzinfo = UTC
 
     def balance(self) -> tuple[str, bool]:
         return balance_line(self.total.live)
 
 
-def label_of(by: Grouping, code: str, hour: int, campaign: str) -> str:
+def label_of(by: Grouping, code: str, hour: int, campaign: str, zone: tzinfo = UTC) -> str:
     if by == "campaign":
         return campaign or "(no campaign)"
     if by == "code":
         return code or "(no event code)"
     if hour == NO_HOUR:
         return NO_TIME
-    moment = datetime.fromtimestamp(hour * 3600, UTC)
-    return moment.strftime("%Y-%m-%dT%H:00Z") if by == "hour" else moment.strftime("%Y-%m-%d")
+    moment = datetime.fromtimestamp(hour * 3600, zone)
+    if by == "day":
+        return moment.strftime("%Y-%m-%d")
+    return moment.strftime("%Y-%m-%dT%H:00Z") if zone is UTC else moment.isoformat(timespec="minutes")
+
+
+def zone_name(zone: tzinfo) -> str:
+    return str(getattr(zone, "key", None) or zone)
+
+
+def off_the_hour(zone: tzinfo, hours: Iterable[int]) -> bool:
+    """The ledger counts per UTC hour: in a zone whose offset is not whole hours (Asia/Kolkata, +05:30) an hour
+    lies across two local days, and each day's edge is filed in one of them."""
+    return any(datetime.fromtimestamp(hour * 3600, zone).minute for hour in hours if hour != NO_HOUR)
 
 
 def build_report(
-    settled: Iterable[LedgerRecord], by: Grouping, window: Window = Window(), skipped: int = 0, superseded: int = 0
+    settled: Iterable[LedgerRecord],
+    by: Grouping,
+    window: Window = Window(),
+    skipped: int = 0,
+    superseded: int = 0,
+    zone: tzinfo = UTC,
 ) -> Report:
     rows: dict[str, Row] = {}
     total = Row("total")
@@ -116,14 +135,14 @@ def build_report(
             outcome, _reason, code, hour, campaign = key
             if outcome not in FINAL or not window.holds(hour):
                 continue
-            label = label_of(by, code, hour, campaign)
+            label = label_of(by, code, hour, campaign, zone)
             row = rows.get(label)
             if row is None:
                 row = rows[label] = Row(label)
             (row.live if live else row.resent).add_key(key, n)
             (total.live if live else total.resent).add_key(key, n)
     ordered = sorted(rows.values(), key=_row_order(by))
-    return Report(by, ordered, total, skipped=skipped, superseded=superseded, parked=parked)
+    return Report(by, ordered, total, skipped=skipped, superseded=superseded, parked=parked, zone=zone)
 
 
 def _row_order(by: Grouping) -> Any:
@@ -147,6 +166,7 @@ def render(report: Report, fmt: Literal["table", "csv", "json"]) -> str:
         return orjson.dumps(
             {
                 "by": report.by,
+                "timezone": zone_name(report.zone),
                 "rows": [{report.by: row.label, **row.as_dict()} for row in report.rows],
                 "total": report.total.as_dict(),
                 "balance": {"holds": holds, "text": text},
@@ -201,6 +221,8 @@ def _table(report: Report) -> str:
     text = [aligned[0], "-" * len(aligned[0]), *aligned[1:-1], "-" * len(aligned[0]), aligned[-1]]
     balance, _ = report.balance()
     text.append(balance)
+    if report.zone is not UTC and report.by in ("hour", "day"):
+        text.append(f"hours and days in {zone_name(report.zone)}")
     text.extend(f"offsets never processed: {hole.describe()}" for hole in report.holes)
     text.extend(f"offsets lost to retention (dead-lettered): {lost.describe()}" for lost in report.lost)
     if report.parked:

@@ -130,3 +130,37 @@ def test_wrong_credentials_are_one_line_without_the_secret() -> None:
         runner.stop()
     assert "refused AMPLITUDE_API_KEY / AMPLITUDE_SECRET_KEY (HTTP 401)" in str(caught.value)
     assert "wrong-secret-9" not in str(caught.value)
+
+
+def test_a_project_in_another_time_zone_matches_on_every_day_when_the_report_uses_its_zone() -> None:
+    from zoneinfo import ZoneInfo
+
+    service = AmplitudeService(api_keys={"key-1"}, secret_key="secret-1", timezone="America/Los_Angeles")
+    runner = ServiceThread(service.app)
+    url = runner.start()
+    try:
+        sent = events(random.Random(8), 900)
+        answer = httpx.post(f"{url}/2/httpapi", json={"api_key": "key-1", "events": sent})
+        assert answer.status_code == 200
+
+        def rows_in(zone: ZoneInfo | None) -> list[Comparison]:
+            delivered = delivered_by_type_and_day([ledger_of(sent)], Window(), zone or UTC)
+
+            async def ask() -> dict[tuple[str, str], int]:
+                client = DashboardAPI(url, SecretStr("key-1"), SecretStr("secret-1"))
+                try:
+                    days = {t: {d for tt, d in delivered.live if tt == t} for t, _ in delivered.live}
+                    return await amplitude_counts(client, days)
+                finally:
+                    await client.aclose()
+
+            return compare(delivered, asyncio.run(ask()))
+
+        in_its_zone = rows_in(ZoneInfo("America/Los_Angeles"))
+        in_utc = rows_in(None)
+    finally:
+        runner.stop()
+    assert len(in_its_zone) == 8  # 2 types x 4 local days (three UTC days start and end on different local days)
+    assert all(row.verdict == "ok" for row in in_its_zone)
+    assert sum(row.delivered for row in in_its_zone) == 900
+    assert any(row.verdict.startswith("MISSING") for row in in_utc)  # what a UTC report said of such a project

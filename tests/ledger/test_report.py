@@ -58,6 +58,22 @@ def test_by_day_and_hour_and_a_window_on_the_events_own_time() -> None:
     assert Window().holds(NO_HOUR)
 
 
+def test_hours_and_days_in_the_projects_time_zone() -> None:
+    from zoneinfo import ZoneInfo
+
+    from forwarder.ledger.report import off_the_hour
+
+    la = ZoneInfo("America/Los_Angeles")
+    by_day = build_report(ledger(), "day", zone=la)
+    assert [row.label for row in by_day.rows] == ["2026-01-05", "2026-01-06", "(no event time)"]
+    by_hour = build_report(ledger(), "hour", zone=la)
+    assert by_hour.rows[0].label == "2026-01-05T00:00-08:00"  # 08:00Z
+    assert "hours and days in America/Los_Angeles" in render(by_hour, "table")
+    assert orjson.loads(render(by_hour, "json"))["timezone"] == "America/Los_Angeles"
+    assert not off_the_hour(la, [H, H + 1])
+    assert off_the_hour(ZoneInfo("Asia/Kolkata"), [H])  # +05:30: an hour lies across two local days
+
+
 def test_table_csv_and_json_say_the_same() -> None:
     report = build_report(ledger(), "code")
     table = render(report, "table")
