@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
 
-.PHONY: install lock check run cohorts-demo cohorts-worker cohorts-pull cohorts-status bench-cohorts test test-fast lint kafka kafka-stop topics replay replay-dlq backfill report bench bench-stages bench-ingest clean
+.PHONY: install lock check run cohorts-demo cohorts-worker cohorts-pull cohorts-status bench-cohorts test test-fast lint kafka kafka-stop taxonomy topics replay replay-dlq backfill report bench bench-stages bench-ingest clean
 
 install: $(STAMP)
 
@@ -66,6 +66,11 @@ lock: install
 ## make check: Kafka, the topics, Amplitude's key and residency, MoEngage's credentials, before the first event
 check: install
 	$(BIN)/forwarder check
+
+## make taxonomy [APPLY=1]: the forwarded event types in Amplitude's taxonomy (category MoEngage, Delivery events
+## inactive): the differences (exit 3), or with APPLY=1 create and update them
+taxonomy: install
+	$(BIN)/forwarder taxonomy $(if $(APPLY),--apply)
 
 ## make topics [APPLY=1]: create the topics, or report (and with APPLY=1 fix) drift
 topics: install

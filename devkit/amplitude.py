@@ -30,6 +30,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from devkit.amplitude_cohorts import LocalCohorts
+from devkit.amplitude_taxonomy import LocalTaxonomy
 from forwarder.amplitude.limits import LIMITS, ApiLimits
 
 # Amplitude's own rules, written down here from its HTTP V2 documentation rather than imported from the core: the
@@ -161,9 +162,11 @@ class AmplitudeService:
         self.recorder = Recorder(keep_events=keep_events)
         self.lock = threading.Lock()
         self.cohorts = LocalCohorts(self._dashboard_auth)
+        self.taxonomy = LocalTaxonomy(self._dashboard_auth)
         self.app = Starlette(
             routes=[
                 *self.cohorts.routes(),
+                *self.taxonomy.routes(),
                 Route("/2/httpapi", self._ingest, methods=["POST"]),
                 Route("/batch", self._ingest, methods=["POST"]),
                 Route("/api/2/events/segmentation", self._segmentation, methods=["GET"]),

@@ -58,6 +58,10 @@ COMMANDS: dict[str, Entry] = {
         "create both halves' topics (source, retry, dead letters, ledger, cohorts); report drift",
     ),
     "events": ("forwarder.commands.events:COMMAND", "list the event catalogue"),
+    "taxonomy": (
+        "forwarder.commands.taxonomy:COMMAND",
+        "check (or --apply) the forwarded event types in Amplitude's taxonomy; Delivery events inactive",
+    ),
     "check": (_check_both_halves, "check Kafka, the topics, Amplitude's key and residency, MoEngage's credentials"),
     "amplitude-local": ("devkit.commands:AMPLITUDE_LOCAL", "serve the local Amplitude-compatible service"),
     "moengage-local": ("devkit.commands:MOENGAGE_LOCAL", "serve the local MoEngage Cohort Sync API"),

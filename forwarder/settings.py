@@ -552,6 +552,13 @@ class AmplitudeWithSecret(AmplitudeSettings):
     secret_key: SecretStr
 
 
+class TaxonomySettings(SettingsKind):
+    """``taxonomy``: the Dashboard API's key pair and the selection whose event types it checks."""
+
+    amplitude: AmplitudeWithSecret
+    worker: WorkerPart
+
+
 class CohortPullSettings(CohortStatusSettings):
     """``cohorts pull``: Amplitude's export API needs the API key and the secret key."""
 

@@ -53,12 +53,18 @@ class DashboardAPI:
 
     async def get(self, path: str, params: dict[str, str] | None = None) -> httpx.Response:
         """The first answer that retrying cannot change (redirects are not followed)."""
+        return await self.request("GET", path, params=params)
+
+    async def request(
+        self, method: str, path: str, params: dict[str, str] | None = None, form: dict[str, str] | None = None
+    ) -> httpx.Response:
+        """``get`` for any method; ``form``: a form-encoded body (the Taxonomy API's writes)."""
         backoff = 2.0
         problem = "no answer"
         for _ in range(self._attempts):
             try:
                 async with self._gate:
-                    response = await self._api.get(path, params=params, follow_redirects=False)
+                    response = await self._api.request(method, path, params=params, data=form, follow_redirects=False)
             except httpx.HTTPError as exc:
                 problem = type(exc).__name__
             else:
@@ -75,6 +81,10 @@ class DashboardAPI:
             )
             await self.sleep(backoff)
             backoff = min(backoff * 2, 60.0)
+        if problem == "HTTP 429":
+            raise DashboardError(
+                f"the Amplitude Dashboard API kept answering 429 on {path}: the project's rate limit; try again later"
+            )
         raise DashboardError(f"the Amplitude Dashboard API kept failing on {path} ({problem})")
 
     async def download(self, response: httpx.Response, into: io.BufferedWriter, what: str) -> int:
