@@ -190,3 +190,54 @@ def wait_for_readiness(worker, predicate, timeout_s: float = 60) -> dict[str, An
             pass
         time.sleep(0.2)
     raise AssertionError(f"readiness never matched; last {body}; log:\n{worker.log()[-3000:]}")
+
+
+def test_user_properties_go_when_they_change_and_again_after_a_dead_letter_and_pii_is_counted(
+    kafka, amplitude, topic_names, worker_factory
+):
+    from devkit.amplitude import Faults
+
+    service, url = amplitude
+    service.faults = Faults(invalid_insert_ids={"e1"})  # Amplitude refuses the user's first event
+    source, dlq, group = topic_names("src"), topic_names("dlq"), topic_names("grp")
+    asyncio.run(create_topics(kafka, {source: 1, dlq: 1}))
+
+    def body(n: int, plan: str) -> bytes:
+        event = {
+            "event_code": "MOE_EMAIL_SENT",
+            "event_uuid": f"e{n}",
+            "event_time": 1_700_000_000 + n,
+            "uid": "customer-1",
+            "email_id": " Jane@Example.com ",
+            "event_attributes": {"campaign_id": "c1"},
+            "user_attributes": {"plan": plan, "city": "Paris"},
+        }
+        return orjson.dumps({"events": [event]})
+
+    env = {
+        **worker_env(kafka, url, source, dlq, group),
+        "FORWARDER_USER_PROPERTIES": "plan,city:setOnce",
+        "FORWARDER_PII": "moe_email_id:sha256",
+        "FORWARDER_PII_SALT": "pepper",
+    }
+    worker = worker_factory(**env).start()
+    asyncio.run(produce(kafka, source, [body(1, "gold")]))
+    assert asyncio.run(wait_until_committed(kafka, source, group, 60, worker.alive)) == {0: 1}
+    asyncio.run(produce(kafka, source, [body(2, "gold"), body(3, "gold"), body(4, "platinum")]))
+    assert asyncio.run(wait_until_committed(kafka, source, group, 60, worker.alive)) == {0: 4}
+    metrics = worker.metrics()
+    assert worker.stop() == 0
+
+    carried = {e["insert_id"]: e.get("user_properties") for e in service.recorder.events}
+    assert carried == {
+        "e2": {"$set": {"plan": "gold"}, "$setOnce": {"city": "Paris"}},  # sent again: e1 was dead-lettered
+        "e3": None,
+        "e4": {"$set": {"plan": "platinum"}},
+    }
+    dead = asyncio.run(read_all(kafka, dlq, expected=1))
+    assert len(dead) == 1
+    assert all(b"Jane@Example.com" not in value for _, value in dead[0].headers)
+    hashed = {e["event_properties"]["moe_email_id"] for e in service.recorder.events}
+    assert len(hashed) == 1
+    assert "@" not in hashed.pop()
+    assert 'forwarder_pii_total{action="sha256",property="moe_email_id"} 4.0' in metrics.splitlines()
