@@ -14,6 +14,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from devkit.observe import wait_until_committed
+from devkit.traffic import BASE_TIME, streams_requests
 from forwarder.kafka.admin import create_topics
 from forwarder.ledger.records import LedgerRecord
 from tests.helpers import run_forwarder
@@ -134,3 +135,37 @@ async def commit(servers: str, group: str, tp: TopicPartition, offset: int) -> N
         await consumer.commit({tp: offset})
     finally:
         await consumer.stop()
+
+
+def test_report_in_the_projects_time_zone_matches_amplitude_on_every_row(
+    kafka, amplitude, topic_names, worker_factory
+) -> None:
+    from zoneinfo import ZoneInfo
+
+    service, url = amplitude
+    service.zone = ZoneInfo("America/Los_Angeles")  # a project whose days begin at 08:00Z (07:00Z in summer)
+    source, dlq, group = topic_names("src"), topic_names("dlq"), topic_names("grp")
+    asyncio.run(create_topics(kafka, {source: 1, dlq: 1}))
+    bodies = list(streams_requests(1500, per_request=100, seed=23))
+    for n, event in enumerate(e for body in bodies for e in body["events"]):
+        event["event_time"] = BASE_TIME + n * 173  # three days, across both zones' midnights
+    asyncio.run(produce(kafka, source, [orjson.dumps(b) for b in bodies]))
+    env = worker_env(kafka, url, source, dlq, group)
+    worker = worker_factory(**env).start()
+    asyncio.run(wait_until_committed(kafka, source, group, 180, worker.alive))
+    assert worker.stop() == 0
+
+    env = {**env, "AMPLITUDE_SECRET_KEY": "any-secret"}
+    args = ("report", "--by", "day", "--format", "json", "--amplitude")
+    in_its_zone = run_forwarder(env, *args, "--timezone", "America/Los_Angeles")
+    assert in_its_zone.returncode == 0, in_its_zone.stdout[-3000:] + in_its_zone.stderr[-2000:]
+    body = orjson.loads(in_its_zone.stdout)
+    assert body["timezone"] == "America/Los_Angeles"
+    assert body["amplitude"]
+    assert {row["verdict"] for row in body["amplitude"]} == {"ok"}
+    # The same from the setting; and in UTC, the days Amplitude counts in Los Angeles do not line up.
+    from_setting = run_forwarder({**env, "AMPLITUDE_PROJECT_TIMEZONE": "America/Los_Angeles"}, *args)
+    assert from_setting.returncode == 0
+    in_utc = run_forwarder(env, *args)
+    assert in_utc.returncode == 3
+    assert any(row["verdict"].startswith(("MISSING", "EXTRA")) for row in orjson.loads(in_utc.stdout)["amplitude"])
