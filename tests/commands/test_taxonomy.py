@@ -4,8 +4,6 @@ operator runs it, against the local service's Taxonomy API."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import httpx
@@ -15,6 +13,7 @@ from devkit.amplitude import AmplitudeService, ServiceThread
 from forwarder.amplitude.taxonomy import CATEGORY, EventType, differences, wanted_types
 from forwarder.core.select import Selection
 from schemas.catalogue import CATALOGUE
+from tests.helpers import run_forwarder
 
 
 @pytest.fixture
@@ -38,14 +37,7 @@ def taxonomy(
     env |= {"AMPLITUDE_API_KEY": "key-1", "AMPLITUDE_API_URL": url, "FORWARDER_EVENTS": events}
     if secret is not None:
         env["AMPLITUDE_SECRET_KEY"] = secret
-    return subprocess.run(
-        [sys.executable, "-m", "forwarder", "taxonomy", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    return run_forwarder(env, "taxonomy", *args, timeout=60)
 
 
 def test_delivery_events_are_wanted_inactive_and_interaction_events_active() -> None:
