@@ -30,9 +30,7 @@ def service() -> Iterator[tuple[AmplitudeService, str]]:
 SECRET = "secret-1"
 
 
-def taxonomy(
-    url: str, *args: str, secret: str | None = SECRET, events: str = "all"
-) -> subprocess.CompletedProcess[str]:
+def taxonomy(url: str, *args: str, secret: str | None = SECRET, events: str = "all") -> CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AMPLITUDE_", "FORWARDER_"))}
     env |= {"AMPLITUDE_API_KEY": "key-1", "AMPLITUDE_API_URL": url, "FORWARDER_EVENTS": events}
     if secret is not None:
