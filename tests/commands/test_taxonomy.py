@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from subprocess import CompletedProcess
 
 import httpx
 import pytest
