@@ -27,12 +27,14 @@ from devkit.kafka import broker_for, free_port, stop_pid
 from devkit.observe import scrape_outcomes, wait_until_committed
 from devkit.traffic import streams_requests
 from forwarder.commands.report import reconcile, render_comparisons
+from forwarder.commands.taxonomy import reconcile_taxonomy
+from forwarder.commands.taxonomy import render as render_taxonomy
 from forwarder.core.counting import OutcomeCounter
 from forwarder.core.keys import partition_key
 from forwarder.kafka.admin import create_topics
 from forwarder.ledger.chart import draw_chart
 from forwarder.ledger.report import Report, Window, build_report, render
-from forwarder.settings import ForwarderSettings, settings_from
+from forwarder.settings import ForwarderSettings, TaxonomySettings, settings_from
 from forwarder.summary import balance_line, outcome_lines
 
 TOPIC = "moengage-streams"
@@ -96,6 +98,20 @@ def reconcile_demo(env: dict[str, str], worker_counts: OutcomeCounter, chart: Pa
     return by_campaign.holds and not differing_codes
 
 
+def taxonomy_demo(env: dict[str, str]) -> bool:
+    """``forwarder taxonomy`` against the local project: the differences, ``--apply``, then none."""
+    settings = settings_from({**env, "AMPLITUDE_SECRET_KEY": SECRET_KEY}, TaxonomySettings)
+    found, checked = asyncio.run(reconcile_taxonomy(settings, fix=True))
+    inactive = sum(not d.wanted.active for d in found)
+    print(
+        f"\ntaxonomy (forwarder taxonomy --apply): {len(found)} of {checked} forwarded event types differed and were "
+        f"created or updated in category MoEngage, {inactive} Delivery events inactive"
+    )
+    left, _ = asyncio.run(reconcile_taxonomy(settings, fix=False))
+    print(render_taxonomy(left, checked))
+    return not left
+
+
 def run_demo(total_events: int = 5000, timeout_s: float = 300.0, chart: Path = DEFAULT_CHART) -> int:
     # The offset probes join no group; aiokafka's coordinator chatter would only confuse a reader.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
@@ -146,7 +162,7 @@ def run_demo(total_events: int = 5000, timeout_s: float = 300.0, chart: Path = D
                 print("\n".join(outcome_lines(totals)))
                 text, holds = balance_line(totals, expected_read=total_events)
                 print(text)
-                reconciled = reconcile_demo(env, totals, chart)
+                reconciled = reconcile_demo(env, totals, chart) and taxonomy_demo(env)
             finally:
                 runner.stop()
     return 0 if holds and reconciled and accepted >= totals.total("delivered") else 1
