@@ -11,7 +11,7 @@ Pure (no I/O), but it has state: one per worker, replay or transform run.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -27,6 +27,14 @@ class Ticket(NamedTuple):
     names: tuple[str, ...]
 
 
+def _fingerprint(value: Any) -> Any:
+    """Equal only for the same JSON value: ``1``, ``1.0`` and ``true`` differ (Python's == says they are equal)."""
+    kind = type(value)
+    if kind is str or kind is int or kind is float or kind is bool:
+        return kind, value
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+
+
 def _user_of(forwarded: Forwarded) -> str:
     event = forwarded.event
     user_id = event.get("user_id")
@@ -36,8 +44,8 @@ def _user_of(forwarded: Forwarded) -> str:
 class PropertyMemory:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        # user -> property name -> (the value as JSON, serial of the latest event carrying it)
-        self._users: OrderedDict[str, dict[str, tuple[bytes, int]]] = OrderedDict()
+        # user -> property name -> (the value's fingerprint, serial of the latest event carrying it)
+        self._users: OrderedDict[str, dict[str, tuple[Any, int]]] = OrderedDict()
         self._serial = 0
 
     def __len__(self) -> int:
@@ -63,11 +71,11 @@ class PropertyMemory:
         carried: list[str] = []
         for operation, values in offered.items():
             for name, value in values.items():
-                text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+                fingerprint = _fingerprint(value)
                 entry = entries.get(name)
-                if entry is not None and entry[0] == text:
+                if entry is not None and entry[0] == fingerprint:
                     continue
-                entries[name] = (text, serial)
+                entries[name] = (fingerprint, serial)
                 kept.setdefault(operation, {})[name] = value
                 carried.append(name)
         if len(carried) != sum(len(values) for values in offered.values()):

@@ -135,3 +135,14 @@ def test_the_memory_forgets_the_least_recently_seen_user_first_and_stays_bounded
     again_a, again_b = (forwarded(event(uid=uid, plan="gold"), rules) for uid in ("user-000a", "user-000b"))
     assert memory.offer(again_a) is None  # seen recently: remembered
     assert memory.offer(again_b) is not None  # forgotten: simply sent again
+
+
+def test_values_python_calls_equal_are_different_json_values() -> None:
+    rules = MappingRules(user_properties=UserPropertyRules.parse("score"))
+    memory = PropertyMemory(10)
+    carried = []
+    for score in (1, 1.0, True, True, {"a": 1, "b": 2}, {"b": 2, "a": 1}):
+        outcome = forwarded(event(score=score), rules)
+        memory.offer(outcome)
+        carried.append(outcome.event.get("user_properties", {}).get("$set", {}).get("score"))
+    assert carried == [1, 1.0, True, None, {"a": 1, "b": 2}, None]
