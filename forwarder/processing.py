@@ -229,7 +229,7 @@ class BatchProcessor:
 
     def _prepare_into(self, prepared: Prepared, messages: Sequence[SourceMessage]) -> None:
         pending, dead = prepared.pending, prepared.dead
-        rules, source, memory = self.rules, self.source, self.memory
+        rules, source = self.rules, self.source
         warnings, insert_ids = prepared.warnings, prepared.insert_ids
         for message in messages:
             if message.parked_from is not None:
@@ -260,9 +260,8 @@ class BatchProcessor:
                 if isinstance(outcome, Forwarded):
                     raw = events[index]
                     hour, campaign = slot_of(raw, outcome.event["time"])
-                    ticket = memory.offer(outcome) if memory is not None else None
                     pending.append(
-                        _Pending(message.ref, index, raw, outcome, ledger, hour, campaign, message.parked_from, ticket)
+                        _Pending(message.ref, index, raw, outcome, ledger, hour, campaign, message.parked_from)
                     )
                     for warning in outcome.warnings:
                         warnings[warning.kind, outcome.code] += 1
@@ -291,6 +290,12 @@ class BatchProcessor:
     async def finish(self, prepared: Prepared) -> BatchSummary:
         """The I/O half: deliver, store dead letters and parked events, count. Raises as ``process`` does."""
         summary = prepared.summary
+        memory = self.memory
+        if memory is not None:
+            # Here, not while mapping: a prepared run the ack loop drops (its partition revoked) never sends its
+            # values, and nothing before the first await runs out of the order the runs were prepared in.
+            for item in prepared.pending:
+                item.ticket = memory.offer(item.outcome)
         try:
             report = await self._deliverer.deliver([p.outcome for p in prepared.pending])
         except BaseException:

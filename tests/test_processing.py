@@ -208,3 +208,21 @@ async def test_user_property_values_are_remembered_only_once_amplitude_accepted_
         "e3": None,
         "e4": {"$set": {"plan": "platinum"}},
     }
+
+
+async def test_a_prepared_run_that_is_dropped_leaves_no_user_property_value_behind() -> None:
+    """The ack loop maps a run again when its partition was partly revoked meanwhile: the first mapping was never
+    sent, so the second must carry the values."""
+    from forwarder.core.property_memory import PropertyMemory
+    from forwarder.core.user_properties import UserPropertyRules
+
+    service = AmplitudeService()
+    base = processor(service, Metrics())
+    rules = MappingRules(user_properties=UserPropertyRules.parse("plan"))
+    batch = BatchProcessor(rules, base._deliverer, Letters(), Metrics(), memory=PropertyMemory(100))
+    raw = {"event_code": "MOE_EMAIL_SENT", "event_uuid": "e1", "event_time": 1_700_000_000, "uid": "customer-1"}
+    raw["user_attributes"] = {"plan": "gold"}
+    run = [SourceMessage(SourceRef("t", 0, 0, None), orjson.dumps({"events": [raw]}))]
+    batch.prepare(run)  # dropped
+    await batch.finish(batch.prepare(run))
+    assert [e.get("user_properties") for e in service.recorder.events] == [{"$set": {"plan": "gold"}}]
