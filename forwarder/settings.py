@@ -228,11 +228,24 @@ class WorkerPart(BaseModel):
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=0, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Several Amplitude projects (forwarder/routes.py); unset: one route from these settings.
+    routes_file: str | None = None
+    # How long a route's Amplitude may keep failing before its events are parked on the retry topic.
+    route_park_after_s: float = Field(60.0, ge=1, le=86_400)
 
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("routes_file", mode="after")
+    @classmethod
+    def _routes_file_exists(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not os.path.isfile(value):
+            raise ValueError("no such file")
+        return value
 
     @field_validator("events", mode="after")
     @classmethod
