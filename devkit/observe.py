@@ -9,7 +9,7 @@ from collections.abc import Callable
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from forwarder.core.counting import NO_HOUR, OutcomeCounter
+from forwarder.core.counting import DEFAULT_ROUTE, NO_HOUR, OutcomeCounter
 from forwarder.kafka.admin import partition_offsets
 
 
@@ -24,7 +24,15 @@ def scrape_outcomes(metrics_url: str) -> OutcomeCounter:
             if sample.name == "forwarder_events_total":
                 labels = sample.labels
                 outcomes.add_key(
-                    (labels["outcome"], labels["reason"], labels["event_code"], NO_HOUR, ""), int(sample.value)
+                    (
+                        labels["outcome"],
+                        labels["reason"],
+                        labels["event_code"],
+                        NO_HOUR,
+                        "",
+                        labels.get("route", DEFAULT_ROUTE),
+                    ),
+                    int(sample.value),
                 )
     return outcomes
 

@@ -7,19 +7,22 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import orjson
 
 from forwarder.amplitude.delivery import DeliveryReport
-from forwarder.core.counting import OutcomeCounter, outcome_key
-from forwarder.core.outcomes import Forwarded, Invalid
-from forwarder.core.pipeline import MappingRules, process_message
+from forwarder.amplitude.route_health import RouteHealth
+from forwarder.core.counting import DEFAULT_ROUTE, OutcomeCounter, outcome_key
+from forwarder.core.decode import Decoded, DecodeError, decode_message
+from forwarder.core.outcomes import Filtered, Forwarded, Invalid
+from forwarder.core.pipeline import MappingRules, MessageResult, process_decoded
 from forwarder.core.property_memory import PropertyMemory, Ticket
 from forwarder.core.slot import slot_of
-from forwarder.kafka.dead_letters import DeadLetterRecord, DeadLetterSink, SourceRef
+from forwarder.kafka.dead_letters import ROUTE_HEADER, DeadLetterRecord, DeadLetterSink, SourceRef
 from forwarder.ledger.records import LedgerRecord
+from forwarder.routes import RouteTable
 from forwarder.worker.metrics import Metrics
 
 log = logging.getLogger("forwarder.batch")
@@ -32,6 +35,8 @@ class SourceMessage:
     # A message of the retry topic: where its event first came from (source ref, event index). It is parked
     # again under that name, and the ledger counts the event once however often it was parked.
     parked_from: tuple[SourceRef, int] | None = None
+    # The route its ``forwarder.route`` header names (ingest's ``FORWARDER_INGEST_PATH/{route}``, a parked event).
+    route: str | None = None
 
 
 @dataclass
@@ -107,6 +112,39 @@ class LedgerSink(Protocol):
     async def write(self, records: list[LedgerRecord]) -> None: ...
 
 
+@dataclass
+class RouteStack:
+    """One route's way to its Amplitude project: its rules, its lanes, its user-property memory, its health."""
+
+    name: str
+    rules: MappingRules
+    deliverer: Delivers
+    memory: PropertyMemory | None = None
+    health: RouteHealth | None = None
+
+
+@dataclass
+class Routing:
+    """Which route each message takes, and each route's stack. ``park``: a parked route's events go to the retry
+    topic without being tried (the source agent; the retry agent tries them in place)."""
+
+    table: RouteTable | None
+    stacks: dict[str, RouteStack]
+    park: bool = False
+
+    def choose(self, header_route: str | None, app_name: str | None) -> RouteStack | tuple[str, str]:
+        """The route's stack, or (why not: ``no_route`` / ``other_route``, the route to count it under)."""
+        table = self.table
+        if table is None:
+            return self.stacks[DEFAULT_ROUTE]
+        route = table.pick(header_route, app_name)
+        if route is None:
+            return "no_route", header_route or ""
+        if table.limit is not None and route.name != table.limit:
+            return "other_route", route.name
+        return self.stacks[route.name]
+
+
 @dataclass(slots=True)  # not frozen: one per forwarded event, and frozen __init__ costs a setattr per field
 class _Pending:
     source: SourceRef
@@ -116,6 +154,7 @@ class _Pending:
     ledger: LedgerRecord
     hour: int
     campaign: str
+    route: RouteStack
     parked_from: tuple[SourceRef, int] | None = None
     # The user-property values it carries (FORWARDER_USER_PROPERTIES), remembered once Amplitude accepts them.
     ticket: Ticket | None = None
@@ -173,18 +212,20 @@ class BatchProcessor:
         ledger: LedgerSink | None = None,
         source: str = "stream",
         memory: PropertyMemory | None = None,
+        routing: Routing | None = None,
     ) -> None:
         """``retries``: where throttled events wait (the retry topic) when the deliverer defers them.
         ``ledger``: where each run's outcomes are recorded, labelled ``source`` (None: a dry run, or no Kafka).
-        ``memory``: the user-property values already sent, per user (with FORWARDER_USER_PROPERTIES)."""
+        ``memory``: the user-property values already sent, per user (with FORWARDER_USER_PROPERTIES).
+        ``routing``: several routes (``FORWARDER_ROUTES_FILE``); None: one, ``default``, of ``rules`` and
+        ``deliverer``."""
         self.rules = rules
-        self._deliverer = deliverer
         self._dead_letters = dead_letters
         self._retries = retries
         self._metrics = metrics
         self._ledger = ledger
         self.source = source
-        self.memory = memory
+        self.routing = routing or Routing(None, {DEFAULT_ROUTE: RouteStack(DEFAULT_ROUTE, rules, deliverer, memory)})
 
     async def process(self, messages: Sequence[SourceMessage]) -> BatchSummary:
         """Returns once every event of ``messages`` has a final outcome (dead letters stored).
@@ -202,7 +243,8 @@ class BatchProcessor:
                 finishing.cancel()
 
     def flush(self) -> None:
-        self._deliverer.flush()
+        for stack in self.routing.stacks.values():
+            stack.deliverer.flush()
 
     def prepare(self, messages: Sequence[SourceMessage]) -> Prepared:
         """The CPU half: decode and map, no I/O."""
@@ -228,15 +270,27 @@ class BatchProcessor:
         return prepared
 
     def _prepare_into(self, prepared: Prepared, messages: Sequence[SourceMessage]) -> None:
-        pending, dead = prepared.pending, prepared.dead
-        rules, source = self.rules, self.source
-        warnings, insert_ids = prepared.warnings, prepared.insert_ids
+        dead, source, routing = prepared.dead, self.source, self.routing
+        max_bytes = self.rules.max_message_bytes
         for message in messages:
             if message.parked_from is not None:
                 prepared.parked = True
             ledger = prepared.slice_of(source, message.ref)
-            outcomes = ledger.outcomes
-            result = process_message(message.value, rules)
+            decoded = decode_message(message.value, max_bytes)
+            if isinstance(decoded, DecodeError):
+                dead.append(
+                    DeadLetterRecord(
+                        message.value, message.ref, decoded.reason, detail=decoded.detail, route=message.route
+                    )
+                )
+                # No event to file it under: NO_SLOT.
+                ledger.outcomes.count(Invalid(None, decoded.reason), route=message.route or DEFAULT_ROUTE)
+                continue
+            choice = routing.choose(message.route, decoded.app_name)
+            if isinstance(choice, tuple):
+                self._unrouted(prepared, message, decoded, *choice)
+                continue
+            result = process_decoded(decoded, choice.rules)
             if result.repaired:
                 prepared.repaired += len(result.outcomes)
                 log.warning(
@@ -249,60 +303,75 @@ class BatchProcessor:
                         }
                     },
                 )
-            if result.error is not None:
-                dead.append(
-                    DeadLetterRecord(message.value, message.ref, result.error.reason, detail=result.error.detail)
+            self._file(prepared, message, result, ledger, choice)
+
+    def _file(
+        self, prepared: Prepared, message: SourceMessage, result: MessageResult, ledger: LedgerRecord, route: RouteStack
+    ) -> None:
+        """Each event of a routed message: pending delivery, or settled (filtered, dropped, dead-lettered)."""
+        pending, dead = prepared.pending, prepared.dead
+        warnings, insert_ids = prepared.warnings, prepared.insert_ids
+        events = result.events
+        for index, outcome in enumerate(result.outcomes):
+            if isinstance(outcome, Forwarded):
+                raw = events[index]
+                hour, campaign = slot_of(raw, outcome.event["time"])
+                pending.append(
+                    _Pending(message.ref, index, raw, outcome, ledger, hour, campaign, route, message.parked_from)
                 )
-                outcomes.count(result.outcomes[0])  # no event to file it under: NO_SLOT
+                for warning in outcome.warnings:
+                    warnings[warning.kind, outcome.code] += 1
+                for applied in outcome.pii:
+                    prepared.pii[applied] += 1
+                insert_id = outcome.event["insert_id"]
+                if insert_id in insert_ids:
+                    warnings["duplicate_insert_id", outcome.code] += 1
+                else:
+                    insert_ids.add(insert_id)
                 continue
-            events = result.events
-            for index, outcome in enumerate(result.outcomes):
-                if isinstance(outcome, Forwarded):
-                    raw = events[index]
-                    hour, campaign = slot_of(raw, outcome.event["time"])
-                    pending.append(
-                        _Pending(message.ref, index, raw, outcome, ledger, hour, campaign, message.parked_from)
+            hour, campaign = slot_of(events[index])
+            ledger.settle(outcome_key(outcome, hour, campaign, route.name), _origin(message.parked_from))
+            if isinstance(outcome, Invalid):
+                dead.append(
+                    DeadLetterRecord(
+                        orjson.dumps(events[index], default=str),
+                        message.ref,
+                        outcome.reason,
+                        event_index=index,
+                        event_code=outcome.code,
+                        detail=outcome.detail,
+                        route=route.name,
                     )
-                    for warning in outcome.warnings:
-                        warnings[warning.kind, outcome.code] += 1
-                    for applied in outcome.pii:
-                        prepared.pii[applied] += 1
-                    insert_id = outcome.event["insert_id"]
-                    if insert_id in insert_ids:
-                        warnings["duplicate_insert_id", outcome.code] += 1
-                    else:
-                        insert_ids.add(insert_id)
-                    continue
-                hour, campaign = slot_of(events[index])
-                ledger.settle(outcome_key(outcome, hour, campaign), _origin(message.parked_from))
-                if isinstance(outcome, Invalid):
-                    dead.append(
-                        DeadLetterRecord(
-                            orjson.dumps(result.events[index], default=str),
-                            message.ref,
-                            outcome.reason,
-                            event_index=index,
-                            event_code=outcome.code,
-                            detail=outcome.detail,
-                        )
-                    )
+                )
+
+    def _unrouted(self, prepared: Prepared, message: SourceMessage, decoded: Decoded, why: str, route: str) -> None:
+        """A message no route takes (dead-lettered whole, ``no_route``: replayable once a route takes it), or one
+        of another route than a replay's ``--route`` (filtered)."""
+        ledger = prepared.slice_of(self.source, message.ref)
+        origin = _origin(message.parked_from)
+        for event in decoded.events:
+            code = event.get("event_code") if isinstance(event, dict) else None
+            code = code if isinstance(code, str) else ""
+            outcome = Filtered(code, why) if why == "other_route" else Invalid(code, why)
+            hour, campaign = slot_of(event)
+            ledger.settle(outcome_key(outcome, hour, campaign, route), origin)
+        if why == "no_route":
+            detail = f"app_name {decoded.app_name!r}: no route takes it, and no route is the default"
+            if message.route is not None:
+                detail = f"route {message.route!r} (the record's {ROUTE_HEADER} header) is not in the routes file"
+            prepared.dead.append(DeadLetterRecord(message.value, message.ref, why, detail=detail, route=message.route))
 
     async def finish(self, prepared: Prepared) -> BatchSummary:
         """The I/O half: deliver, store dead letters and parked events, count. Raises as ``process`` does."""
         summary = prepared.summary
-        memory = self.memory
-        if memory is not None:
-            # Here, not while mapping: a prepared run the ack loop drops (its partition revoked) never sends its
-            # values, and nothing before the first await runs out of the order the runs were prepared in.
-            for item in prepared.pending:
-                item.ticket = memory.offer(item.outcome)
+        groups = self._offer(prepared)  # before any await: in the order the runs were prepared
         try:
-            report = await self._deliverer.deliver([p.outcome for p in prepared.pending])
+            report, due = await self._deliver(prepared, groups)
         except BaseException:
             self._settle_memory(prepared, None)  # the run is read again: its values must be sent again
             raise
         self._settle_memory(prepared, report)
-        parked, dead = triage(prepared, report, not_before_ms=int((time.time() + report.defer_s) * 1000))
+        parked, dead = triage(prepared, report, due)
         summary.retries = report.retries
         summary.throttled = report.throttled
         summary.deferred = len(parked)
@@ -322,15 +391,57 @@ class BatchProcessor:
         log.info("batch", extra={"fields": summary.as_dict()})
         return summary
 
+    def _offer(self, prepared: Prepared) -> dict[str, list[int]]:
+        """The run's positions by route; each event's user-property values offered to its route's memory. Here,
+        not while mapping: a prepared run the ack loop drops (its partition revoked) never sends its values."""
+        groups: dict[str, list[int]] = {}
+        for position, item in enumerate(prepared.pending):
+            groups.setdefault(item.route.name, []).append(position)
+            memory = item.route.memory
+            if memory is not None:
+                item.ticket = memory.offer(item.outcome)
+        return groups
+
+    async def _deliver(
+        self, prepared: Prepared, groups: dict[str, list[int]]
+    ) -> tuple[DeliveryReport, dict[int, tuple[str, float]]]:
+        """Each route's events to its project at once; one report in the run's positions, and for each deferred
+        position why and for how long."""
+        pending, stacks = prepared.pending, self.routing.stacks
+        if len(groups) <= 1:  # the common case: one route
+            name = next(iter(groups), DEFAULT_ROUTE)
+            report = await self._deliver_route(stacks[name], [item.outcome for item in pending])
+            return report, {position: (report.defer_reason, report.defer_s) for position in report.deferred}
+        names = list(groups)
+        reports = await asyncio.gather(
+            *(self._deliver_route(stacks[name], [pending[i].outcome for i in groups[name]]) for name in names)
+        )
+        merged, due = DeliveryReport(), dict[int, tuple[str, float]]()
+        for name, part in zip(names, reports, strict=True):
+            positions = groups[name]
+            merged.delivered.extend(positions[i] for i in part.delivered)
+            merged.dead.extend(replace(letter, index=positions[letter.index]) for letter in part.dead)
+            merged.deferred.extend(positions[i] for i in part.deferred)
+            due.update((positions[i], (part.defer_reason, part.defer_s)) for i in part.deferred)
+            merged.retries += part.retries
+            merged.throttled += part.throttled
+        return merged, due
+
+    async def _deliver_route(self, stack: RouteStack, items: list[Forwarded]) -> DeliveryReport:
+        health = stack.health
+        if self.routing.park and health is not None and health.parked:
+            # Parked, or draining behind what was parked: to the retry topic without a try.
+            return DeliveryReport(
+                deferred=list(range(len(items))), defer_s=health.delay_s(), defer_reason="route_parked"
+            )
+        return await stack.deliverer.deliver(items)
+
     def _settle_memory(self, prepared: Prepared, report: DeliveryReport | None) -> None:
         """What Amplitude accepted stays remembered; the rest is forgotten (``report`` None: the run failed)."""
-        memory = self.memory
-        if memory is None:
-            return
         accepted = set(report.delivered) if report is not None else set()
         for position, item in enumerate(prepared.pending):
-            if item.ticket is not None:
-                memory.settle(item.ticket, position in accepted)
+            if item.ticket is not None and item.route.memory is not None:
+                item.route.memory.settle(item.ticket, position in accepted)
 
     def _count(self, prepared: Prepared, report: DeliveryReport, dead_letters: int) -> None:
         metrics = self._metrics
@@ -352,11 +463,11 @@ class BatchProcessor:
 
 
 def triage(
-    prepared: Prepared, report: DeliveryReport, not_before_ms: int
+    prepared: Prepared, report: DeliveryReport, due: dict[int, tuple[str, float]]
 ) -> tuple[list[DeadLetterRecord], list[DeadLetterRecord]]:
     """Pure: each pending event's final outcome settled in its ledger slice, and the records to store: events
-    parked on the retry topic (deferred by a 429) and the batch's dead letters (``prepared.dead`` plus Amplitude's
-    refusals)."""
+    parked on the retry topic (deferred by a 429, or their route parked: ``due`` says which and for how long) and
+    the batch's dead letters (``prepared.dead`` plus Amplitude's refusals)."""
     pending, dead = prepared.pending, prepared.dead
     rejected = {d.index: d for d in report.dead}
     deferred = set(report.deferred)
@@ -364,37 +475,47 @@ def triage(
     if not rejected and not deferred and not prepared.parked:
         # The common case, every event delivered: count them by slot without a call per event.
         groups = Counter(
-            (item.ledger, item.outcome.code, item.outcome.event["event_type"], item.hour, item.campaign)
+            (
+                item.ledger,
+                item.outcome.code,
+                item.outcome.event["event_type"],
+                item.hour,
+                item.campaign,
+                item.route.name,
+            )
             for item in pending
         )
-        for (ledger, code, event_type, hour, campaign), count in groups.items():
-            ledger.outcomes.delivered(code, count, hour, campaign)
+        for (ledger, code, event_type, hour, campaign, route), count in groups.items():
+            ledger.outcomes.delivered(code, count, hour, campaign, route)
             ledger.event_types.setdefault(code, event_type)
         return parked, dead
+    now_s = time.time()
     for position, item in enumerate(pending):
-        ledger, origin = item.ledger, _origin(item.parked_from)
+        ledger, origin, route = item.ledger, _origin(item.parked_from), item.route.name
         if position in deferred:
             ledger.deferred += 1
             # Not final yet: the outcome is counted when the retry topic's pass settles it.
             source, index = item.parked_from or (item.source, item.index)
+            why, wait_s = due.get(position, ("throttled", 0.0))
             parked.append(
                 DeadLetterRecord(
                     orjson.dumps(item.raw, default=str),
                     source,
-                    "throttled",
+                    why,
                     event_index=index,
                     event_code=item.outcome.code,
-                    status=429,
-                    not_before_ms=not_before_ms,
+                    status=429 if why == "throttled" else None,
+                    not_before_ms=int((now_s + wait_s) * 1000),
+                    route=route,
                 )
             )
             continue
         letter = rejected.get(position)
         if letter is None:
-            ledger.settle(("delivered", "", item.outcome.code, item.hour, item.campaign), origin)
+            ledger.settle(("delivered", "", item.outcome.code, item.hour, item.campaign, route), origin)
             ledger.event_types.setdefault(item.outcome.code, item.outcome.event["event_type"])
             continue
-        ledger.settle(("dead_lettered", letter.reason, item.outcome.code, item.hour, item.campaign), origin)
+        ledger.settle(("dead_lettered", letter.reason, item.outcome.code, item.hour, item.campaign, route), origin)
         dead.append(
             DeadLetterRecord(
                 orjson.dumps(item.raw, default=str),
@@ -405,6 +526,7 @@ def triage(
                 status=letter.status,
                 response_excerpt=letter.excerpt,
                 attempts=letter.attempts,
+                route=route,
             )
         )
     return parked, dead

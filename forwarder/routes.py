@@ -17,13 +17,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from forwarder.core.counting import DEFAULT_ROUTE
 from forwarder.core.pii import PiiRules
 from forwarder.core.pipeline import MappingRules
 from forwarder.core.select import Selection
 from forwarder.core.user_properties import UserPropertyRules
 from forwarder.settings import AmplitudeSettings, ForwarderSettings, SettingsError
 
-DEFAULT_ROUTE = "default"
 ROUTE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 FILE_SETTING = "FORWARDER_ROUTES_FILE"
 
@@ -190,7 +190,7 @@ def load_routes(
     one line per problem, naming the route and the key, never a value of a key variable."""
     path = settings.worker.routes_file
     if path is None:
-        spec = RouteSpec(default=True)
+        spec = RouteSpec.model_validate({"default": True})
         amplitude = settings.amplitude
         return RouteTable((Route(DEFAULT_ROUTE, (), True, amplitude, _rules(settings, spec, replaying)),))
     try:

@@ -89,7 +89,7 @@ class Ledger:
 
 def ledger_processor(service: AmplitudeService, ledger: Ledger) -> BatchProcessor:
     base = processor(service, Metrics())
-    return BatchProcessor(base.rules, base._deliverer, Letters(), Metrics(), ledger=ledger, source="stream")
+    return BatchProcessor(base.rules, base.routing.stacks["default"].deliverer, Letters(), Metrics(), ledger=ledger, source="stream")
 
 
 async def test_a_run_writes_one_ledger_record_per_partition_with_every_outcome_by_hour_and_campaign() -> None:
@@ -109,10 +109,10 @@ async def test_a_run_writes_one_ledger_record_per_partition_with_every_outcome_b
     assert total == summary.outcomes
     assert total.read == 602
     # Filed under each event's hour and campaign (the traffic's campaigns are cmp-0000 .. cmp-0039).
-    campaigns = {campaign for (_, _, _, _, campaign) in total.counts}
+    campaigns = {campaign for (_, _, _, _, campaign, _) in total.counts}
     assert {c for c in campaigns if c.startswith("cmp-")}
     assert "" in campaigns
-    hours = {hour for (outcome, _, _, hour, _) in total.counts if outcome == "delivered"}
+    hours = {hour for (outcome, _, _, hour, *_) in total.counts if outcome == "delivered"}
     assert hours == {BASE_TIME // 3600, BASE_TIME // 3600 + 1} or hours == {BASE_TIME // 3600}
     delivered_types = {t for r in ledger.records for t in r.event_types.values()}
     assert "Email Sent" in delivered_types
@@ -150,7 +150,7 @@ async def test_an_event_from_the_retry_topic_is_parked_again_under_its_first_sou
     service.faults.throttled_users = {"customer-hot"}
     ledger, parked = Ledger(), Letters()
     base = processor(service, Metrics())
-    client = base._deliverer
+    client = base.routing.stacks["default"].deliverer
     assert isinstance(client, Deliverer)
     batch = BatchProcessor(
         MappingRules(),
@@ -185,7 +185,7 @@ async def test_user_property_values_are_remembered_only_once_amplitude_accepted_
     service = AmplitudeService(faults=Faults(invalid_insert_ids={"e1"}))
     base = processor(service, Metrics())
     rules = MappingRules(user_properties=UserPropertyRules.parse("plan,city:setOnce"))
-    batch = BatchProcessor(rules, base._deliverer, Letters(), Metrics(), memory=PropertyMemory(100))
+    batch = BatchProcessor(rules, base.routing.stacks["default"].deliverer, Letters(), Metrics(), memory=PropertyMemory(100))
 
     def one(n: int, plan: str) -> list[SourceMessage]:
         raw = {
@@ -219,7 +219,7 @@ async def test_a_prepared_run_that_is_dropped_leaves_no_user_property_value_behi
     service = AmplitudeService()
     base = processor(service, Metrics())
     rules = MappingRules(user_properties=UserPropertyRules.parse("plan"))
-    batch = BatchProcessor(rules, base._deliverer, Letters(), Metrics(), memory=PropertyMemory(100))
+    batch = BatchProcessor(rules, base.routing.stacks["default"].deliverer, Letters(), Metrics(), memory=PropertyMemory(100))
     raw = {"event_code": "MOE_EMAIL_SENT", "event_uuid": "e1", "event_time": 1_700_000_000, "uid": "customer-1"}
     raw["user_attributes"] = {"plan": "gold"}
     run = [SourceMessage(SourceRef("t", 0, 0, None), orjson.dumps({"events": [raw]}))]

@@ -17,6 +17,7 @@ from forwarder.amplitude import client as amplitude
 from forwarder.amplitude.client import Accepted, BadRequest, InvalidKey, Rejected, Throttled, TooLarge, Unavailable
 from forwarder.amplitude.encoding import chunk_indexes
 from forwarder.amplitude.limits import ApiLimits
+from forwarder.amplitude.route_health import RouteHealth
 from forwarder.core.outcomes import Forwarded
 
 
@@ -39,9 +40,11 @@ class DeliveryReport:
     dead: list[DeadLetter] = field(default_factory=list)
     retries: int = 0
     throttled: int = 0
-    # Throttled events handed back to the caller (``defer_throttled``) and how long they should wait.
+    # Throttled events handed back to the caller (``defer_throttled``) and how long they should wait; or, with
+    # ``defer_reason`` ``route_parked``, the events of a route whose project keeps failing (``RouteHealth``).
     deferred: list[int] = field(default_factory=list)
     defer_s: float = 0.0
+    defer_reason: str = "throttled"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,15 +69,21 @@ class Deliverer:
         wait: Wait,
         backoff: Backoff = Backoff(),
         defer_throttled: bool = False,
+        health: RouteHealth | None = None,
+        park: bool = False,
     ) -> None:
         """``defer_throttled``: hand throttled events back in the report instead of waiting for them, so the
         caller can park them (the worker's retry topic) and other users' events are not held back.
+        ``health``: the route's (with a routes file): a refused key is then one more failure of that project, not
+        fatal to the worker. ``park``: hand the events back once the route is to be parked (the source agent).
         """
         self._client = client
         self._limits = limits
         self._wait = wait
         self._backoff = backoff
         self._defer_throttled = defer_throttled
+        self._health = health
+        self._park = park and health is not None
 
     def flush(self) -> None:
         """Nothing waits here: each ``deliver`` sends at once (``Lanes`` batches across calls)."""
@@ -87,9 +96,15 @@ class Deliverer:
             items,
             chunk_indexes([len(i.encoded) for i in items], range(len(items)), self._limits, self._client.body_overhead),
         )
+        health = self._health
         while work.queue:
             run = work.take()
             result = await self._client.send([work.encoded[i] for i in run])
+            if health is not None:
+                if isinstance(result, Unavailable | InvalidKey):
+                    health.failed()
+                else:
+                    health.answered()
             match result:
                 case Accepted():
                     work.report.delivered.extend(run)
@@ -98,7 +113,7 @@ class Deliverer:
                     work.rejected(run, result)
                 case BadRequest() | TooLarge():
                     work.split(run, result)
-                case InvalidKey():
+                case InvalidKey() if health is None:
                     raise FatalDeliveryError(f"Amplitude refused the API key (HTTP {result.status})")
                 case Throttled():
                     waiting = work.throttled(run, result)
@@ -108,10 +123,14 @@ class Deliverer:
                     elif waiting:
                         await self._wait(result.pause_s)
                         work.queue.append(waiting)
-                case Unavailable():
+                case Unavailable() | InvalidKey():  # with a route's health: one more failure of its project
                     work.failures += 1
                     work.report.retries += 1
                     work.queue.appendleft(run)
+                    if self._park and health is not None and health.should_park():
+                        health.park()
+                        work.park_the_rest(health.delay_s())
+                        break
                     await self._wait(self._backoff.delay(work.failures))
                 case _:
                     assert_never(result)
@@ -128,6 +147,13 @@ class _Work:
         self.attempts = [0] * len(items)
         self.queue: deque[list[int]] = deque(runs)
         self.failures = 0
+
+    def park_the_rest(self, delay_s: float) -> None:
+        """Every event not final yet goes back to the caller, to wait on the retry topic."""
+        while self.queue:
+            self.report.deferred.extend(self.queue.popleft())
+        self.report.defer_s = max(self.report.defer_s, delay_s)
+        self.report.defer_reason = "route_parked"
 
     def take(self) -> list[int]:
         run = self.queue.popleft()

@@ -146,6 +146,8 @@ def _distribute(report: DeliveryReport, taken: list[tuple[_Ticket, list[int]]]) 
         ticket, index = owner[position]
         ticket.report.deferred.append(index)
         ticket.report.defer_s = max(ticket.report.defer_s, report.defer_s)
+        if report.defer_reason != "throttled":
+            ticket.report.defer_reason = report.defer_reason
     first = taken[0][0].report
     first.retries += report.retries  # per request: counted once, on the first caller it carried
     first.throttled += report.throttled

@@ -195,7 +195,7 @@ def run_report(
 def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--from", dest="start", metavar="ISO_TIME", help="events whose own time is from here")
     parser.add_argument("--to", dest="end", metavar="ISO_TIME", help="... up to here (exclusive)")
-    parser.add_argument("--by", choices=["campaign", "code", "hour", "day"], default="campaign")
+    parser.add_argument("--by", choices=["campaign", "code", "hour", "day", "route"], default="campaign")
     parser.add_argument("--format", choices=["table", "csv", "json"], default="table")
     parser.add_argument("--chart", metavar="PATH.png", help="also draw the report as stacked bars")
     parser.add_argument(

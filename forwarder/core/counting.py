@@ -1,8 +1,9 @@
-"""One tally of outcomes, keyed by (outcome, reason, event code, hour, campaign): behind the metrics, the batch
-log line, the reconciliation ledger, every command's summary and the demo.
+"""One tally of outcomes, keyed by (outcome, reason, event code, hour, campaign, route): behind the metrics, the
+batch log line, the reconciliation ledger, every command's summary and the demo.
 
 ``hour`` is the event's own time in whole hours since the epoch (UTC), ``NO_HOUR`` when it has none that parses;
-``campaign`` is its campaign id as text, empty when it has none. Views that do not ask for them sum them away.
+``campaign`` is its campaign id as text, empty when it has none; ``route`` the route (Amplitude project) it was
+taken by, ``default`` without a routes file. Views that do not ask for them sum them away.
 
 Outcomes: ``forwarded`` (mapped and to be sent: dry runs and ``transform`` stop there), then the final ones,
 ``delivered``, ``filtered``, ``dropped`` and ``dead_lettered``.
@@ -15,20 +16,22 @@ from typing import assert_never
 
 from forwarder.core.outcomes import Dropped, Filtered, Forwarded, Invalid, Outcome
 
-Key = tuple[str, str, str, int, str]
+Key = tuple[str, str, str, int, str, str]
 NO_HOUR = -1
+# The one route of a deployment without a routes file (and of ledger records written before routes).
+DEFAULT_ROUTE = "default"
 
 
-def outcome_key(outcome: Outcome, hour: int = NO_HOUR, campaign: str = "") -> Key:
+def outcome_key(outcome: Outcome, hour: int = NO_HOUR, campaign: str = "", route: str = DEFAULT_ROUTE) -> Key:
     match outcome:
         case Forwarded(code=code):
-            return ("forwarded", "", code, hour, campaign)
+            return ("forwarded", "", code, hour, campaign, route)
         case Filtered(code=code, reason=reason):
-            return ("filtered", reason, code, hour, campaign)
+            return ("filtered", reason, code, hour, campaign, route)
         case Dropped(code=code, reason=reason):
-            return ("dropped", reason, code, hour, campaign)
+            return ("dropped", reason, code, hour, campaign, route)
         case Invalid(code=code, reason=reason):
-            return ("dead_lettered", reason, code or "", hour, campaign)
+            return ("dead_lettered", reason, code or "", hour, campaign, route)
         case _:
             assert_never(outcome)
 
@@ -39,14 +42,20 @@ class OutcomeCounter:
     def __init__(self) -> None:
         self.counts: Counter[Key] = Counter()
 
-    def count(self, outcome: Outcome, n: int = 1, hour: int = NO_HOUR, campaign: str = "") -> None:
-        self.counts[outcome_key(outcome, hour, campaign)] += n
+    def count(
+        self, outcome: Outcome, n: int = 1, hour: int = NO_HOUR, campaign: str = "", route: str = DEFAULT_ROUTE
+    ) -> None:
+        self.counts[outcome_key(outcome, hour, campaign, route)] += n
 
-    def delivered(self, code: str, n: int = 1, hour: int = NO_HOUR, campaign: str = "") -> None:
-        self.counts["delivered", "", code, hour, campaign] += n
+    def delivered(
+        self, code: str, n: int = 1, hour: int = NO_HOUR, campaign: str = "", route: str = DEFAULT_ROUTE
+    ) -> None:
+        self.counts["delivered", "", code, hour, campaign, route] += n
 
-    def dead_lettered(self, reason: str, code: str, n: int = 1, hour: int = NO_HOUR, campaign: str = "") -> None:
-        self.counts["dead_lettered", reason, code, hour, campaign] += n
+    def dead_lettered(
+        self, reason: str, code: str, n: int = 1, hour: int = NO_HOUR, campaign: str = "", route: str = DEFAULT_ROUTE
+    ) -> None:
+        self.counts["dead_lettered", reason, code, hour, campaign, route] += n
 
     def add_key(self, key: Key, n: int) -> None:
         self.counts[key] += n
@@ -92,6 +101,13 @@ class OutcomeCounter:
     def by_code(self) -> Counter[tuple[str, str, str]]:
         """(outcome, reason, event code): the labels of ``forwarder_events_total``."""
         found: Counter[tuple[str, str, str]] = Counter()
-        for (kind, reason, code, _, _), n in self.counts.items():
+        for (kind, reason, code, *_), n in self.counts.items():
             found[kind, reason, code] += n
+        return found
+
+    @property
+    def by_route(self) -> dict[str, OutcomeCounter]:
+        found: dict[str, OutcomeCounter] = {}
+        for key, n in self.counts.items():
+            found.setdefault(key[5], OutcomeCounter()).counts[key] += n
         return found

@@ -24,6 +24,8 @@ class Decoded:
     repaired: bool = False
     # The Streams body's ``moe_request_id``, so a repair can be traced to MoEngage's request.
     request_id: str | None = None
+    # The Streams envelope's ``app_name`` (which MoEngage app sent it): it chooses the route.
+    app_name: str | None = None
 
 
 def is_event(obj: object) -> bool:
@@ -104,7 +106,9 @@ def decode_message(raw: bytes, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> De
     events = events_of(document)
     if isinstance(events, DecodeError):
         return events
+    app_name = document.get("app_name") if isinstance(document, dict) else None
+    app_name = app_name if isinstance(app_name, str) else None
     if not repaired:
-        return Decoded(events)
+        return Decoded(events, app_name=app_name)
     request_id = document.get("moe_request_id") if isinstance(document, dict) else None
-    return Decoded(events, True, request_id if isinstance(request_id, str) else None)
+    return Decoded(events, True, request_id if isinstance(request_id, str) else None, app_name)

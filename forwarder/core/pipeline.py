@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from forwarder.core.decode import DEFAULT_MAX_MESSAGE_BYTES, DecodeError, decode_message
+from forwarder.core.decode import DEFAULT_MAX_MESSAGE_BYTES, Decoded, DecodeError, decode_message
 from forwarder.core.identify import AMPLITUDE_DEFAULT_MIN_ID_LENGTH, identify
 from forwarder.core.mapping import add_personal_data, to_amplitude
 from forwarder.core.outcomes import Dropped, Filtered, Forwarded, Invalid, Outcome
@@ -131,5 +131,10 @@ def process_message(raw: bytes, rules: MappingRules, max_bytes: int | None = Non
     decoded = decode_message(raw, rules.max_message_bytes if max_bytes is None else max_bytes)
     if isinstance(decoded, DecodeError):
         return MessageResult(decoded, [], [Invalid(None, decoded.reason, decoded.detail)])
+    return process_decoded(decoded, rules)
+
+
+def process_decoded(decoded: Decoded, rules: MappingRules) -> MessageResult:
+    """``process_message`` once the message is decoded (the worker decodes first: the envelope picks the rules)."""
     outcomes = [process_event(event, rules) for event in decoded.events]
     return MessageResult(None, decoded.events, outcomes, decoded.repaired, decoded.request_id)

@@ -17,7 +17,7 @@ import base64
 import os
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -25,6 +25,9 @@ from aiokafka import AIOKafkaProducer
 from forwarder.kafka.order import OffsetRange
 
 HEADER_PREFIX = "dlq."
+# The route (Amplitude project) a record belongs to: written by ingest (``FORWARDER_INGEST_PATH/{route}``), on
+# dead letters and on events parked in the retry topic.
+ROUTE_HEADER = "forwarder.route"
 # A record of source offsets Kafka deleted before they were read: its value describes the range, not an event.
 LOST_TO_RETENTION = "lost_to_retention"
 
@@ -51,6 +54,7 @@ class DeadLetterRecord:
     not_before_ms: int | None = None
     # A range of source offsets (records lost to retention): ``source.offset`` is the first, this the last.
     last_offset: int | None = None
+    route: str | None = None
 
     def headers(self, value_omitted: bool = False) -> list[tuple[str, bytes]]:
         fields = {
@@ -70,7 +74,19 @@ class DeadLetterRecord:
             "first_offset": "" if self.last_offset is None else str(self.source.offset),
             "last_offset": "" if self.last_offset is None else str(self.last_offset),
         }
-        return [(HEADER_PREFIX + k, v.encode()) for k, v in fields.items() if v != ""]
+        headers = [(HEADER_PREFIX + k, v.encode()) for k, v in fields.items() if v != ""]
+        if self.route:
+            headers.append((ROUTE_HEADER, self.route.encode()))
+        return headers
+
+
+def route_of(headers: Any) -> str | None:
+    """The route a Kafka record's headers name (a list of pairs, or faust's dict), or None."""
+    pairs = list(headers.items()) if isinstance(headers, dict) else list(headers or [])
+    for key, value in pairs:
+        if key == ROUTE_HEADER and value:
+            return bytes(value).decode("utf-8", "replace")
+    return None
 
 
 def header_map(headers: list[tuple[str, bytes]] | tuple[tuple[str, bytes], ...]) -> dict[str, str]:

@@ -73,7 +73,7 @@ def delivered_by_type_and_day(settled: Iterable[LedgerRecord], window: Window, z
     found = Delivered(Counter(), Counter(), Counter())
     for record in settled:
         live = record.source in LIVE_SOURCES
-        for (outcome, _, code, hour, _), n in record.outcomes.counts.items():
+        for (outcome, _, code, hour, *_), n in record.outcomes.counts.items():
             if outcome != "delivered" or not window.holds(hour):
                 continue
             key = (record.event_types.get(code, code), datetime.fromtimestamp(hour * 3600, zone).strftime("%Y-%m-%d"))

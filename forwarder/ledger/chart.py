@@ -34,7 +34,7 @@ def draw_chart(report: Report, path: Path, title: str) -> Path:
         ) from None
 
     rows = _bars(report)
-    labels = [row.label for row in rows]
+    labels = [row.title for row in rows]
     height = max(3.0, 0.3 * len(rows) + 1.8)
     figure, (outcomes_axes, reasons_axes) = plt.subplots(
         1, 2, figsize=(13, height), sharey=True, gridspec_kw={"width_ratios": [3, 2]}
@@ -51,7 +51,7 @@ def draw_chart(report: Report, path: Path, title: str) -> Path:
         if end:
             share = row.live.total("delivered") / end
             outcomes_axes.annotate(
-                f"{share:.0%}", (end, row.label), xytext=(3, 0), textcoords="offset points", va="center", fontsize=7
+                f"{share:.0%}", (end, row.title), xytext=(3, 0), textcoords="offset points", va="center", fontsize=7
             )
     outcomes_axes.invert_yaxis()
     outcomes_axes.set_xlabel("events read (label: share delivered)")

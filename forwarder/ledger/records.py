@@ -16,9 +16,11 @@ from typing import Any
 
 import orjson
 
-from forwarder.core.counting import Key, OutcomeCounter
+from forwarder.core.counting import DEFAULT_ROUTE, Key, OutcomeCounter
 
-FORMAT_VERSION = 1
+# 2: each count names its route; 1 (before routes) is still read, its counts under the default route.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 LIVE_SOURCES = frozenset({"stream", "retry"})
 OUTCOMES = frozenset({"delivered", "filtered", "dropped", "dead_lettered", "forwarded"})
 
@@ -83,8 +85,9 @@ class LedgerRecord:
     def decode(cls, value: bytes) -> LedgerRecord:
         try:
             data = orjson.loads(value)
-            if not isinstance(data, dict) or data.get("v") != FORMAT_VERSION:
+            if not isinstance(data, dict) or data.get("v") not in READABLE_VERSIONS:
                 raise LedgerFormatError(f"not a version {FORMAT_VERSION} ledger record")
+            routed = data["v"] >= 2
             record = cls(
                 source=_text(data["source"]),
                 topic=_text(data["topic"]),
@@ -97,17 +100,9 @@ class LedgerRecord:
                 lost=data.get("lost") is True,
             )
             for row in data["counts"]:
-                outcome, reason, code, hour, campaign, n = row
-                if outcome not in OUTCOMES:
-                    raise LedgerFormatError(f"unknown outcome {outcome!r}")
-                record.outcomes.add_key(
-                    (outcome, _text(reason), _text(code), _number(hour), _text(campaign)), _number(n)
-                )
-            for origin, outcome, reason, code, hour, campaign in data.get("origins") or []:
-                if outcome not in OUTCOMES:
-                    raise LedgerFormatError(f"unknown outcome {outcome!r}")
-                key = (outcome, _text(reason), _text(code), _number(hour), _text(campaign))
-                record.origins.append((_text(origin), key))
+                record.outcomes.add_key(_key(row[:-1], routed), _number(row[-1]))
+            for row in data.get("origins") or []:
+                record.origins.append((_text(row[0]), _key(row[1:], routed)))
         except LedgerFormatError:
             raise
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
@@ -115,6 +110,16 @@ class LedgerRecord:
         if record.last_offset < record.first_offset:
             raise LedgerFormatError("last_offset is before first_offset")
         return record
+
+
+def _key(values: list[Any], routed: bool) -> Key:
+    if routed:
+        outcome, reason, code, hour, campaign, route = values
+    else:
+        (outcome, reason, code, hour, campaign), route = values, DEFAULT_ROUTE
+    if outcome not in OUTCOMES:
+        raise LedgerFormatError(f"unknown outcome {outcome!r}")
+    return outcome, _text(reason), _text(code), _number(hour), _text(campaign), _text(route)
 
 
 def _text(value: Any) -> str:

@@ -22,8 +22,8 @@ from forwarder.ledger.records import LIVE_SOURCES, LedgerRecord
 from forwarder.summary import balance_line
 from forwarder.text import align, csv_text
 
-Grouping = Literal["campaign", "code", "hour", "day"]
-GROUPINGS: tuple[Grouping, ...] = ("campaign", "code", "hour", "day")
+Grouping = Literal["campaign", "code", "hour", "day", "route"]
+GROUPINGS: tuple[Grouping, ...] = ("campaign", "code", "hour", "day", "route")
 FINAL = ("delivered", "filtered", "dropped", "dead_lettered")
 NO_TIME = "(no event time)"
 
@@ -51,6 +51,12 @@ class Row:
     label: str
     live: OutcomeCounter = field(default_factory=OutcomeCounter)
     resent: OutcomeCounter = field(default_factory=OutcomeCounter)
+    # The route (Amplitude project) of the row, when the ledger holds several and the rows are not by route.
+    route: str | None = None
+
+    @property
+    def title(self) -> str:
+        return f"{self.route}: {self.label}" if self.route is not None else self.label
 
     @property
     def read(self) -> int:
@@ -88,12 +94,16 @@ class Report:
     lost: list[OffsetRange] = field(default_factory=list)
     # Where hours and days begin (AMPLITUDE_PROJECT_TIMEZONE, ``--timezone``).
     zone: tzinfo = UTC
+    # Several routes in the ledger: each row is one route's, and the route is a column.
+    routed: bool = False
 
     def balance(self) -> tuple[str, bool]:
         return balance_line(self.total.live)
 
 
-def label_of(by: Grouping, code: str, hour: int, campaign: str, zone: tzinfo = UTC) -> str:
+def label_of(by: Grouping, code: str, hour: int, campaign: str, zone: tzinfo = UTC, route: str = "") -> str:
+    if by == "route":
+        return route
     if by == "campaign":
         return campaign or "(no campaign)"
     if by == "code":
@@ -124,7 +134,9 @@ def build_report(
     superseded: int = 0,
     zone: tzinfo = UTC,
 ) -> Report:
-    rows: dict[str, Row] = {}
+    settled = list(settled)
+    routed = by != "route" and len({key[5] for record in settled for key in record.outcomes.counts}) > 1
+    rows: dict[tuple[str | None, str], Row] = {}
     total = Row("total")
     parked = 0
     for record in settled:
@@ -132,23 +144,26 @@ def build_report(
         if live:
             parked += record.deferred
         for key, n in record.outcomes.counts.items():
-            outcome, _reason, code, hour, campaign = key
+            outcome, _reason, code, hour, campaign, route = key
             if outcome not in FINAL or not window.holds(hour):
                 continue
-            label = label_of(by, code, hour, campaign, zone)
-            row = rows.get(label)
+            label = label_of(by, code, hour, campaign, zone, route)
+            row_key = (route if routed else None, label)
+            row = rows.get(row_key)
             if row is None:
-                row = rows[label] = Row(label)
+                row = rows[row_key] = Row(label, route=row_key[0])
             (row.live if live else row.resent).add_key(key, n)
             (total.live if live else total.resent).add_key(key, n)
     ordered = sorted(rows.values(), key=_row_order(by))
-    return Report(by, ordered, total, skipped=skipped, superseded=superseded, parked=parked, zone=zone)
+    return Report(by, ordered, total, skipped=skipped, superseded=superseded, parked=parked, zone=zone, routed=routed)
 
 
 def _row_order(by: Grouping) -> Any:
     if by in ("hour", "day"):
-        return lambda row: (row.label == NO_TIME, row.label)
-    return lambda row: (-row.read, row.label)
+        return lambda row: (row.route or "", row.label == NO_TIME, row.label)
+    if by == "route":
+        return lambda row: row.label
+    return lambda row: (row.route or "", -row.read, row.label)
 
 
 def reason_columns(report: Report) -> list[tuple[str, str]]:
@@ -167,7 +182,10 @@ def render(report: Report, fmt: Literal["table", "csv", "json"]) -> str:
             {
                 "by": report.by,
                 "timezone": zone_name(report.zone),
-                "rows": [{report.by: row.label, **row.as_dict()} for row in report.rows],
+                "rows": [
+                    {report.by: row.label, **({"route": row.route} if report.routed else {}), **row.as_dict()}
+                    for row in report.rows
+                ],
                 "total": report.total.as_dict(),
                 "balance": {"holds": holds, "text": text},
                 "parked_for_retry": report.parked,
@@ -185,12 +203,14 @@ def render(report: Report, fmt: Literal["table", "csv", "json"]) -> str:
 
 def _csv(report: Report) -> str:
     reasons = reason_columns(report)
-    header: list[object] = [report.by, "read", "delivered", "filtered", "dropped", "dead_lettered", "resent"]
+    route: list[object] = ["route"] if report.routed else []
+    header: list[object] = [*route, report.by, "read", "delivered", "filtered", "dropped", "dead_lettered", "resent"]
     lines = [header + [f"{outcome}:{reason}" for outcome, reason in reasons]]
     for row in [*report.rows, report.total]:
         values = row.as_dict()
         lines.append(
-            [row.label, *(values[k] for k in ("read", "delivered", "filtered", "dropped", "dead_lettered", "resent"))]
+            ([row.route or ""] if report.routed else [])
+            + [row.label, *(values[k] for k in ("read", "delivered", "filtered", "dropped", "dead_lettered", "resent"))]
             + [row.live.reasons(outcome)[reason] for outcome, reason in reasons]
         )
     return csv_text(lines)
@@ -206,13 +226,14 @@ def _why(row: Row) -> str:
 
 
 def _table(report: Report) -> str:
-    header = [report.by, "read", "delivered", "filtered", "dropped", "dead-lettered", "re-sent", "why not delivered"]
+    first = f"route: {report.by}" if report.routed else report.by
+    header = [first, "read", "delivered", "filtered", "dropped", "dead-lettered", "re-sent", "why not delivered"]
     lines: list[Sequence[str]] = [header]
     for row in [*report.rows, report.total]:
         values = row.as_dict()
         lines.append(
             [
-                row.label,
+                row.title,
                 *(str(values[k]) for k in ("read", "delivered", "filtered", "dropped", "dead_lettered", "resent")),
                 _why(row),
             ]

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 
+from forwarder.core.counting import Key
 from forwarder.ledger.records import LedgerRecord
 
 
@@ -57,7 +58,7 @@ def _once_per_origin(kept: list[LedgerRecord]) -> list[LedgerRecord]:
     return result
 
 
-def _without(record: LedgerRecord, keys: list[tuple[str, str, str, int, str]]) -> LedgerRecord:
+def _without(record: LedgerRecord, keys: list[Key]) -> LedgerRecord:
     """A copy of ``record`` with one event less under each of ``keys`` (settled again later)."""
     copy = LedgerRecord(
         record.source,

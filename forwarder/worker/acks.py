@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from forwarder.amplitude.delivery import FatalDeliveryError
-from forwarder.kafka.dead_letters import SourceRef, header_map
+from forwarder.kafka.dead_letters import SourceRef, header_map, route_of
 from forwarder.kafka.order import Taken
 from forwarder.processing import BatchSummary, Prepared, SourceMessage
 
@@ -57,7 +57,10 @@ def source_messages(run: Sequence[Taken], parked: bool = False) -> list[SourceMe
     """``parked``: messages of the retry topic, whose headers name where each event first came from."""
     return [
         SourceMessage(
-            SourceRef(m.topic, m.partition, m.offset, m.key), m.value or b"", parked_from(m) if parked else None
+            SourceRef(m.topic, m.partition, m.offset, m.key),
+            m.value or b"",
+            parked_from(m) if parked else None,
+            route_of(m.headers),
         )
         for m in (taken.message for taken in run)
     ]

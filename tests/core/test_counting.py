@@ -28,8 +28,8 @@ def test_each_outcome_is_counted_under_its_outcome_reason_and_code() -> None:
         ("dead_lettered", "invalid_field:time", "SMS_SENT"): 1,
     }
     # The hour and campaign are kept for the ledger, and summed away by the views.
-    assert counter.counts["delivered", "", "SMS_SENT", 472_222, "c-1"] == 3
-    assert counter.counts["dropped", "unidentifiable", "SMS_SENT", NO_HOUR, ""] == 1
+    assert counter.counts["delivered", "", "SMS_SENT", 472_222, "c-1", "default"] == 3
+    assert counter.counts["dropped", "unidentifiable", "SMS_SENT", NO_HOUR, "", "default"] == 1
     assert counter.read == 8
     assert counter.total("dead_lettered") == 2
     assert counter.reasons("dead_lettered") == {"invalid_json": 1, "invalid_field:time": 1}

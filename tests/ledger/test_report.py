@@ -22,8 +22,8 @@ def ledger() -> list[LedgerRecord]:
     live = record("stream", 0, 9)
     live.outcomes.delivered("MOE_EMAIL_SENT", 5, hour=H, campaign="c-1")
     live.outcomes.delivered("MOE_EMAIL_SENT", 2, hour=H + 30, campaign="c-2")
-    live.outcomes.add_key(("filtered", "not_selected", "ADD_TO_CART", H, "c-1"), 3)
-    live.outcomes.add_key(("dropped", "unidentifiable", "MOE_EMAIL_SENT", H, "c-1"), 2)
+    live.outcomes.add_key(("filtered", "not_selected", "ADD_TO_CART", H, "c-1", "default"), 3)
+    live.outcomes.add_key(("dropped", "unidentifiable", "MOE_EMAIL_SENT", H, "c-1", "default"), 2)
     live.outcomes.dead_lettered("invalid_field:time", "MOE_EMAIL_SENT", 1, H, "c-2")
     live.outcomes.dead_lettered("invalid_json", "", 1)  # no time, no campaign
     resend = record("replay-dlq", 0, 0)

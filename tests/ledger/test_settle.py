@@ -22,7 +22,7 @@ def run(first: int, last: int, life: int = 0, source: str = "stream", partition:
 def counted(records: list[LedgerRecord]) -> Counter[str]:
     total: Counter[str] = Counter()
     for record in settle(records):
-        for (_, _, code, _, _), n in record.outcomes.counts.items():
+        for (_, _, code, *_), n in record.outcomes.counts.items():
             total[code] += n
     return total
 
@@ -109,10 +109,10 @@ def test_an_event_parked_twice_by_a_re_processed_run_counts_once_where_it_settle
     # The stream run parked event src/0/150/3 twice (crash before commit): the retry agent settled it at retry
     # offsets 7 (dead-lettered) and 9 (delivered), in two records. Another event settled once at offset 8.
     first = LedgerRecord("retry", "src-retry", 0, 7, 8)
-    first.settle(("dead_lettered", "invalid_field:x", "SMS_SENT", 5, "c"), "src/0/150/3")
-    first.settle(("delivered", "", "SMS_SENT", 5, "c"), "src/1/20/0")
+    first.settle(("dead_lettered", "invalid_field:x", "SMS_SENT", 5, "c", "default"), "src/0/150/3")
+    first.settle(("delivered", "", "SMS_SENT", 5, "c", "default"), "src/1/20/0")
     second = LedgerRecord("retry", "src-retry", 0, 9, 9)
-    second.settle(("delivered", "", "SMS_SENT", 5, "c"), "src/0/150/3")
+    second.settle(("delivered", "", "SMS_SENT", 5, "c", "default"), "src/0/150/3")
     settled = settle([LedgerRecord.decode(first.encode()), LedgerRecord.decode(second.encode())])
     total: Counter[str] = Counter()
     for record in settled:
