@@ -6,7 +6,7 @@ Both workers use it; ``upstream`` names the service each delivers to (Amplitude,
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -25,6 +25,8 @@ class Health:
     commit_blocked: str | None = None
     # Shutting down: an idle agent is expected then, not a stall.
     stopping: bool = False
+    # Routes whose events wait in the retry topic while their project keeps failing (the forwarder's routes).
+    parked_routes: list[str] = field(default_factory=list)
 
     def upstream_answered(self, status: str) -> None:
         self.upstream_status = status
@@ -43,10 +45,14 @@ class Health:
             return {"status": "failed", "reason": self.fatal}, False
         if not self.consuming:
             return {"status": "starting"}, False
-        if self.upstream_status in ("timeout", "connection_error"):
+        if self.upstream_status in ("timeout", "connection_error") and not self.parked_routes:
             # Delivery is paused and retrying; nothing is lost, but an operator should see it.
             return {"status": f"{self.upstream} unreachable", "last_answer": self.upstream_status}, False
-        return {"status": "ready", f"{self.upstream}_last_answer": self.upstream_status}, True
+        body: dict[str, Any] = {"status": "ready", f"{self.upstream}_last_answer": self.upstream_status}
+        if self.parked_routes:
+            # Ready: the other routes flow; these routes' events wait on the retry topic, nothing is lost.
+            body["parked_routes"] = self.parked_routes
+        return body, True
 
 
 def serve_health(app: Any, health: Health, metrics_body: Callable[[], bytes]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -81,6 +81,15 @@ class RouteTable:
         if isinstance(app_name, str) and (route := by_app.get(app_name)) is not None:
             return route
         return default
+
+    def with_rules(self, change: Callable[[MappingRules], MappingRules]) -> RouteTable:
+        """Every route's rules changed alike (a replay's window and ``--events``)."""
+        routes = tuple(replace(route, rules=change(route.rules)) for route in self.routes)
+        return RouteTable(routes, self.from_file, self.limit)
+
+    @property
+    def default_rules(self) -> MappingRules:
+        return self.routes[0].rules
 
     def only(self, name: str | None) -> RouteTable:
         """Limited to one route (``--route``); ValueError names the unknown one."""

@@ -30,12 +30,13 @@ from tqdm import tqdm
 
 from forwarder import logs
 from forwarder.command import Command, require_kafka, usage_error
-from forwarder.commands.replay import RateLimiter, Sending, parse_time, sending_arguments
+from forwarder.commands.replay import RateLimiter, Sending, mapped, parse_time, replay_routes, sending_arguments
 from forwarder.commands.transform import inputs
-from forwarder.core.pipeline import MappingRules, process_message
+from forwarder.core.pipeline import MappingRules
 from forwarder.core.select import Selection
 from forwarder.kafka.dead_letters import SourceRef
 from forwarder.processing import BatchProcessor, BatchSummary, SourceMessage
+from forwarder.routes import RouteTable
 from forwarder.settings import BackfillSettings, load_settings
 from forwarder.summary import print_summary
 from forwarder.wiring import processing_stack
@@ -166,7 +167,7 @@ class BackfillRequest:
 @dataclass(frozen=True)
 class _Run:
     files: list[Path]
-    rules: MappingRules
+    routes: RouteTable
     sending: Sending
     checkpoint: Checkpoint
     dead_letters_file: Path
@@ -182,7 +183,11 @@ async def _backfill(settings: BackfillSettings, run: _Run) -> tuple[BatchSummary
         if not dry_run:
             stack = await exits.enter_async_context(
                 processing_stack(
-                    settings, run.rules, api=run.sending.api, dead_letters_file=run.dead_letters_file, source="backfill"
+                    settings,
+                    run.routes,
+                    api=run.sending.api,
+                    dead_letters_file=run.dead_letters_file,
+                    source="backfill",
                 )
             )
             processor, where = stack.processor, stack.dead_letters_at
@@ -196,7 +201,7 @@ async def _send(
     run: _Run, settings: BackfillSettings, processor: BatchProcessor | None, start: Position, summary: BatchSummary
 ) -> None:
     """Reads the files from ``start`` and processes them in batches (a dry run: ``processor`` None)."""
-    files, rules, checkpoint, limiter = run.files, run.rules, run.checkpoint, RateLimiter(run.sending.rate)
+    files, routes, checkpoint, limiter = run.files, run.routes, run.checkpoint, RateLimiter(run.sending.rate)
     batch: list[SourceMessage] = []
     batch_bytes = 0
 
@@ -207,7 +212,7 @@ async def _send(
         if processor is None:
             done = BatchSummary(messages=len(batch))
             for message in batch:
-                for outcome in process_message(message.value, rules, max_bytes=len(message.value)).outcomes:
+                for outcome in mapped(routes, message.value, None):
                     done.outcomes.count(outcome)
         else:
             done = await processor.process(batch)
@@ -243,7 +248,7 @@ async def _send(
 def backfill(settings: BackfillSettings, request: BackfillRequest) -> int:
     files = find_files(request.paths)
     try:
-        selection = Selection.parse(request.events or settings.worker.events)
+        selection = Selection.parse(request.events) if request.events else None
         window = None
         if request.start or request.end:
             window = (
@@ -254,15 +259,21 @@ def backfill(settings: BackfillSettings, request: BackfillRequest) -> int:
         raise usage_error(str(exc)) from None
     if window is not None and window[1] <= window[0]:
         raise usage_error("--to must be after --from")
-    rules = dataclasses.replace(settings.mapping_rules(replaying=True), selection=selection, window=window)
+
+    def chosen(rules: MappingRules) -> MappingRules:
+        return dataclasses.replace(rules, selection=selection or rules.selection, window=window)
+
     sending = request.sending
-    fingerprint = _fingerprint(files, selection, window, sending.api)
+    routes = replay_routes(settings, sending.route).with_rules(chosen)
+    fingerprint = _fingerprint(files, selection or Selection.parse(settings.worker.events), window, sending.api)
+    if sending.route:
+        fingerprint = f"{fingerprint}-{sending.route}"
     checkpoint = Checkpoint(Path(settings.state.directory) / "backfill" / f"{fingerprint}.json", fingerprint)
     if request.restart:
         checkpoint.remove()
     dead_letters_file = Path(f"backfill-dead-letters-{fingerprint}.jsonl").resolve()
     started = time.monotonic()
-    summary, where = asyncio.run(_backfill(settings, _Run(files, rules, sending, checkpoint, dead_letters_file)))
+    summary, where = asyncio.run(_backfill(settings, _Run(files, routes, sending, checkpoint, dead_letters_file)))
     elapsed = time.monotonic() - started
     print_summary(summary, sending.dry_run)
     if not sending.dry_run:

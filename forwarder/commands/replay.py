@@ -14,6 +14,7 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
+import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -26,10 +27,13 @@ from tqdm import tqdm
 
 from forwarder import logs
 from forwarder.command import Command, CommandError, require_kafka, usage_error
-from forwarder.core.pipeline import MappingRules, process_message
-from forwarder.kafka.dead_letters import LOST_TO_RETENTION, SourceRef, header_map
+from forwarder.core.decode import DecodeError, decode_message
+from forwarder.core.outcomes import Filtered, Invalid, Outcome
+from forwarder.core.pipeline import MappingRules, process_decoded
+from forwarder.kafka.dead_letters import LOST_TO_RETENTION, SourceRef, header_map, route_of
 from forwarder.kafka.security import client_options
 from forwarder.processing import BatchSummary, SourceMessage
+from forwarder.routes import RouteTable, load_routes
 from forwarder.settings import ForwarderSettings, load_settings
 from forwarder.summary import print_summary
 from forwarder.wiring import processing_stack
@@ -150,15 +154,17 @@ def _group_id(settings: ForwarderSettings, kind: str, *parts: str) -> str:
 
 @dataclass(frozen=True)
 class Sending:
-    """How a run sends: ``--dry-run``, ``--api``, ``--rate`` (replay, replay-dlq and backfill share them)."""
+    """How a run sends: ``--dry-run``, ``--api``, ``--rate``, ``--route`` (replay, replay-dlq and backfill share
+    them)."""
 
     dry_run: bool
     api: str
     rate: float
+    route: str | None = None
 
     @classmethod
     def of(cls, args: argparse.Namespace) -> Sending:
-        return cls(args.dry_run, args.api, args.rate)
+        return cls(args.dry_run, args.api, args.rate, args.route)
 
 
 @dataclass(frozen=True)
@@ -168,7 +174,7 @@ class Pass:
     topic: str
     group: str
     seek_ms: int | None
-    rules: MappingRules
+    routes: RouteTable
     restart: bool
     keep: Callable[[ConsumerRecord], bool]
     label: str
@@ -194,19 +200,22 @@ async def _run(settings: ForwarderSettings, run: Pass) -> BatchSummary:
                 summary = BatchSummary(messages=len(records))
                 for record in records:
                     if run.keep(record):
-                        for outcome in process_message(record.value or b"", run.rules).outcomes:
+                        for outcome in mapped(run.routes, record.value or b"", route_of(record.headers)):
                             summary.outcomes.count(outcome)
                 return summary
 
             return await _drive(consumer, plan, handle, False, batch, limiter, run.label)
 
-        async with processing_stack(settings, run.rules, api=run.sending.api, source=run.label) as stack:
+        async with processing_stack(settings, run.routes, api=run.sending.api, source=run.label) as stack:
             processor = stack.processor
 
             async def deliver(records: list[ConsumerRecord]) -> BatchSummary:
                 wanted = [r for r in records if run.keep(r)]
                 messages = [
-                    SourceMessage(SourceRef(r.topic, r.partition, r.offset, r.key), r.value or b"") for r in wanted
+                    SourceMessage(
+                        SourceRef(r.topic, r.partition, r.offset, r.key), r.value or b"", route=route_of(r.headers)
+                    )
+                    for r in wanted
                 ]
                 return await processor.process(messages) if messages else BatchSummary(messages=len(records))
 
@@ -227,22 +236,49 @@ class ReplayRequest:
     sending: Sending
 
 
+def mapped(routes: RouteTable, value: bytes, header_route: str | None) -> list[Outcome]:
+    """What a dry run makes of one record: mapped with its route's rules (the worker's choice of route)."""
+    decoded = decode_message(value, routes.default_rules.max_message_bytes)
+    if isinstance(decoded, DecodeError):
+        return [Invalid(None, decoded.reason, decoded.detail)]
+    route = routes.pick(header_route, decoded.app_name)
+    if route is None:
+        return [Invalid(None, "no_route") for _ in decoded.events]
+    if routes.limit is not None and route.name != routes.limit:
+        return [Filtered("", "other_route") for _ in decoded.events]
+    return process_decoded(decoded, route.rules).outcomes
+
+
+def replay_routes(settings: ForwarderSettings, route: str | None) -> RouteTable:
+    """The routes of a replay, replay-dlq or backfill: user properties ``$setOnce`` only; ``--route``: one."""
+    routes = load_routes(settings, os.environ, replaying=True)
+    try:
+        return routes.only(route)
+    except ValueError as exc:
+        raise usage_error(f"--route: {exc}") from None
+
+
 def replay_window(settings: ForwarderSettings, request: ReplayRequest) -> int:
     from forwarder.core.select import Selection
 
     try:
         start_ms, end_ms = parse_time(request.start), parse_time(request.end)
-        selection = Selection.parse(request.events or settings.worker.events)
+        selection = Selection.parse(request.events) if request.events else None
     except ValueError as exc:
         raise usage_error(str(exc)) from None
     if end_ms <= start_ms:
         raise usage_error("--to must be after --from")
-    rules = dataclasses.replace(settings.mapping_rules(replaying=True), selection=selection, window=(start_ms, end_ms))
+
+    def in_window(rules: MappingRules) -> MappingRules:
+        return dataclasses.replace(rules, selection=selection or rules.selection, window=(start_ms, end_ms))
+
+    routes = replay_routes(settings, request.sending.route).with_rules(in_window)
     source = settings.topics.source_topic
     api = request.sending.api
-    group = _group_id(settings, "replay", source, str(start_ms), str(end_ms), selection.text, api)
+    text = selection.text if selection else settings.worker.events
+    group = _group_id(settings, "replay", source, str(start_ms), str(end_ms), text, api, request.sending.route or "")
     seek_ms = start_ms - int(request.slack_s * 1000)
-    run = Pass(source, group, seek_ms, rules, request.restart, lambda r: True, "replay", request.sending)
+    run = Pass(source, group, seek_ms, routes, request.restart, lambda r: True, "replay", request.sending)
     print_summary(asyncio.run(_run(settings, run)), request.sending.dry_run)
     return 0
 
@@ -270,12 +306,11 @@ def _replayable(reason: str | None) -> Callable[[ConsumerRecord], bool]:
 
 
 def replay_dead_letters(settings: ForwarderSettings, reason: str | None, sending: Sending) -> int:
-    # Per reason: a run for one reason must not commit past the dead letters of another.
+    # Per reason (and route): a run for one reason must not commit past the dead letters of another.
     dlq = settings.topics.dlq_topic
-    group = _group_id(settings, "replay-dlq", dlq, reason or "*")
-    run = Pass(
-        dlq, group, None, settings.mapping_rules(replaying=True), False, _replayable(reason), "replay-dlq", sending
-    )
+    group = _group_id(settings, "replay-dlq", dlq, reason or "*", *([sending.route] if sending.route else []))
+    routes = replay_routes(settings, sending.route)
+    run = Pass(dlq, group, None, routes, False, _replayable(reason), "replay-dlq", sending)
     print_summary(asyncio.run(_run(settings, run)), sending.dry_run)
     return 0
 
@@ -287,6 +322,7 @@ def sending_arguments(parser: argparse.ArgumentParser) -> None:
         "--api", choices=["batch", "http"], default="batch", help="Amplitude API (default: batch, for historical loads)"
     )
     parser.add_argument("--rate", type=float, default=2000.0, help="events per second at most (0: no limit)")
+    parser.add_argument("--route", metavar="NAME", help="only this route's events (FORWARDER_ROUTES_FILE)")
 
 
 def _replay_arguments(parser: argparse.ArgumentParser) -> None:

@@ -106,6 +106,14 @@ class OutcomeCounter:
         return found
 
     @property
+    def by_labels(self) -> Counter[tuple[str, str, str, str]]:
+        """(outcome, reason, event code, route): the labels of ``forwarder_events_total``."""
+        found: Counter[tuple[str, str, str, str]] = Counter()
+        for (kind, reason, code, _, _, route), n in self.counts.items():
+            found[kind, reason, code, route] += n
+        return found
+
+    @property
     def by_route(self) -> dict[str, OutcomeCounter]:
         found: dict[str, OutcomeCounter] = {}
         for key, n in self.counts.items():

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -24,13 +25,16 @@ from typing import Any
 import faust
 
 from forwarder.amplitude.delivery import FatalDeliveryError
+from forwarder.amplitude.route_health import RouteHealth
 from forwarder.health import Health, serve_health
+from forwarder.kafka.admin import partition_offsets
 from forwarder.kafka.dead_letters import header_map
 from forwarder.kafka.fastpath import GuardedApp
 from forwarder.kafka.options import WorkerTiming, faust_options
 from forwarder.kafka.order import OffsetGuard, Taken
 from forwarder.kafka.progress import Progress
 from forwarder.kafka.security import client_options
+from forwarder.routes import RouteTable, load_routes
 from forwarder.settings import WorkerSettings
 from forwarder.wiring import processing_stack
 from forwarder.worker.acks import AckLoop
@@ -124,6 +128,9 @@ class AgentSide:
     progress: Progress
     guard: OffsetGuard
     acknowledge: Callable[[Sequence[Taken]], None]
+    routes: RouteTable
+    # Each route's (with a routes file), shared by both agents: the source agent parks, the retry agent drains.
+    route_health: dict[str, RouteHealth]
 
 
 class ForwardingAgent:
@@ -158,11 +165,13 @@ class ForwardingAgent:
         side, settings = self._side, self._side.settings
         stack = processing_stack(
             settings,
-            settings.mapping_rules(),
+            side.routes,
             metrics=side.metrics,
             on_answer=self._observe,
             park_throttled=True,
             source=self._source,
+            healths=side.route_health,
+            park_routes=not self._wait_until_due,  # the source agent parks; the retry agent tries in place
         )
         async with stack as built:
             acks = AckLoop(
@@ -217,7 +226,13 @@ def create_app(
         lambda hole: metrics.offset_gaps.labels(hole.topic, str(hole.partition)).inc(),
         LossReporter(app.loss_watch, metrics, kafka_side).hole_below_log_start,
     )
-    side = AgentSide(settings, metrics, health, drain, progress, guard, app.acknowledge)
+    routes = load_routes(settings, os.environ)
+    route_health = (
+        {r.name: RouteHealth(r.name, settings.worker.route_park_after_s) for r in routes.routes}
+        if routes.from_file
+        else {}
+    )
+    side = AgentSide(settings, metrics, health, drain, progress, guard, app.acknowledge, routes, route_health)
     forwarding = ForwardingAgent(side, topics.source_topic, "forward", wait_until_due=False, source="stream")
     retrying = ForwardingAgent(side, topics.retry_topic, "retry", wait_until_due=True, source="retry")
 
@@ -253,6 +268,7 @@ def create_app(
             )
         health.stopping = drain.requested.is_set()
         await watchdog.tick()
+        await look_at_routes(settings, route_health, metrics, health)
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
@@ -261,6 +277,27 @@ def create_app(
 
     serve_health(app, health, metrics.render)
     return app
+
+
+async def look_at_routes(
+    settings: WorkerSettings, route_health: dict[str, RouteHealth], metrics: Metrics, health: Health
+) -> None:
+    """A draining route flows again once the retry topic is read to its end (nothing parked is left for its new
+    events to overtake); the gauge and readiness say which routes are parked."""
+    if any(h.state == "draining" for h in route_health.values()):
+        try:
+            ends, committed = await partition_offsets(
+                client_options(settings), settings.topics.retry_topic, settings.topics.group_id
+            )
+        except Exception as exc:  # asked again at the next tick
+            log.info("could not read the retry topic's offsets", extra={"fields": {"error": repr(exc)}})
+        else:
+            if all(committed.get(partition, 0) >= end for partition, end in ends.items()):
+                for route in route_health.values():
+                    route.drained()
+    for name, route in route_health.items():
+        metrics.route_parked.labels(name).set(1 if route.parked else 0)
+    health.parked_routes = sorted(name for name, route in route_health.items() if route.parked)
 
 
 class ForwarderWorker(faust.Worker):

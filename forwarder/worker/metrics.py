@@ -16,8 +16,9 @@ class Metrics(OffsetMetrics):
         super().__init__(self.registry)
         self.events = Counter(
             "forwarder_events_total",
-            "Events read, by final outcome (delivered, filtered, dropped, dead_lettered), reason and event code.",
-            ["outcome", "reason", "event_code"],
+            "Events read, by final outcome (delivered, filtered, dropped, dead_lettered), reason, event code and "
+            "route (Amplitude project).",
+            ["outcome", "reason", "event_code", "route"],
             registry=self.registry,
         )
         self.messages = Counter("forwarder_messages_total", "Kafka messages read.", registry=self.registry)
@@ -72,16 +73,26 @@ class Metrics(OffsetMetrics):
             ["kind", "event_code"],
             registry=self.registry,
         )
-        self.pii = Counter(
-            "forwarder_pii",
-            "Events whose property (event or user property) a FORWARDER_PII rule dropped or hashed, by action.",
-            ["property", "action"],
-            registry=self.registry,
-        )
         self.oldest_unprocessed_age = Gauge(
             "forwarder_oldest_unprocessed_age_seconds",
             "Age (by record timestamp) of the oldest record read and not yet final; 0 when none is in hand.",
             ["topic", "partition"],
+            registry=self.registry,
+        )
+        self._routes_and_personal_data()
+
+    def _routes_and_personal_data(self) -> None:
+        self.route_parked = Gauge(
+            "forwarder_route_parked",
+            "1 while a route's events go to the retry topic because its Amplitude project keeps failing (parked, "
+            "or draining behind what was parked); 0 while it flows.",
+            ["route"],
+            registry=self.registry,
+        )
+        self.pii = Counter(
+            "forwarder_pii",
+            "Events whose property (event or user property) a FORWARDER_PII rule dropped or hashed, by action.",
+            ["property", "action"],
             registry=self.registry,
         )
 
@@ -90,7 +101,7 @@ class Metrics(OffsetMetrics):
 
     def add_outcomes(self, outcomes: OutcomeCounter) -> None:
         """One label lookup per (outcome, reason, code) of a batch, not one per event."""
-        for labels, count in outcomes.by_code.items():
+        for labels, count in outcomes.by_labels.items():
             self.events.labels(*labels).inc(count)
 
     def delivered_now(self) -> None:
