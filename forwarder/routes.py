@@ -192,6 +192,10 @@ def _claims(specs: dict[str, RouteSpec]) -> list[str]:
     return problems
 
 
+def _file_error(text: str) -> SettingsError:
+    return SettingsError("invalid settings:\n  " + "\n  ".join(f"{FILE_SETTING}: {line}" for line in text.splitlines()))
+
+
 def load_routes(
     settings: ForwarderSettings, environ: Mapping[str, str], need_key: bool = True, replaying: bool = False
 ) -> RouteTable:
@@ -218,10 +222,21 @@ def load_routes(
         if problems:
             raise ValueError("\n".join(problems))
     except OSError as exc:
-        raise SettingsError(f"invalid settings:\n  {FILE_SETTING}: cannot read {path}: {exc.strerror}") from None
+        raise _file_error(f"cannot read {path}: {exc.strerror}") from None
     except ValueError as exc:
-        lines = str(exc).splitlines()
-        raise SettingsError(
-            "invalid settings:\n  " + "\n  ".join(f"{FILE_SETTING}: {line}" for line in lines)
-        ) from None
+        raise _file_error(str(exc)) from None
     return RouteTable(tuple(routes), from_file=True)
+
+
+def route_names(path: str | None) -> frozenset[str]:
+    """The routes a file names (``forwarder ingest``: ``FORWARDER_INGEST_PATH/{route}``); the worker checks the
+    rest of it. SettingsError as ``load_routes``."""
+    if path is None:
+        return frozenset()
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return frozenset(_specs(handle.read()))
+    except OSError as exc:
+        raise _file_error(f"cannot read {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise _file_error(str(exc)) from None

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from forwarder import logs
 from forwarder.command import Command, no_arguments, require_kafka
 from forwarder.ingest.app import Mount
+from forwarder.routes import route_names
 from forwarder.settings import IngestCommandSettings, load_settings
 
 # Other routes to serve, chosen from the settings (the command-line registry passes the cohort webhooks').
@@ -41,6 +42,7 @@ def ingest_command(mounts: Mounts) -> Command:
             RefusedBodies(settings.topics.dlq_topic, settings.topics.dlq_max_value_bytes),
             mounts(settings),
             read_timeout_s=settings.ingest.read_timeout_s,
+            routes=route_names(settings.worker.routes_file),
         )
         ingest = settings.ingest
         uvicorn.run(

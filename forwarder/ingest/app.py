@@ -23,7 +23,7 @@ from forwarder.ingest.records import NotStreamsRequest, parse_batch
 from forwarder.intake.auth import Credentials
 from forwarder.intake.door import Door, IntakeMetrics, Refused, intake_app, intake_route
 from forwarder.intake.sink import KafkaSink
-from forwarder.kafka.dead_letters import DeadLetterRecord, SourceRef
+from forwarder.kafka.dead_letters import ROUTE_HEADER, DeadLetterRecord, SourceRef
 
 log = logging.getLogger("forwarder.ingest")
 
@@ -45,9 +45,17 @@ class Mount(Protocol):
 class StreamsRoute:
     """One Streams body: stored as records of its events (or whole), after Kafka acknowledged each."""
 
-    def __init__(self, sink: KafkaSink, metrics: IntakeMetrics, refused: RefusedBodies | None) -> None:
+    def __init__(
+        self,
+        sink: KafkaSink,
+        metrics: IntakeMetrics,
+        refused: RefusedBodies | None,
+        routes: frozenset[str] = frozenset(),
+    ) -> None:
+        """``routes``: the names ``PATH/{route}`` accepts (FORWARDER_ROUTES_FILE)."""
         self._sink = sink
         self._refused = refused
+        self._routes = routes
         self.events = Counter("ingest_events_total", "Events stored in Kafka.", registry=metrics.registry)
         self.repaired = Counter(
             "forwarder_events_repaired",
@@ -58,6 +66,9 @@ class StreamsRoute:
 
     async def __call__(self, body: bytes, request: Request) -> dict[str, Any]:
         moe_request_id = request.headers.get("x-moe-request-id", "")
+        route = request.path_params.get("route")
+        if route is not None and route not in self._routes:
+            raise Refused(404, "unknown_route", f"no route named {route[:64]!r}", "refused a body for an unknown route")
         try:
             batch = parse_batch(body)
         except NotStreamsRequest as exc:
@@ -78,6 +89,8 @@ class StreamsRoute:
         headers = [("ingested_at", str(int(time.time() * 1000)).encode())]
         if moe_request_id:
             headers.append(("moe_request_id", moe_request_id.encode()[:200]))
+        if route is not None:  # the worker takes it to this route, whatever the body's app_name
+            headers.append((ROUTE_HEADER, route.encode()))
         events = await self._sink.store(batch, headers)
         self.events.inc(events)
         return {"status": "stored", "events": events}
@@ -107,9 +120,13 @@ def create_ingest_app(
     refused: RefusedBodies | None = None,
     mounts: Sequence[Mount] = (),
     read_timeout_s: float = 30.0,
+    routes: frozenset[str] = frozenset(),
 ) -> Starlette:
-    """``refused``: where bodies answered 400 are kept; ``mounts``: other routes served beside this one."""
+    """``refused``: where bodies answered 400 are kept; ``mounts``: other routes served beside this one;
+    ``routes``: the route names ``PATH/{route}`` takes (a body sent there goes to that route)."""
     metrics = IntakeMetrics()
     door = Door(credentials, max_body_bytes, read_timeout_s)
-    streams = intake_route(path, door, StreamsRoute(sink, metrics, refused), sink, metrics)
-    return intake_app(sink, metrics, [*(mount.route(sink, metrics) for mount in mounts), streams])
+    handler = StreamsRoute(sink, metrics, refused, routes)
+    streams = intake_route(path, door, handler, sink, metrics)
+    routed = intake_route(path.rstrip("/") + "/{route}", door, handler, sink, metrics)
+    return intake_app(sink, metrics, [*(mount.route(sink, metrics) for mount in mounts), streams, routed])
