@@ -16,6 +16,7 @@ from forwarder.amplitude.delivery import DeliveryReport
 from forwarder.amplitude.route_health import RouteHealth
 from forwarder.core.counting import DEFAULT_ROUTE, OutcomeCounter, outcome_key
 from forwarder.core.decode import Decoded, DecodeError, decode_message
+from forwarder.core.keys import partition_key
 from forwarder.core.outcomes import Filtered, Forwarded, Invalid
 from forwarder.core.pipeline import MappingRules, MessageResult, process_decoded
 from forwarder.core.property_memory import PropertyMemory, Ticket
@@ -226,6 +227,9 @@ class BatchProcessor:
         self._ledger = ledger
         self.source = source
         self.routing = routing or Routing(None, {DEFAULT_ROUTE: RouteStack(DEFAULT_ROUTE, rules, deliverer, memory)})
+        # The caller is waiting (``flush``) since the last run began: routes that hand in their events later must
+        # not wait for company either.
+        self._flushed = False
 
     async def process(self, messages: Sequence[SourceMessage]) -> BatchSummary:
         """Returns once every event of ``messages`` has a final outcome (dead letters stored).
@@ -243,6 +247,7 @@ class BatchProcessor:
                 finishing.cancel()
 
     def flush(self) -> None:
+        self._flushed = True
         for stack in self.routing.stacks.values():
             stack.deliverer.flush()
 
@@ -413,9 +418,19 @@ class BatchProcessor:
             report = await self._deliver_route(stacks[name], [item.outcome for item in pending])
             return report, {position: (report.defer_reason, report.defer_s) for position in report.deferred}
         names = list(groups)
-        reports = await asyncio.gather(
-            *(self._deliver_route(stacks[name], [pending[i].outcome for i in groups[name]]) for name in names)
-        )
+        self._flushed = False  # more is coming
+        deliveries = [
+            asyncio.ensure_future(self._deliver_route(stacks[name], [pending[i].outcome for i in groups[name]]))
+            for name in names
+        ]
+        try:
+            await asyncio.sleep(0)  # each route's lanes take their events ...
+            if self._flushed:  # ... after the caller asked them to send what they hold
+                self.flush()
+            reports = await asyncio.gather(*deliveries)
+        finally:
+            for delivery in deliveries:
+                delivery.cancel()
         merged, due = DeliveryReport(), dict[int, tuple[str, float]]()
         for name, part in zip(names, reports, strict=True):
             positions = groups[name]
@@ -496,6 +511,8 @@ def triage(
             ledger.deferred += 1
             # Not final yet: the outcome is counted when the retry topic's pass settles it.
             source, index = item.parked_from or (item.source, item.index)
+            # Keyed by its user, so one user's parked events share a retry partition and keep their order.
+            source = replace(source, key=partition_key(item.raw))
             why, wait_s = due.get(position, ("throttled", 0.0))
             parked.append(
                 DeadLetterRecord(

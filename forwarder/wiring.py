@@ -83,7 +83,9 @@ async def processing_stack(
             parked = DeadLetterWriter(producer, settings.topics.retry_topic, settings.topics.dlq_max_value_bytes)
         for route in routes.routes:
             health = (healths or {}).get(route.name) if routes.from_file else None
-            stacks[route.name] = _route_stack(settings, route, api, on_answer, park_throttled, health, closing)
+            stacks[route.name] = _route_stack(
+                settings, route, api, on_answer, park_throttled, health if park_routes else None, health, closing
+            )
         first = stacks[routes.routes[0].name]
         processor = BatchProcessor(
             first.rules,
@@ -109,11 +111,13 @@ def _route_stack(
     api: str | None,
     on_answer: Callable[[str, float], None] | None,
     park_throttled: bool,
+    parks: RouteHealth | None,
     health: RouteHealth | None,
     closing: list[Callable[[], Awaitable[None]]],
 ) -> RouteStack:
     """One route's client, delivery policy, lanes and user-property memory; what must be closed goes on
-    ``closing``."""
+    ``closing``. ``parks``: the route's health when this stack parks it (the source agent's); the retry agent's
+    tries in place, so what was parked keeps its order."""
     amplitude = route.amplitude
     api = api or amplitude.api
     assert amplitude.api_key is not None  # checked by processing_stack
@@ -126,7 +130,7 @@ def _route_stack(
     )
     closing.append(client.aclose)
     deliverer = Deliverer(
-        client, LIMITS[api], asyncio.sleep, defer_throttled=park_throttled, health=health, park=health is not None
+        client, LIMITS[api], asyncio.sleep, defer_throttled=park_throttled, health=health, park=parks is not None
     )
     lanes = Lanes(deliverer, settings.worker.max_in_flight, LIMITS[api].max_events)
     closing.append(lanes.aclose)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -91,6 +92,10 @@ class WorkerProcess:
 
     def metrics(self) -> str:
         return httpx.get(f"http://127.0.0.1:{self.web_port}/metrics", timeout=5).text
+
+    def readiness(self) -> dict[str, Any]:
+        body: dict[str, Any] = httpx.get(f"http://127.0.0.1:{self.web_port}/readyz", timeout=5).json()
+        return body
 
 
 @pytest.fixture

@@ -89,7 +89,9 @@ class Ledger:
 
 def ledger_processor(service: AmplitudeService, ledger: Ledger) -> BatchProcessor:
     base = processor(service, Metrics())
-    return BatchProcessor(base.rules, base.routing.stacks["default"].deliverer, Letters(), Metrics(), ledger=ledger, source="stream")
+    return BatchProcessor(
+        base.rules, base.routing.stacks["default"].deliverer, Letters(), Metrics(), ledger=ledger, source="stream"
+    )
 
 
 async def test_a_run_writes_one_ledger_record_per_partition_with_every_outcome_by_hour_and_campaign() -> None:
@@ -185,7 +187,9 @@ async def test_user_property_values_are_remembered_only_once_amplitude_accepted_
     service = AmplitudeService(faults=Faults(invalid_insert_ids={"e1"}))
     base = processor(service, Metrics())
     rules = MappingRules(user_properties=UserPropertyRules.parse("plan,city:setOnce"))
-    batch = BatchProcessor(rules, base.routing.stacks["default"].deliverer, Letters(), Metrics(), memory=PropertyMemory(100))
+    batch = BatchProcessor(
+        rules, base.routing.stacks["default"].deliverer, Letters(), Metrics(), memory=PropertyMemory(100)
+    )
 
     def one(n: int, plan: str) -> list[SourceMessage]:
         raw = {
@@ -219,7 +223,9 @@ async def test_a_prepared_run_that_is_dropped_leaves_no_user_property_value_behi
     service = AmplitudeService()
     base = processor(service, Metrics())
     rules = MappingRules(user_properties=UserPropertyRules.parse("plan"))
-    batch = BatchProcessor(rules, base.routing.stacks["default"].deliverer, Letters(), Metrics(), memory=PropertyMemory(100))
+    batch = BatchProcessor(
+        rules, base.routing.stacks["default"].deliverer, Letters(), Metrics(), memory=PropertyMemory(100)
+    )
     raw = {"event_code": "MOE_EMAIL_SENT", "event_uuid": "e1", "event_time": 1_700_000_000, "uid": "customer-1"}
     raw["user_attributes"] = {"plan": "gold"}
     run = [SourceMessage(SourceRef("t", 0, 0, None), orjson.dumps({"events": [raw]}))]

@@ -47,7 +47,9 @@ def test_without_a_file_there_is_one_default_route_from_the_environment() -> Non
 def test_each_route_has_its_projects_settings_and_the_rest_from_the_environment(tmp_path: Path) -> None:
     table = routes_from(tmp_path, GOOD)
     eu, us, rest = (table.named(name) for name in ("eu", "us", "rest"))
-    assert eu is not None and us is not None and rest is not None
+    assert eu is not None
+    assert us is not None
+    assert rest is not None
     assert eu.amplitude.api_key is not None
     assert eu.amplitude.api_key.get_secret_value() == "eu-secret-key"
     assert eu.amplitude.endpoint() == "https://api.eu.amplitude.com/2/httpapi"
