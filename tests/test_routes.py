@@ -106,3 +106,16 @@ def test_a_route_can_be_chosen_alone_for_replays(tmp_path: Path) -> None:
     assert only.pick(None, "Shop EU") is table.named("eu")  # picked as ever; the processor filters it
     with pytest.raises(ValueError, match="no route named 'mars'"):
         table.only("mars")
+
+
+def test_the_example_beside_the_manifests_is_a_valid_routes_file() -> None:
+    example = Path(__file__).resolve().parents[1] / "docker" / "k8s" / "routes.example.toml"
+    env = {
+        **BASE,
+        "FORWARDER_ROUTES_FILE": str(example),
+        "AMPLITUDE_API_KEY_EU": "k1",
+        "AMPLITUDE_API_KEY_US": "k2",
+    }
+    table = load_routes(settings_from(env, WorkerSettings), env)
+    assert [route.name for route in table.routes] == ["eu", "us", "rest"]
+    assert table.pick(None, "Shop US staging") is table.named("us")

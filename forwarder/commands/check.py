@@ -9,6 +9,8 @@ same, in the same order (it checks the key before the events).
 
 from __future__ import annotations
 
+import os
+
 import httpx
 import orjson
 
@@ -17,7 +19,8 @@ from forwarder.checks import Finding
 from forwarder.kafka.admin import KafkaUnavailable, preflight
 from forwarder.kafka.security import client_options
 from forwarder.kafka.topics import TopicsError, desired_topics, reconcile
-from forwarder.settings import Settings
+from forwarder.routes import load_routes
+from forwarder.settings import ForwarderSettings, Settings, SettingsError
 
 KEY_CHECK_PATH = "/2/httpapi"
 
@@ -63,6 +66,8 @@ async def _key_answer(url: str, key: str) -> str:
 async def amplitude_key(settings: Settings) -> list[Finding]:
     amplitude = settings.amplitude
     if amplitude.api_key is None:
+        if settings.worker.routes_file is not None:
+            return [Finding("amplitude key", True, "AMPLITUDE_API_KEY is not set: each route names its own key")]
         return [Finding("amplitude key", False, "AMPLITUDE_API_KEY is not set (the worker needs it)")]
     key = amplitude.api_key.get_secret_value()
     answer = await _key_answer(amplitude.base_url, key)
@@ -101,4 +106,30 @@ async def amplitude_secret(settings: Settings) -> list[Finding]:
     return [Finding("amplitude secret key", True, f"the Dashboard API at {amplitude.dashboard_base_url} accepts it")]
 
 
-FORWARDER_CHECKS = (kafka_and_topics, amplitude_key, amplitude_secret)
+async def routes(settings: Settings) -> list[Finding]:
+    """The routes file (``FORWARDER_ROUTES_FILE``) as the worker reads it, and each route's key against its host."""
+    if settings.worker.routes_file is None:
+        return [Finding("routes", True, "one route (FORWARDER_ROUTES_FILE is not set)")]
+    forwarder = ForwarderSettings(
+        kafka=settings.kafka,
+        topics=settings.topics,
+        amplitude=settings.amplitude,
+        worker=settings.worker,
+        properties=settings.properties,
+    )
+    try:
+        table = load_routes(forwarder, os.environ)
+    except SettingsError as exc:
+        return [Finding("routes", False, line.strip()) for line in str(exc).splitlines()[1:]]
+    findings = [Finding("routes", True, f"{len(table.routes)} routes: {', '.join(r.name for r in table.routes)}")]
+    for route in table.routes:
+        amplitude = route.amplitude
+        assert amplitude.api_key is not None  # load_routes requires one per route
+        answer = await _key_answer(amplitude.base_url, amplitude.api_key.get_secret_value())
+        ok = answer == "accepted"
+        text = f"key accepted by {amplitude.base_url}" if ok else f"key {answer} by {amplitude.base_url}"
+        findings.append(Finding(f"route {route.name}", ok, text))
+    return findings
+
+
+FORWARDER_CHECKS = (kafka_and_topics, amplitude_key, amplitude_secret, routes)

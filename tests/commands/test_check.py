@@ -13,7 +13,7 @@ from devkit.amplitude import AmplitudeService, ServiceThread
 from devkit.moengage import MoEngageService
 from forwarder.checks import Finding
 from forwarder.cohorts.check import moengage
-from forwarder.commands.check import amplitude_key, amplitude_secret
+from forwarder.commands.check import amplitude_key, amplitude_secret, routes
 from forwarder.settings import Settings, settings_from
 from tests.helpers import run_forwarder, topic_names_of
 
@@ -110,3 +110,29 @@ def test_forwarder_check_passes_on_a_correct_setup_and_names_a_missing_topic_or_
     unreachable = run_forwarder({**env, "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}, "check")
     assert unreachable.returncode == 1
     assert unreachable.stdout.splitlines()[0].startswith("FAIL kafka: cannot use Kafka at 127.0.0.1:1")
+
+
+def test_the_routes_file_is_checked_as_the_worker_reads_it_and_each_routes_key_against_its_host(
+    regions, tmp_path, monkeypatch
+) -> None:
+    path = tmp_path / "routes.toml"
+    path.write_text(
+        f'[routes.eu]\napp_names = ["Shop EU"]\namplitude_api_key_env = "EU_KEY"\napi_url = "{regions["AMPLITUDE_EU_URL"]}"\n'
+        f'[routes.us]\ndefault = true\namplitude_api_key_env = "US_KEY"\napi_url = "{regions["AMPLITUDE_US_URL"]}"\n'
+    )
+    monkeypatch.setenv("EU_KEY", "key-of-eu")
+    monkeypatch.setenv("US_KEY", "key-of-eu")  # the EU project's key, given to the US route
+    said = check(routes, {"FORWARDER_ROUTES_FILE": str(path)})
+    assert said == [
+        "ok   routes: 2 routes: eu, us",
+        f"ok   route eu: key accepted by {regions['AMPLITUDE_EU_URL']}",
+        f"FAIL route us: key refused by {regions['AMPLITUDE_US_URL']}",
+    ]
+    assert check(amplitude_key, {"FORWARDER_ROUTES_FILE": str(path)})[0].startswith("ok   amplitude key: ")
+    path.write_text('[routes.eu]\nresidencey = "eu"\namplitude_api_key_env = "NOT_SET_9"\n')
+    bad = check(routes, {"FORWARDER_ROUTES_FILE": str(path)})
+    assert bad == [
+        "FAIL routes: FORWARDER_ROUTES_FILE: routes.eu: unknown key 'residencey'",
+    ]
+    assert not any("key-of-eu" in line for line in said + bad)
+    assert check(routes, {}) == ["ok   routes: one route (FORWARDER_ROUTES_FILE is not set)"]
