@@ -17,7 +17,16 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Literal, Protocol, TypeVar
 
 from dotenv import dotenv_values
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from forwarder.core.decode import DEFAULT_MAX_MESSAGE_BYTES
 from forwarder.core.identify import AMPLITUDE_DEFAULT_MIN_ID_LENGTH
@@ -241,11 +250,7 @@ class WorkerPart(BaseModel):
     @field_validator("routes_file", mode="after")
     @classmethod
     def _routes_file_exists(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
-            return None
-        if not os.path.isfile(value):
-            raise ValueError("no such file")
-        return value
+        return KafkaSettings._file_exists(value.strip() or None if value is not None else None)
 
     @field_validator("events", mode="after")
     @classmethod
@@ -264,16 +269,10 @@ class PropertiesPart(BaseModel):
     pii: str = ""
     pii_salt: SecretStr = SecretStr("")
 
-    @field_validator("user_properties", mode="after")
+    @field_validator("user_properties", "pii", mode="after")
     @classmethod
-    def _user_properties_parse(cls, value: str) -> str:
-        UserPropertyRules.parse(value)
-        return value
-
-    @field_validator("pii", mode="after")
-    @classmethod
-    def _pii_parses(cls, value: str) -> str:
-        PiiRules.parse(value)
+    def _rules_parse(cls, value: str, info: ValidationInfo) -> str:
+        (UserPropertyRules.parse if info.field_name == "user_properties" else PiiRules.parse)(value)
         return value
 
     def user_property_rules(self) -> UserPropertyRules | None:

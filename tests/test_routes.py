@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from forwarder.routes import DEFAULT_ROUTE, load_routes
+from forwarder.core.counting import DEFAULT_ROUTE
+from forwarder.routes import RouteTable, load_routes
 from forwarder.settings import SettingsError, WorkerSettings, settings_from
 
 BASE = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092", "AMPLITUDE_API_KEY": "env-key"}
@@ -30,7 +31,7 @@ default = true
 """
 
 
-def routes_from(tmp_path: Path, text: str, environ: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+def routes_from(tmp_path: Path, text: str, environ: dict[str, str] | None = None) -> RouteTable:
     path = tmp_path / "routes.toml"
     path.write_text(text)
     env = {**BASE, **KEYS, "FORWARDER_ROUTES_FILE": str(path), **(environ or {})}

@@ -116,9 +116,10 @@ def test_the_routes_file_is_checked_as_the_worker_reads_it_and_each_routes_key_a
     regions, tmp_path, monkeypatch
 ) -> None:
     path = tmp_path / "routes.toml"
+    eu, us = regions["AMPLITUDE_EU_URL"], regions["AMPLITUDE_US_URL"]
     path.write_text(
-        f'[routes.eu]\napp_names = ["Shop EU"]\namplitude_api_key_env = "EU_KEY"\napi_url = "{regions["AMPLITUDE_EU_URL"]}"\n'
-        f'[routes.us]\ndefault = true\namplitude_api_key_env = "US_KEY"\napi_url = "{regions["AMPLITUDE_US_URL"]}"\n'
+        f'[routes.eu]\napp_names = ["Shop EU"]\namplitude_api_key_env = "EU_KEY"\napi_url = "{eu}"\n'
+        f'[routes.us]\ndefault = true\namplitude_api_key_env = "US_KEY"\napi_url = "{us}"\n'
     )
     monkeypatch.setenv("EU_KEY", "key-of-eu")
     monkeypatch.setenv("US_KEY", "key-of-eu")  # the EU project's key, given to the US route

@@ -103,7 +103,7 @@ def test_report_names_offsets_never_processed_and_exits_3(kafka, topic_names) ->
     for first, last in ((0, 9), (15, 30)):
         record = LedgerRecord("stream", source, 0, first, last)
         for _ in range(first, last + 1):
-            record.settle(("delivered", "", "SMS_SENT", hour, "campaign-1"))
+            record.settle(("delivered", "", "SMS_SENT", hour, "campaign-1", "default"))
         records.append(record)
     asyncio.run(produce(kafka, ledger, [r.encode() for r in records], [r.key for r in records]))
     asyncio.run(commit(kafka, group, TopicPartition(source, 0), 31))

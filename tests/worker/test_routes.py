@@ -100,6 +100,15 @@ def publish(kafka: str, env: dict[str, str], sent: list[dict[str, Any]]) -> None
     asyncio.run(produce(kafka, source, [orjson.dumps(b) for b in sent], [partition_key(b["events"][0]) for b in sent]))
 
 
+def until_committed(worker: Any, kafka: str, env: dict[str, str]) -> str:
+    """Runs the worker until it committed everything; its metrics page, then it stops cleanly."""
+    source, group = env["FORWARDER_SOURCE_TOPIC"], env["FORWARDER_GROUP_ID"]
+    asyncio.run(wait_until_committed(kafka, source, group, 120, worker.alive))
+    metrics: str = worker.metrics()
+    assert worker.stop() == 0
+    return metrics
+
+
 def received(service: AmplitudeService) -> set[str]:
     return set(service.recorder.by_insert_id)
 
@@ -116,12 +125,7 @@ def test_each_project_gets_exactly_its_apps_events_and_the_report_balances_per_r
     env = environment(kafka, topic_names, routes_file, projects)
     sent = bodies(120)
     publish(kafka, env, sent)
-    worker = worker_factory(**env).start()
-    asyncio.run(
-        wait_until_committed(kafka, env["FORWARDER_SOURCE_TOPIC"], env["FORWARDER_GROUP_ID"], 120, worker.alive)
-    )
-    metrics = worker.metrics()
-    assert worker.stop() == 0
+    metrics = until_committed(worker_factory(**env).start(), kafka, env)
 
     eu, us = projects["eu"][0], projects["us"][0]
     assert received(eu) == ids_of(sent, {"Shop EU"})
@@ -148,11 +152,7 @@ def test_without_a_default_route_an_unknown_app_is_dead_lettered_no_route(
     env = environment(kafka, topic_names, routes_file, projects)
     sent = bodies(40)
     publish(kafka, env, sent)
-    worker = worker_factory(**env).start()
-    asyncio.run(
-        wait_until_committed(kafka, env["FORWARDER_SOURCE_TOPIC"], env["FORWARDER_GROUP_ID"], 120, worker.alive)
-    )
-    assert worker.stop() == 0
+    until_committed(worker_factory(**env).start(), kafka, env)
 
     unknown = [b for b in sent if b["app_name"] == "Shop Unknown"]
     dead = asyncio.run(read_all(kafka, env["FORWARDER_DLQ_TOPIC"], expected=len(unknown)))
