@@ -36,12 +36,16 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--latency-ms", type=float, default=0.0, help="the local Amplitude service's answer delay")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--apps", type=int, default=1, help="Streams bodies of this many apps in turn (Demo App 0, 1, ...): routes"
+    )
     args = parser.parse_args()
     configs = [parse(spec) for spec in args.configs]
     with broker_for("bench") as servers:
         topic = f"ab-{int(time.time())}"
         asyncio.run(create_topics(servers, {topic: PARTITIONS, topic + "-dlq": 1, topic + "-retry": 1}))
-        records = list(traffic(args.events, seed=1))
+        apps = tuple(f"Demo App {n}" for n in range(args.apps)) if args.apps > 1 else ("Demo App",)
+        records = list(traffic(args.events, seed=1, apps=apps))
         expected = sum(len(sendable(value)) for _, value in records)
         asyncio.run(produce(servers, topic, iter(records), args.events, "filling the topic"))
         amplitude = AmplitudeProcess()

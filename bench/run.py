@@ -27,7 +27,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,12 +60,13 @@ def say(text: str) -> None:
 # -- traffic ------------------------------------------------------------------------------------------------
 
 
-def traffic(total: int, seed: int) -> Iterator[tuple[bytes, bytes]]:
-    """(key, value): 90 % of the events in Streams bodies of 100, 10 % as single-event records."""
+def traffic(total: int, seed: int, apps: Sequence[str] = ("Demo App",)) -> Iterator[tuple[bytes, bytes]]:
+    """(key, value): 90 % of the events in Streams bodies of 100 (of ``apps`` in turn), 10 % as single-event
+    records."""
     import random
 
     bodies_events = total * 9 // 10
-    for body in streams_requests(bodies_events, per_request=100, seed=seed):
+    for body in streams_requests(bodies_events, per_request=100, seed=seed, apps=apps):
         yield partition_key(body["events"][0]), orjson.dumps(body)
     rng = random.Random(seed + 1)
     for index in range(total - bodies_events):

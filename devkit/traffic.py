@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from schemas.catalogue import CATALOGUE
@@ -79,13 +79,16 @@ def make_event(rng: random.Random, index: int, *, unidentifiable_share: float = 
     return event
 
 
-def streams_requests(total_events: int, per_request: int = 100, seed: int = 7) -> Iterator[dict[str, Any]]:
-    """Streams request bodies as MoEngage sends them (100 events each by default)."""
+def streams_requests(
+    total_events: int, per_request: int = 100, seed: int = 7, apps: Sequence[str] = ("Demo App",)
+) -> Iterator[dict[str, Any]]:
+    """Streams request bodies as MoEngage sends them (100 events each by default); ``apps``: the apps whose
+    ``app_name`` they carry in turn (several routes)."""
     rng = random.Random(seed)
     for start in range(0, total_events, per_request):
         count = min(per_request, total_events - start)
         yield {
-            "app_name": "Demo App",
+            "app_name": apps[start // per_request % len(apps)],
             "source": "MOENGAGE",
             "moe_request_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
             "events": [make_event(rng, start + i) for i in range(count)],
