@@ -230,6 +230,8 @@ class BatchProcessor:
         # The caller is waiting (``flush``) since the last run began: routes that hand in their events later must
         # not wait for company either.
         self._flushed = False
+        # Done once the latest run so far has stored what it parked (or found it had nothing to park).
+        self._parking_turn: asyncio.Future[None] | None = None
 
     async def process(self, messages: Sequence[SourceMessage]) -> BatchSummary:
         """Returns once every event of ``messages`` has a final outcome (dead letters stored).
@@ -370,20 +372,31 @@ class BatchProcessor:
         """The I/O half: deliver, store dead letters and parked events, count. Raises as ``process`` does."""
         summary = prepared.summary
         groups = self._offer(prepared)  # before any await: in the order the runs were prepared
+        # Runs park their events on the retry topic in the order they were prepared, whatever order their deliveries
+        # end in: one user's parked events then keep their order there.
+        earlier, self._parking_turn = self._parking_turn, asyncio.get_running_loop().create_future()
+        mine, parking = self._parking_turn, list[RouteHealth]()
         try:
-            report, due = await self._deliver(prepared, groups)
-        except BaseException:
-            self._settle_memory(prepared, None)  # the run is read again: its values must be sent again
-            raise
-        self._settle_memory(prepared, report)
-        parked, dead = triage(prepared, report, due)
+            try:
+                report, due = await self._deliver(prepared, groups, parking)
+            except BaseException:
+                self._settle_memory(prepared, None)  # the run is read again: its values must be sent again
+                raise
+            self._settle_memory(prepared, report)
+            parked, dead = triage(prepared, report, due)
+            if earlier is not None:
+                await asyncio.shield(earlier)
+            if parked:
+                if self._retries is None:
+                    raise RuntimeError("the deliverer deferred events but there is no retry topic")
+                await self._retries.write(parked)
+        finally:
+            mine.set_result(None)
+            for health in parking:
+                health.written()
         summary.retries = report.retries
         summary.throttled = report.throttled
         summary.deferred = len(parked)
-        if parked:
-            if self._retries is None:
-                raise RuntimeError("the deliverer deferred events but there is no retry topic")
-            await self._retries.write(parked)
         await self._dead_letters.write(dead)
         for record in prepared.slices.values():
             summary.outcomes.add(record.outcomes)
@@ -408,19 +421,21 @@ class BatchProcessor:
         return groups
 
     async def _deliver(
-        self, prepared: Prepared, groups: dict[str, list[int]]
+        self, prepared: Prepared, groups: dict[str, list[int]], parking: list[RouteHealth]
     ) -> tuple[DeliveryReport, dict[int, tuple[str, float]]]:
         """Each route's events to its project at once; one report in the run's positions, and for each deferred
-        position why and for how long."""
+        position why and for how long. ``parking``: the routes whose events this run parks (until written)."""
         pending, stacks = prepared.pending, self.routing.stacks
         if len(groups) <= 1:  # the common case: one route
             name = next(iter(groups), DEFAULT_ROUTE)
-            report = await self._deliver_route(stacks[name], [item.outcome for item in pending])
+            report = await self._deliver_route(stacks[name], [item.outcome for item in pending], parking)
             return report, {position: (report.defer_reason, report.defer_s) for position in report.deferred}
         names = list(groups)
         self._flushed = False  # more is coming
         deliveries = [
-            asyncio.ensure_future(self._deliver_route(stacks[name], [pending[i].outcome for i in groups[name]]))
+            asyncio.ensure_future(
+                self._deliver_route(stacks[name], [pending[i].outcome for i in groups[name]], parking)
+            )
             for name in names
         ]
         try:
@@ -442,14 +457,22 @@ class BatchProcessor:
             merged.throttled += part.throttled
         return merged, due
 
-    async def _deliver_route(self, stack: RouteStack, items: list[Forwarded]) -> DeliveryReport:
+    async def _deliver_route(
+        self, stack: RouteStack, items: list[Forwarded], parking: list[RouteHealth]
+    ) -> DeliveryReport:
         health = stack.health
         if self.routing.park and health is not None and health.parked:
             # Parked, or draining behind what was parked: to the retry topic without a try.
+            health.parking()
+            parking.append(health)
             return DeliveryReport(
                 deferred=list(range(len(items))), defer_s=health.delay_s(), defer_reason="route_parked"
             )
-        return await stack.deliverer.deliver(items)
+        report = await stack.deliverer.deliver(items)
+        if health is not None and report.deferred and report.defer_reason == "route_parked":
+            health.parking()
+            parking.append(health)
+        return report
 
     def _settle_memory(self, prepared: Prepared, report: DeliveryReport | None) -> None:
         """What Amplitude accepted stays remembered; the rest is forgotten (``report`` None: the run failed)."""

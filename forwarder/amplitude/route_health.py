@@ -27,6 +27,10 @@ class RouteHealth:
         self._clock = clock
         self._failing_since: float | None = None
         self._parks = 0
+        # Runs holding events of this route they decided to park and have not yet stored on the retry topic, and
+        # how many such runs stored theirs: the retry topic read to its end means nothing only while both hold still.
+        self._unwritten = 0
+        self._written = 0
 
     @property
     def parked(self) -> bool:
@@ -58,8 +62,20 @@ class RouteHealth:
             return 0.0
         return min(MAX_PARK_S, self.park_after_s * float(2 ** max(0, self._parks - 1)))
 
-    def drained(self) -> None:
-        """The retry topic was read to its end: nothing parked is left to overtake."""
-        if self.state == "draining":
+    def parking(self) -> None:
+        self._unwritten += 1
+
+    def written(self) -> None:
+        self._unwritten -= 1
+        self._written += 1
+
+    def stillness(self) -> tuple[int, int] | None:
+        """A mark to compare before and after reading the retry topic's offsets; None while a run is parking."""
+        return None if self._unwritten else (self._written, self._unwritten)
+
+    def drained(self, mark: tuple[int, int] | None) -> None:
+        """The retry topic was read to its end (``mark``: ``stillness()`` from before looking), and no run of
+        this worker parked meanwhile: nothing parked is left to overtake."""
+        if self.state == "draining" and mark is not None and mark == self.stillness():
             self.state = "flowing"
             self._parks = 0

@@ -285,6 +285,7 @@ async def look_at_routes(
     """A draining route flows again once the retry topic is read to its end (nothing parked is left for its new
     events to overtake); the gauge and readiness say which routes are parked."""
     if any(h.state == "draining" for h in route_health.values()):
+        marks = {name: route.stillness() for name, route in route_health.items()}
         try:
             ends, committed = await partition_offsets(
                 client_options(settings), settings.topics.retry_topic, settings.topics.group_id
@@ -293,8 +294,8 @@ async def look_at_routes(
             log.info("could not read the retry topic's offsets", extra={"fields": {"error": repr(exc)}})
         else:
             if all(committed.get(partition, 0) >= end for partition, end in ends.items()):
-                for route in route_health.values():
-                    route.drained()
+                for name, route in route_health.items():
+                    route.drained(marks[name])
     for name, route in route_health.items():
         metrics.route_parked.labels(name).set(1 if route.parked else 0)
     health.parked_routes = sorted(name for name, route in route_health.items() if route.parked)
