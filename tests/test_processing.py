@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import httpx
 import orjson
 import pytest
@@ -232,3 +235,39 @@ async def test_a_prepared_run_that_is_dropped_leaves_no_user_property_value_behi
     batch.prepare(run)  # dropped
     await batch.finish(batch.prepare(run))
     assert [e.get("user_properties") for e in service.recorder.events] == [{"$set": {"plan": "gold"}}]
+
+
+async def test_runs_park_their_events_in_the_order_they_were_prepared_whatever_order_their_deliveries_end() -> None:
+    """One user's events parked by two runs reach the retry topic in the order they were read, or the retry agent
+    would deliver them out of order."""
+    import asyncio
+
+    from forwarder.amplitude.delivery import DeliveryReport
+
+    class SlowFirstParking:
+        """Parks every event; the first call answers last."""
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def flush(self) -> None:
+            return None
+
+        async def deliver(self, items: Sequence[Any]) -> DeliveryReport:
+            self.calls += 1
+            await asyncio.sleep(0.05 if self.calls == 1 else 0)
+            return DeliveryReport(deferred=list(range(len(items))), defer_s=1.0, defer_reason="route_parked")
+
+    parked = Letters()
+    batch = BatchProcessor(MappingRules(), SlowFirstParking(), Letters(), Metrics(), retries=parked)
+
+    def run(n: int) -> list[SourceMessage]:
+        raw = {"event_code": "MOE_EMAIL_SENT", "event_uuid": f"e{n}", "event_time": 1_700_000_000, "uid": "customer-1"}
+        return [SourceMessage(SourceRef("t", 0, n, None), orjson.dumps({"events": [raw]}))]
+
+    first = asyncio.ensure_future(batch.finish(batch.prepare(run(1))))
+    await asyncio.sleep(0)
+    second = asyncio.ensure_future(batch.finish(batch.prepare(run(2))))
+    await asyncio.gather(first, second)
+    assert [orjson.loads(record.value)["event_uuid"] for record in parked.records] == ["e1", "e2"]  # type: ignore[attr-defined]
+    assert {record.reason for record in parked.records} == {"route_parked"}  # type: ignore[attr-defined]
