@@ -1,8 +1,8 @@
 """Several POSTs in flight, one user's events still in order: lanes keyed by the user.
 
-Amplitude analyses every event by its own ``time`` and the product sends no user properties, so order across
-requests does not change what Amplitude shows; one user's events are kept in order anyway (anything that reads
-a user's stream as it arrives, such as a webhook of Amplitude's, sees it as sent). An event goes to the lane
+Amplitude analyses every event by its own ``time``, but applies user properties (``FORWARDER_USER_PROPERTIES``)
+in the order events arrive, and anything that reads a user's stream as it arrives (a webhook of Amplitude's) sees
+it as sent: one user's events are kept in order. An event goes to the lane
 of its ``user_id`` (else its ``device_id``); each lane sends one request at a time, and a request takes what
 its lane holds, from every run waiting, up to one request's worth: at Amplitude's real round trip (~150 ms)
 one lane is capped at ~6,700 events/s, ``count`` lanes at ``count`` times that.

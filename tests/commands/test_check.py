@@ -105,6 +105,7 @@ def test_forwarder_check_passes_on_a_correct_setup_and_names_a_missing_topic_or_
         "ok   topics: 7 topics as configured",
         f"ok   amplitude key: accepted by AMPLITUDE_RESIDENCY=us ({regions['AMPLITUDE_US_URL']})",
         "ok   amplitude secret key: not set (report --amplitude and cohorts pull need it)",
+        "ok   routes: one route (FORWARDER_ROUTES_FILE is not set)",
         "ok   moengage: not configured (MOENGAGE_WORKSPACE_ID, MOENGAGE_DATA_API_KEY): cohort sync off",
     ]
     unreachable = run_forwarder({**env, "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}, "check")
