@@ -18,7 +18,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,8 @@ from bench.run import say
 from devkit.amplitude import AmplitudeService, ServiceThread
 from devkit.environment import worker_environment
 from devkit.kafka import broker_for, free_port, stop_pid
-from devkit.observe import wait_until_committed
+from devkit.observe import out_of_user_order, wait_until_committed
+from devkit.traffic import numbered_body
 from forwarder.core.keys import partition_key
 from forwarder.kafka.admin import create_topics
 
@@ -47,48 +47,16 @@ default = true
 APPS = ("Shop EU", "Shop US", "Shop Staging")
 
 
-def body(n: int, sequence: dict[str, int]) -> dict[str, Any]:
-    app = APPS[n % len(APPS)]
-    events = []
-    for k in range(10):
-        user = f"{app.split()[-1].lower()}-{(n * 10 + k) % 300:03d}"
-        sequence[user] += 1
-        events.append(
-            {
-                "event_code": "MOE_EMAIL_SENT",
-                "event_uuid": f"{n}-{k}",
-                "event_time": 1_764_000_000 + n,
-                "uid": user,
-                "event_attributes": {"campaign_id": "c1", "seq": sequence[user]},
-            }
-        )
-    return {"app_name": app, "events": events}
-
-
-def in_order(service: AmplitudeService) -> bool:
-    last: dict[str, int] = {}
-    seen: set[str] = set()
-    for event in list(service.recorder.events):
-        if event["insert_id"] in seen:
-            continue
-        seen.add(event["insert_id"])
-        user, seq = event["user_id"], event["event_properties"]["seq"]
-        if seq <= last.get(user, 0):
-            return False
-        last[user] = seq
-    return True
-
-
 async def feed(servers: str, topic: str, rate: float, seconds: float, sent: list[dict[str, Any]]) -> None:
     """``rate`` bodies a second for ``seconds``."""
     producer = AIOKafkaProducer(bootstrap_servers=servers, linger_ms=5)
     await producer.start()
-    sequence: dict[str, int] = defaultdict(int)
+    sequence: dict[str, int] = {}
     try:
         started = time.monotonic()
         n = 0
         while time.monotonic() - started < seconds:
-            b = body(n, sequence)
+            b = numbered_body(n, APPS, 300, sequence)
             await producer.send(topic, orjson.dumps(b), key=partition_key(b["events"][0]))
             sent.append(b)
             n += 1
@@ -182,8 +150,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "eu_sent": len(eu_ids),
         "us_delivered": len(set(us.recorder.by_insert_id) & us_ids),
         "us_sent": len(us_ids),
-        "in_order_eu": in_order(eu),
-        "in_order_us": in_order(us),
+        "in_order_eu": out_of_user_order(list(eu.recorder.events)) is None,
+        "in_order_us": out_of_user_order(list(us.recorder.events)) is None,
     }
 
 

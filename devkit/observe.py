@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -51,3 +52,20 @@ async def wait_until_committed(
         if alive is not None and not alive():
             raise RuntimeError("the worker exited before it had committed everything")
         await asyncio.sleep(0.5)
+
+
+def out_of_user_order(events: list[dict[str, Any]]) -> tuple[str, int, int] | None:
+    """The first event (user, its ``seq``, the user's ``seq`` before it) that arrived after a later one of its
+    user (events of ``devkit.traffic.numbered_body``, as a local Amplitude service kept them); None: all in order.
+    An insert_id seen again (a re-send) is skipped."""
+    last: dict[str, int] = {}
+    seen: set[str] = set()
+    for event in events:
+        if event["insert_id"] in seen:
+            continue
+        seen.add(event["insert_id"])
+        user, seq = event["user_id"], event["event_properties"]["seq"]
+        if seq <= last.get(user, 0):
+            return user, seq, last[user]
+        last[user] = seq
+    return None

@@ -93,3 +93,24 @@ def streams_requests(
             "moe_request_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
             "events": [make_event(rng, start + i) for i in range(count)],
         }
+
+
+def numbered_body(n: int, apps: Sequence[str], users: int, sequence: dict[str, int]) -> dict[str, Any]:
+    """The ``n``-th Streams body of a run over several apps (one app per body, in turn), 10 events; each user's
+    events carry ``event_attributes.seq``, their number in the order they were sent (``sequence`` keeps count), so
+    the order they arrive in can be checked (``devkit.observe.out_of_user_order``)."""
+    app = apps[n % len(apps)]
+    events = []
+    for k in range(10):
+        user = f"{app.split()[-1].lower()}-user-{(n * 10 + k) % users:03d}"
+        sequence[user] = sequence.get(user, 0) + 1
+        events.append(
+            {
+                "event_code": "MOE_EMAIL_SENT",
+                "event_uuid": f"{app}-{n}-{k}",
+                "event_time": 1_764_000_000 + n,
+                "uid": user,
+                "event_attributes": {"campaign_id": "c1", "seq": sequence[user]},
+            }
+        )
+    return {"app_name": app, "events": events}

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,8 @@ import orjson
 import pytest
 
 from devkit.amplitude import AmplitudeService, ServiceThread
-from devkit.observe import wait_until_committed
+from devkit.observe import out_of_user_order, wait_until_committed
+from devkit.traffic import numbered_body
 from forwarder.core.keys import partition_key
 from forwarder.kafka.admin import create_topics
 from tests.helpers import run_forwarder
@@ -52,26 +52,8 @@ def projects() -> Iterator[dict[str, tuple[AmplitudeService, str]]]:
 
 
 def bodies(count: int, users: int = 40) -> list[dict[str, Any]]:
-    """Streams bodies of one app each, apps in turn; every user's events numbered in the order they are sent."""
-    sent: list[dict[str, Any]] = []
-    sequence: dict[str, int] = defaultdict(int)
-    for n in range(count):
-        app = APPS[n % len(APPS)]
-        events = []
-        for k in range(10):
-            user = f"{app.split()[-1].lower()}-user-{(n * 10 + k) % users:03d}"
-            sequence[user] += 1
-            events.append(
-                {
-                    "event_code": "MOE_EMAIL_SENT",
-                    "event_uuid": f"{app}-{n}-{k}",
-                    "event_time": 1_764_000_000 + n,
-                    "uid": user,
-                    "event_attributes": {"campaign_id": "c1", "seq": sequence[user]},
-                }
-            )
-        sent.append({"app_name": app, "events": events})
-    return sent
+    sequence: dict[str, int] = {}
+    return [numbered_body(n, APPS, users, sequence) for n in range(count)]
 
 
 def environment(kafka: str, names: Any, routes_file: Path, projects: dict[str, Any], **extra: str) -> dict[str, str]:
@@ -207,14 +189,6 @@ def test_a_project_that_keeps_failing_is_parked_and_the_others_keep_flowing(
     assert received(eu) == ids_of(sent, {"Shop EU"})  # all of them, once the project answered again
     assert received(us) == others
     # Each user's events arrived in the order they were sent, the parked ones included.
-    for service in (eu, us):
-        last: dict[str, int] = {}
-        seen: set[str] = set()
-        for event in service.recorder.events:
-            if event["insert_id"] in seen:
-                continue
-            seen.add(event["insert_id"])
-            user, seq = event["user_id"], event["event_properties"]["seq"]
-            assert seq > last.get(user, 0), (user, seq, last.get(user))
-            last[user] = seq
+    assert out_of_user_order(eu.recorder.events) is None
+    assert out_of_user_order(us.recorder.events) is None
     assert worker.stop() == 0
