@@ -27,23 +27,13 @@ from aiokafka import AIOKafkaProducer
 
 from bench.run import say
 from devkit.amplitude import AmplitudeService, ServiceThread
-from devkit.environment import worker_environment
+from devkit.environment import TWO_PROJECTS_ROUTES, worker_environment
 from devkit.kafka import broker_for, free_port, stop_pid
 from devkit.observe import out_of_user_order, wait_until_committed
 from devkit.traffic import numbered_body
 from forwarder.core.keys import partition_key
 from forwarder.kafka.admin import create_topics
 
-ROUTES = """
-[routes.eu]
-app_names = ["Shop EU"]
-amplitude_api_key_env = "EU_KEY"
-api_url = "{eu}"
-[routes.us]
-app_names = ["Shop US"]
-[routes.rest]
-default = true
-"""
 APPS = ("Shop EU", "Shop US", "Shop Staging")
 
 
@@ -75,7 +65,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         asyncio.run(create_topics(servers, {topic: 3, topic + "-retry": 3, topic + "-dlq": 1}))
         asyncio.run(create_topics(servers, {topic + "-ledger": 1}, config={"cleanup.policy": "compact,delete"}))
         routes_file = Path(tmp) / "routes.toml"
-        routes_file.write_text(ROUTES.format(eu=eu_url))
+        routes_file.write_text(TWO_PROJECTS_ROUTES.format(eu=eu_url, us=us_url))
         web_port = free_port()
         env = worker_environment(
             servers,
@@ -85,6 +75,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             topic + "-dlq",
             "key-us",
             EU_KEY="key-eu",
+            US_KEY="key-us",
             FORWARDER_ROUTES_FILE=str(routes_file),
             FORWARDER_RETRY_TOPIC=topic + "-retry",
             FORWARDER_WEB_PORT=str(web_port),

@@ -28,3 +28,21 @@ def worker_environment(
         "AMPLITUDE_API_URL": amplitude_url,
         **extra,
     }
+
+
+# Two local projects and a default route (``tests/worker/test_routes.py``, ``bench.routes_outage``): EU and US each
+# with its key's variable (``EU_KEY``, ``US_KEY``) and its service's URL; ``rest`` takes every other app.
+TWO_PROJECTS_ROUTES = """
+[routes.eu]
+app_names = ["Shop EU"]
+amplitude_api_key_env = "EU_KEY"
+api_url = "{eu}"
+
+[routes.us]
+app_names = ["Shop US"]
+amplitude_api_key_env = "US_KEY"
+api_url = "{us}"
+
+[routes.rest]
+default = true
+"""

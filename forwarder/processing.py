@@ -135,15 +135,10 @@ class Routing:
 
     def choose(self, header_route: str | None, app_name: str | None) -> RouteStack | tuple[str, str]:
         """The route's stack, or (why not: ``no_route`` / ``other_route``, the route to count it under)."""
-        table = self.table
-        if table is None:
+        if self.table is None:
             return self.stacks[DEFAULT_ROUTE]
-        route = table.pick(header_route, app_name)
-        if route is None:
-            return "no_route", header_route or ""
-        if table.limit is not None and route.name != table.limit:
-            return "other_route", route.name
-        return self.stacks[route.name]
+        route = self.table.choose(header_route, app_name)
+        return route if isinstance(route, tuple) else self.stacks[route.name]
 
 
 @dataclass(slots=True)  # not frozen: one per forwarded event, and frozen __init__ costs a setattr per field

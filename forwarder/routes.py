@@ -91,6 +91,16 @@ class RouteTable:
     def default_rules(self) -> MappingRules:
         return self.routes[0].rules
 
+    def choose(self, header_route: str | None, app_name: str | None) -> Route | tuple[str, str]:
+        """``pick``, with a replay's ``--route`` applied: the route, or (why not: ``no_route`` / ``other_route``,
+        the route to count it under)."""
+        route = self.pick(header_route, app_name)
+        if route is None:
+            return "no_route", header_route or ""
+        if self.limit is not None and route.name != self.limit:
+            return "other_route", route.name
+        return route
+
     def only(self, name: str | None) -> RouteTable:
         """Limited to one route (``--route``); ValueError names the unknown one."""
         if name is None:

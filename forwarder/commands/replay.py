@@ -241,11 +241,10 @@ def mapped(routes: RouteTable, value: bytes, header_route: str | None) -> list[O
     decoded = decode_message(value, routes.default_rules.max_message_bytes)
     if isinstance(decoded, DecodeError):
         return [Invalid(None, decoded.reason, decoded.detail)]
-    route = routes.pick(header_route, decoded.app_name)
-    if route is None:
-        return [Invalid(None, "no_route") for _ in decoded.events]
-    if routes.limit is not None and route.name != routes.limit:
-        return [Filtered("", "other_route") for _ in decoded.events]
+    route = routes.choose(header_route, decoded.app_name)
+    if isinstance(route, tuple):  # no route takes it, or a replay's --route is another
+        why = route[0]
+        return [Invalid(None, why) if why == "no_route" else Filtered("", why) for _ in decoded.events]
     return process_decoded(decoded, route.rules).outcomes
 
 

@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from devkit.amplitude import AmplitudeService, ServiceThread
+from devkit.environment import TWO_PROJECTS_ROUTES
 from devkit.observe import out_of_user_order, wait_until_committed
 from devkit.traffic import numbered_body
 from forwarder.core.keys import partition_key
@@ -23,20 +24,6 @@ from tests.kafka_helpers import produce, read_all
 
 pytestmark = pytest.mark.kafka
 
-ROUTES = """
-[routes.eu]
-app_names = ["Shop EU"]
-amplitude_api_key_env = "EU_KEY"
-api_url = "{eu}"
-
-[routes.us]
-app_names = ["Shop US"]
-amplitude_api_key_env = "US_KEY"
-api_url = "{us}"
-
-[routes.rest]
-default = true
-"""
 APPS = ["Shop EU", "Shop US", "Shop Staging", "Shop Unknown"]
 
 
@@ -103,7 +90,7 @@ def test_each_project_gets_exactly_its_apps_events_and_the_report_balances_per_r
     kafka, projects, topic_names, worker_factory, tmp_path
 ) -> None:
     routes_file = tmp_path / "routes.toml"
-    routes_file.write_text(ROUTES.format(eu=projects["eu"][1], us=projects["us"][1]))
+    routes_file.write_text(TWO_PROJECTS_ROUTES.format(eu=projects["eu"][1], us=projects["us"][1]))
     env = environment(kafka, topic_names, routes_file, projects)
     sent = bodies(120)
     publish(kafka, env, sent)
@@ -129,7 +116,7 @@ def test_without_a_default_route_an_unknown_app_is_dead_lettered_no_route(
     kafka, projects, topic_names, worker_factory, tmp_path
 ) -> None:
     routes_file = tmp_path / "routes.toml"
-    text = ROUTES.format(eu=projects["eu"][1], us=projects["us"][1])
+    text = TWO_PROJECTS_ROUTES.format(eu=projects["eu"][1], us=projects["us"][1])
     routes_file.write_text(text.replace("default = true", 'app_names = ["Shop Staging"]'))
     env = environment(kafka, topic_names, routes_file, projects)
     sent = bodies(40)
@@ -148,7 +135,7 @@ def test_a_project_that_keeps_failing_is_parked_and_the_others_keep_flowing(
     kafka, projects, topic_names, worker_factory, tmp_path
 ) -> None:
     routes_file = tmp_path / "routes.toml"
-    routes_file.write_text(ROUTES.format(eu=projects["eu"][1], us=projects["us"][1]))
+    routes_file.write_text(TWO_PROJECTS_ROUTES.format(eu=projects["eu"][1], us=projects["us"][1]))
     env = environment(kafka, topic_names, routes_file, projects, FORWARDER_ROUTE_PARK_AFTER_S="3")
     eu, us = projects["eu"][0], projects["us"][0]
     eu.faults.outage_until = time.time() + 40  # the EU project answers 503 for 40 s
