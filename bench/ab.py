@@ -58,6 +58,9 @@ def main() -> None:
                     try:
                         group = f"{topic}-{label}-{round_number}"
                         measured = run_workers(1, servers, topic, group, amplitude, expected)
+                    except RuntimeError as exc:  # a worker that died or fell short: said, and the others still run
+                        print(f"{label:>14}: FAILED: {exc}", flush=True)
+                        continue
                     finally:
                         os.environ.clear()
                         os.environ.update(saved)

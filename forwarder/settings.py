@@ -229,7 +229,7 @@ class WorkerPart(BaseModel):
     batch_max_messages: int = Field(1000, gt=0, le=10_000)
     batch_max_bytes: int = Field(1_000_000, gt=0)
     batch_window_s: float = Field(0.5, gt=0, le=30)
-    max_in_flight: int = Field(4, ge=1, le=64)
+    max_in_flight: int = Field(8, ge=1, le=64)
     commit_interval_s: float = Field(1.0, gt=0, le=60)
     session_timeout_s: float = Field(45.0, ge=6, le=1800)
     shutdown_deadline_s: float = Field(20.0, gt=0, le=600)

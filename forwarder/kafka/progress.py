@@ -46,8 +46,9 @@ class Progress:
         self._started = clock()
         self._last_taken: dict[Partition, float] = {}
         self._busy: dict[Partition, int] = {}
-        # Per partition: the record timestamp (epoch s) of the first message of the batch being worked on.
-        self._oldest: dict[Partition, float] = {}
+        # Per partition: the record timestamp (epoch s) of the first message of each batch in hand, by batch (None:
+        # the batch of ``taken``/``finished``; else a ``Hand``), in the order taken.
+        self._oldest: dict[Partition, dict[object, float]] = {}
 
     def assigned(self, partitions: Iterable[Partition]) -> None:
         """Newly assigned partitions' clocks start now."""
@@ -57,16 +58,40 @@ class Progress:
 
     def taken(self, topic: str, records: Iterable[tuple[int, float | None]]) -> None:
         """A batch of ``topic`` was taken: its (partition, record timestamp) pairs, in offset order."""
+        self._take(topic, records, None)
+
+    def _take(self, topic: str, records: Iterable[tuple[int, float | None]], batch: object) -> None:
         now = self.clock()
         for partition, timestamp in records:
             self._last_taken[topic, partition] = now
-            if timestamp is not None and (topic, partition) not in self._oldest:
-                self._oldest[topic, partition] = timestamp
+            if timestamp is not None:
+                self._oldest.setdefault((topic, partition), {}).setdefault(batch, timestamp)
 
     def finished(self, topic: str) -> None:
-        """Every message of the topic's batch has its final outcome."""
+        """Every message of the topic's batches has its final outcome."""
         for key in [key for key in self._oldest if key[0] == topic]:
             del self._oldest[key]
+
+    def hand(self, topic: str, records: Sequence[tuple[int, float | None]]) -> Hand:
+        """A batch taken and worked on until ``Hand.done``, which may come after later batches were taken (the
+        worker's runs in flight carry over): ``taken`` and ``working`` for this one batch."""
+        hand = Hand(self, topic, {partition for partition, _ in records})
+        self._take(topic, records, hand)
+        for partition in hand.partitions:
+            self._busy[topic, partition] = self._busy.get((topic, partition), 0) + 1
+        return hand
+
+    def _done(self, hand: Hand) -> None:
+        now = self.clock()
+        for partition in hand.partitions:
+            key = (hand.topic, partition)
+            self._busy[key] -= 1
+            self._last_taken[key] = now  # the stall clock runs from the end of the work
+            batches = self._oldest.get(key)
+            if batches is not None:
+                batches.pop(hand, None)
+                if not batches:
+                    del self._oldest[key]
 
     @contextlib.contextmanager
     def working(self, topic: str, partitions: Iterable[int]) -> Iterator[None]:
@@ -84,8 +109,8 @@ class Progress:
 
     def oldest_age_s(self, topic: str, partition: int, now_epoch_s: float) -> float:
         """Age of the oldest record read and not yet final on the partition; 0 when none is in hand."""
-        timestamp = self._oldest.get((topic, partition))
-        return 0.0 if timestamp is None else max(0.0, now_epoch_s - timestamp)
+        batches = self._oldest.get((topic, partition))
+        return max(0.0, now_epoch_s - min(batches.values())) if batches else 0.0
 
     def stall(self, lag: Mapping[Partition, int]) -> Stall | None:
         """The partitions with lag whose agent is idle and has taken nothing for the timeout, or None."""
@@ -104,6 +129,22 @@ class Progress:
                 stuck.append(key)
                 idle_s = max(idle_s, idle)
         return Stall(tuple(stuck), idle_s) if stuck else None
+
+
+@dataclass(eq=False)
+class Hand:
+    """One batch in hand (``Progress.hand``)."""
+
+    progress: Progress
+    topic: str
+    partitions: set[int]
+    _done: bool = False
+
+    def done(self) -> None:
+        """Every message of the batch has its final outcome (once; later calls do nothing)."""
+        if not self._done:
+            self._done = True
+            self.progress._done(self)
 
 
 # Of stalled partitions, the ranges fetched and never handed to their agent, each sought back to (the fork's app).

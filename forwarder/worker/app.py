@@ -60,14 +60,19 @@ class Drain:
 
     @contextlib.contextmanager
     def batch(self) -> Any:
-        self.busy += 1
-        self.idle.clear()
+        self.hold(1)
         try:
             yield
         finally:
-            self.busy -= 1
-            if self.busy == 0:
-                self.idle.set()
+            self.hold(-1)
+
+    def hold(self, change: int) -> None:
+        """A batch being taken in, or a run in flight (+1), or done with (-1)."""
+        self.busy += change
+        if self.busy:
+            self.idle.clear()
+        else:
+            self.idle.set()
 
 
 def _not_before_s(batch: list[Any]) -> float:
@@ -183,27 +188,34 @@ class ForwardingAgent:
                 parked=self._wait_until_due,  # the retry topic's messages carry where their events came from
                 holds=lambda message: side.guard.holds(message.topic, message.partition),
                 acknowledge=side.acknowledge,
+                on_hold=side.drain.hold,
             )
             side.health.consuming = True
-            async for taken in stream.noack_take(
-                settings.worker.batch_max_messages, within=settings.worker.batch_window_s
-            ):
-                await self._take(taken, acks)
+            async with acks.running():
+                async for taken in stream.noack_take(
+                    settings.worker.batch_max_messages, within=settings.worker.batch_window_s
+                ):
+                    await self._take(taken, acks)
 
     async def _take(self, taken: list[Any], acks: AckLoop) -> None:
         side = self._side
-        side.progress.taken(self._topic, [(e.message.partition, e.message.timestamp) for e in taken])
         if side.drain.requested.is_set() or side.health.fatal:
+            side.progress.taken(self._topic, [(e.message.partition, e.message.timestamp) for e in taken])
             await asyncio.Event().wait()  # taken but not processed: replayed after restart
-        batch = await side.guard.admit_all(taken)  # each partition in offset order, each offset once
-        if not batch:
-            return
-        with side.progress.working(self._topic, {e.message.partition for e in batch}):
+        # Worked on until its last run is acknowledged, which may be after the next batches were taken.
+        hand = side.progress.hand(self._topic, [(e.message.partition, e.message.timestamp) for e in taken])
+        try:
+            batch = await side.guard.admit_all(taken)  # each partition in offset order, each offset once
+            if not batch:
+                hand.done()
+                return
             if self._wait_until_due and (delay := _not_before_s(batch) - time.time()) > 0:
                 await asyncio.sleep(delay)
             with side.drain.batch():
-                await acks.process(batch)
-        side.progress.finished(self._topic)
+                await acks.submit(batch, settled=hand.done)
+        except BaseException:
+            hand.done()
+            raise
 
 
 def create_app(

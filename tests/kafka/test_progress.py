@@ -111,3 +111,25 @@ def test_one_record_at_a_time_a_partition_waiting_behind_a_long_sync_is_not_stal
     stall = progress.stall({("cohorts", 1): 5})
     assert stall is not None
     assert stall.partitions == (("cohorts", 1),)
+
+
+def test_a_batch_in_hand_is_worked_on_until_done_and_its_oldest_record_leaves_with_it_alone() -> None:
+    """The worker's runs carry over from one batch into the next: batch 1 may be final after batch 2 was taken."""
+    clock = Clock()
+    progress = Progress(120, clock)
+    first = progress.hand("src", [(0, 1000.0), (0, 1500.0)])
+    second = progress.hand("src", [(0, 2000.0), (1, 3000.0)])
+    assert progress.oldest_age_s("src", 0, 5000.0) == 4000.0
+    clock.now += 600  # both still being delivered: no stall however long
+    assert progress.stall({("src", 0): 9, ("src", 1): 9}) is None
+    first.done()
+    assert progress.oldest_age_s("src", 0, 5000.0) == 3000.0  # batch 2's first record of the partition
+    assert progress.oldest_age_s("src", 1, 5000.0) == 2000.0
+    first.done()  # once only: batch 2 stays in hand
+    assert progress.stall({("src", 0): 9}) is None
+    second.done()
+    assert progress.oldest_age_s("src", 0, 5000.0) == 0.0
+    clock.now += 119
+    assert progress.stall({("src", 0): 9}) is None  # the stall clock runs from the end of the work
+    clock.now += 1
+    assert progress.stall({("src", 0): 9}) is not None

@@ -249,3 +249,104 @@ async def test_runs_of_a_partition_revoked_mid_batch_are_neither_processed_nor_a
     await task
     # The first run (offset 0, 2 of partition 0) had been started and is final; nothing after it is processed.
     assert log == ["post 0-2", "flush", "ack 0", "ack 2"]
+
+
+def offsets_from(log: list[str], start: int, count: int) -> list[Taken]:
+    return [Taken(Message("src", 0, offset, b"k", b"x" * 100), log) for offset in range(start, start + count)]
+
+
+async def test_runs_in_flight_carry_over_into_the_next_batch_and_are_still_acknowledged_in_offset_order() -> None:
+    """``submit`` returns with its runs out: the next batch is mapped and posted while they are; acknowledgements
+    follow offset order across batches, and each batch is told when its last run is acknowledged."""
+    log: list[str] = []
+    gates = {0: asyncio.Event()}
+    processor = FakeProcessor(log, gates=gates)
+    acks = AckLoop(processor, 300, lambda: False, lambda exc, first: None, max_in_flight=4)
+    async with acks.running():
+        await acks.submit(offsets_from(log, 0, 3), settled=lambda: log.append("batch 1 final"))
+        await acks.submit(offsets_from(log, 3, 6), settled=lambda: log.append("batch 2 final"))
+        assert posts(log) == ["post 0-2", "post 3-5", "post 6-8"]  # batch 2 went out with batch 1's run waiting
+        await asyncio.sleep(0.01)
+        assert acked(log) == []  # run 1 is not final, so nothing after it is acknowledged
+        assert acks.in_flight == 3
+        gates[0].set()
+    assert acked(log) == list(range(9))  # leaving ``running`` settled what was in flight
+    assert log.index("ack 2") < log.index("batch 1 final") < log.index("ack 3")
+    assert log.index("ack 8") < log.index("batch 2 final")
+
+
+async def test_a_failure_of_a_run_left_in_flight_ends_the_agent_with_that_failure() -> None:
+    """No later batch needs to come for it to surface: the worker crashes, replaying from the last commit."""
+    log: list[str] = []
+    processor = FakeProcessor(log, fail_on=1, error=RuntimeError("the retry topic refused the write"))
+    acks = AckLoop(processor, 300, lambda: False, lambda exc, first: None, max_in_flight=4)
+    with pytest.raises(RuntimeError, match="retry topic"):
+        async with acks.running():
+            await acks.submit(batch(log, 9))
+            await asyncio.Event().wait()  # the agent waits for messages that never come
+    assert acked(log) == [0, 1, 2]
+
+
+async def test_the_drain_is_told_of_each_run_in_flight_until_it_is_acknowledged() -> None:
+    log: list[str] = []
+    held: list[int] = []
+    gates = {0: asyncio.Event()}
+    acks = AckLoop(
+        FakeProcessor(log, gates=gates), 300, lambda: False, lambda exc, first: None, 4, on_hold=held.append
+    )
+    async with acks.running():
+        await acks.submit(batch(log, 6))
+        assert sum(held) == 2  # two runs out after submit returned
+        gates[0].set()
+    assert sum(held) == 0 and held.count(1) == 2
+
+
+async def test_a_batch_waiting_for_room_sends_what_the_lanes_hold_while_the_tail_task_waits() -> None:
+    """Lanes send a part-filled request only when told to flush. The tail task, settling the last batch's runs,
+    leaves them to fill while the next batch is mapped; once that batch waits for room it must flush, or the run
+    it waits for never leaves (a worker alive and not delivering)."""
+    log: list[str] = []
+
+    class Lanes(FakeProcessor):
+        flushed = 0
+
+        def flush(self) -> None:
+            self.flushed += 1
+            super().flush()
+
+        async def prepare_yielding(self, messages: Sequence[SourceMessage]) -> Prepared:
+            await asyncio.sleep(0.01)  # mapping takes a while: the tail task moves on meanwhile
+            return await super().prepare_yielding(messages)
+
+        async def finish(self, prepared: Prepared) -> BatchSummary:
+            started = self.flushed
+            while self.flushed == started:  # a part-filled request, waiting for company
+                await asyncio.sleep(0.001)
+            return await super().finish(prepared)
+
+    first_answer = asyncio.Event()
+    acks = AckLoop(Lanes(log, gates={0: first_answer}), 300, lambda: False, lambda exc, first: None, max_in_flight=2)
+    async with acks.running():
+        await asyncio.wait_for(acks.submit(offsets_from(log, 0, 3)), 2)  # run 1 out; the tail task waits for it
+        asyncio.get_running_loop().call_later(0.015, first_answer.set)
+        # Run 2 goes out (10 ms); while run 3 is mapped, run 1 is answered and the tail task moves on to wait for
+        # run 2; run 3 goes out (20 ms); run 4 (30 ms) waits for room.
+        await asyncio.wait_for(acks.submit(offsets_from(log, 3, 9)), 2)
+    assert acked(log) == list(range(12))
+
+
+async def test_a_stop_asked_for_while_a_run_waits_for_room_sends_nothing_more() -> None:
+    """The next batch was taken and its run mapped while the one before was out; the stop comes then: the mapped
+    run never goes out, so shutdown commits exactly what was delivered."""
+    log: list[str] = []
+    stop = False
+    gates = {0: asyncio.Event()}
+    acks = AckLoop(FakeProcessor(log, gates=gates), 300, lambda: stop, lambda exc, first: None, max_in_flight=1)
+    async with acks.running():
+        await acks.submit(offsets_from(log, 0, 3))
+        second = asyncio.ensure_future(acks.submit(offsets_from(log, 3, 3)))
+        await asyncio.sleep(0.01)  # run 2 is mapped and waits for room
+        stop = True  # SIGTERM
+        gates[0].set()
+        await second
+    assert posts(log) == ["post 0-2", "ack 0", "ack 1", "ack 2"]
