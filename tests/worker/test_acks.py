@@ -280,10 +280,14 @@ async def test_a_failure_of_a_run_left_in_flight_ends_the_agent_with_that_failur
     log: list[str] = []
     processor = FakeProcessor(log, fail_on=1, error=RuntimeError("the retry topic refused the write"))
     acks = AckLoop(processor, 300, lambda: False, lambda exc, first: None, max_in_flight=4)
-    with pytest.raises(RuntimeError, match="retry topic"):
+
+    async def agent() -> None:
         async with acks.running():
             await acks.submit(batch(log, 9))
             await asyncio.Event().wait()  # the agent waits for messages that never come
+
+    with pytest.raises(RuntimeError, match="retry topic"):
+        await agent()
     assert acked(log) == [0, 1, 2]
 
 
@@ -298,7 +302,8 @@ async def test_the_drain_is_told_of_each_run_in_flight_until_it_is_acknowledged(
         await acks.submit(batch(log, 6))
         assert sum(held) == 2  # two runs out after submit returned
         gates[0].set()
-    assert sum(held) == 0 and held.count(1) == 2
+    assert sum(held) == 0
+    assert held.count(1) == 2
 
 
 async def test_a_batch_waiting_for_room_sends_what_the_lanes_hold_while_the_tail_task_waits() -> None:
