@@ -295,9 +295,7 @@ async def test_the_drain_is_told_of_each_run_in_flight_until_it_is_acknowledged(
     log: list[str] = []
     held: list[int] = []
     gates = {0: asyncio.Event()}
-    acks = AckLoop(
-        FakeProcessor(log, gates=gates), 300, lambda: False, lambda exc, first: None, 4, on_hold=held.append
-    )
+    acks = AckLoop(FakeProcessor(log, gates=gates), 300, lambda: False, lambda exc, first: None, 4, on_hold=held.append)
     async with acks.running():
         await acks.submit(batch(log, 6))
         assert sum(held) == 2  # two runs out after submit returned
@@ -313,10 +311,11 @@ async def test_a_batch_waiting_for_room_sends_what_the_lanes_hold_while_the_tail
     log: list[str] = []
 
     class Lanes(FakeProcessor):
-        flushed = 0
+        flushes: list[asyncio.Event] = []  # noqa: RUF012  # one per run waiting for company
 
         def flush(self) -> None:
-            self.flushed += 1
+            for waiting in self.flushes:
+                waiting.set()
             super().flush()
 
         async def prepare_yielding(self, messages: Sequence[SourceMessage]) -> Prepared:
@@ -324,9 +323,9 @@ async def test_a_batch_waiting_for_room_sends_what_the_lanes_hold_while_the_tail
             return await super().prepare_yielding(messages)
 
         async def finish(self, prepared: Prepared) -> BatchSummary:
-            started = self.flushed
-            while self.flushed == started:  # a part-filled request, waiting for company
-                await asyncio.sleep(0.001)
+            company = asyncio.Event()  # a part-filled request, waiting for company or a flush
+            self.flushes.append(company)
+            await company.wait()
             return await super().finish(prepared)
 
     first_answer = asyncio.Event()
