@@ -271,3 +271,39 @@ async def test_runs_park_their_events_in_the_order_they_were_prepared_whatever_o
     await asyncio.gather(first, second)
     assert [orjson.loads(record.value)["event_uuid"] for record in parked.records] == ["e1", "e2"]  # type: ignore[attr-defined]
     assert {record.reason for record in parked.records} == {"route_parked"}  # type: ignore[attr-defined]
+
+
+async def test_a_parked_or_refused_event_carries_the_event_as_it_came_decoded_again_from_its_message() -> None:
+    """Pending events hold their message's bytes, not the parsed event: what is parked (throttled) or dead-lettered
+    (refused) is the MoEngage event as it came, from inside a Streams body and from a message with bad bytes."""
+    bodies = list(streams_requests(200, per_request=100, seed=11))
+    hot, refused = (
+        next(e for e in body["events"][7:] if e["uid"] and e["event_code"] != "ADD_TO_CART") for body in bodies
+    )
+    hot["uid"], refused["event_uuid"] = "customer-hot", "refuse-me"
+    odd = {"event_code": "MOE_EMAIL_SENT", "uid": "customer-hot", "event_time": BASE_TIME, "event_uuid": "odd"}
+    odd_value = orjson.dumps(odd).replace(b'"odd"', b'"odd\xe9"')  # a cp1252 byte: repaired, kept
+    values = [orjson.dumps(body) for body in bodies] + [odd_value]
+    service = AmplitudeService()
+    service.faults.throttled_users = {"customer-hot"}
+    service.faults.invalid_insert_ids = {"refuse-me"}
+    client = AmplitudeClient(
+        "http://amplitude.local/2/httpapi", SecretStr("k"), transport=httpx.ASGITransport(app=service.app)
+    )
+    letters, parked = Letters(), Letters()
+    batch = BatchProcessor(
+        MappingRules(), Deliverer(client, HTTP_V2, _no_wait, defer_throttled=True), letters, Metrics(), retries=parked
+    )
+    await batch.process([SourceMessage(SourceRef("t", 0, i, None), v) for i, v in enumerate(values)])
+    await client.aclose()
+    parked_events = {orjson.loads(r.value)["event_uuid"]: r for r in parked.records}  # type: ignore[attr-defined]
+    assert orjson.loads(parked_events[hot["event_uuid"]].value) == hot
+    assert parked_events[hot["event_uuid"]].source.offset == 0
+    assert orjson.loads(parked_events["odd\ufffd"].value)["uid"] == "customer-hot"
+    (letter,) = [r for r in letters.records if r.reason != "throttled"]  # type: ignore[attr-defined]
+    assert orjson.loads(letter.value) == refused  # type: ignore[attr-defined]
+    assert letter.source.offset == 1  # type: ignore[attr-defined]
+
+
+async def _no_wait(_seconds: float) -> None:
+    return None
