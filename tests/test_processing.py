@@ -296,13 +296,15 @@ async def test_a_parked_or_refused_event_carries_the_event_as_it_came_decoded_ag
     )
     await batch.process([SourceMessage(SourceRef("t", 0, i, None), v) for i, v in enumerate(values)])
     await client.aclose()
-    parked_events = {orjson.loads(r.value)["event_uuid"]: r for r in parked.records}  # type: ignore[attr-defined]
+    parked_records = [r for r in parked.records if isinstance(r, DeadLetterRecord)]
+    parked_events = {orjson.loads(r.value)["event_uuid"]: r for r in parked_records}
     assert orjson.loads(parked_events[hot["event_uuid"]].value) == hot
     assert parked_events[hot["event_uuid"]].source.offset == 0
     assert orjson.loads(parked_events["odd\ufffd"].value)["uid"] == "customer-hot"
-    (letter,) = [r for r in letters.records if r.reason != "throttled"]  # type: ignore[attr-defined]
-    assert orjson.loads(letter.value) == refused  # type: ignore[attr-defined]
-    assert letter.source.offset == 1  # type: ignore[attr-defined]
+    (letter,) = [r for r in letters.records if isinstance(r, DeadLetterRecord)]
+    assert letter.reason != "throttled"
+    assert orjson.loads(letter.value) == refused
+    assert letter.source.offset == 1
 
 
 async def _no_wait(_seconds: float) -> None:
