@@ -79,13 +79,19 @@ class BatchSummary:
         self.deferred += other.deferred
 
     def as_dict(self) -> dict[str, Any]:
+        reasons: dict[str, dict[str, int]] = {"filtered": {}, "dropped": {}, "dead_lettered": {}}
+        read = delivered = 0
+        for (kind, reason, *_), n in self.outcomes.counts.items():  # one pass: a run has ~1,000 slots
+            read += n
+            if kind == "delivered":
+                delivered += n
+            elif (by_reason := reasons.get(kind)) is not None:
+                by_reason[reason] = by_reason.get(reason, 0) + n
         return {
             "messages": self.messages,
-            "read": self.read,
-            "delivered": self.delivered,
-            "filtered": dict(self.filtered),
-            "dropped": dict(self.dropped),
-            "dead_lettered": dict(self.dead_lettered),
+            "read": read + self.deferred,
+            "delivered": delivered,
+            **reasons,
             "deferred": self.deferred,
             "retries": self.retries,
         }
@@ -409,12 +415,21 @@ class BatchProcessor:
                 record.written_at_ms = written_at_ms
             await self._ledger.write(list(prepared.slices.values()))
         self._count(prepared, report, len(dead))
-        log.info("batch", extra={"fields": summary.as_dict()})
+        if log.isEnabledFor(logging.INFO):
+            log.info("batch", extra={"fields": summary.as_dict()})
         return summary
 
     def _offer(self, prepared: Prepared) -> dict[str, list[int]]:
-        """The run's positions by route; each event's user-property values offered to its route's memory. Here,
+        """The run's positions by route (with one route, none are listed); each event's user-property values offered
+        to its route's memory. Here,
         not while mapping: a prepared run the ack loop drops (its partition revoked) never sends its values."""
+        stacks = self.routing.stacks
+        if len(stacks) == 1:  # one route: its events need no grouping (``_deliver`` takes them all)
+            (stack,) = stacks.values()
+            if stack.memory is not None:
+                for item in prepared.pending:
+                    item.ticket = stack.memory.offer(item.outcome)
+            return {stack.name: []} if prepared.pending else {}
         groups: dict[str, list[int]] = {}
         for position, item in enumerate(prepared.pending):
             groups.setdefault(item.route.name, []).append(position)
@@ -479,6 +494,8 @@ class BatchProcessor:
 
     def _settle_memory(self, prepared: Prepared, report: DeliveryReport | None) -> None:
         """What Amplitude accepted stays remembered; the rest is forgotten (``report`` None: the run failed)."""
+        if all(stack.memory is None for stack in self.routing.stacks.values()):
+            return
         accepted = set(report.delivered) if report is not None else set()
         for position, item in enumerate(prepared.pending):
             if item.ticket is not None and item.route.memory is not None:
@@ -527,7 +544,7 @@ def triage(
             for item in pending
         )
         for (ledger, code, event_type, hour, campaign, route), count in groups.items():
-            ledger.outcomes.delivered(code, count, hour, campaign, route)
+            ledger.outcomes.counts["delivered", "", code, hour, campaign, route] += count
             ledger.event_types.setdefault(code, event_type)
         return parked, dead
     now_s = time.time()

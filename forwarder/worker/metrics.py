@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from forwarder.core.counting import OutcomeCounter
 from forwarder.kafka.order_metrics import OffsetMetrics
+
+# Label children of forwarder_events_total kept for reuse; past this many, further ones are looked up each time.
+_MAX_CHILDREN = 10_000
 
 
 class Metrics(OffsetMetrics):
@@ -80,6 +84,7 @@ class Metrics(OffsetMetrics):
             registry=self.registry,
         )
         self._routes_and_personal_data()
+        self._event_children: dict[tuple[str, str, str, str], Any] = {}
 
     def _routes_and_personal_data(self) -> None:
         self.route_parked = Gauge(
@@ -100,9 +105,16 @@ class Metrics(OffsetMetrics):
         self.request_seconds.labels(status=status).observe(seconds)
 
     def add_outcomes(self, outcomes: OutcomeCounter) -> None:
-        """One label lookup per (outcome, reason, code) of a batch, not one per event."""
+        """One label lookup per (outcome, reason, code, route) of a batch, not one per event; the children found
+        are kept (a few hundred on a real stream; the cache stops growing at ``_MAX_CHILDREN``)."""
+        children = self._event_children
         for labels, count in outcomes.by_labels.items():
-            self.events.labels(*labels).inc(count)
+            child = children.get(labels)
+            if child is None:
+                child = self.events.labels(*labels)
+                if len(children) < _MAX_CHILDREN:
+                    children[labels] = child
+            child.inc(count)
 
     def delivered_now(self) -> None:
         self.last_delivery.set(time.time())
