@@ -99,7 +99,7 @@ class Deliverer:
         health = self._health
         while work.queue:
             run = work.take()
-            result = await self._client.send([work.encoded[i] for i in run])
+            result = await self._client.send([items[i].encoded for i in run])
             if health is not None:
                 if isinstance(result, Unavailable | InvalidKey):
                     health.failed()
@@ -142,8 +142,7 @@ class _Work:
 
     def __init__(self, items: Sequence[Forwarded], runs: Iterable[list[int]]) -> None:
         self.report = DeliveryReport()
-        self.events = [item.event for item in items]
-        self.encoded = [item.encoded for item in items]
+        self.items = items
         self.attempts = [0] * len(items)
         self.queue: deque[list[int]] = deque(runs)
         self.failures = 0
@@ -186,7 +185,7 @@ class _Work:
         """Over the daily quota: dead letters. Throttled: returned, to wait. The rest: sent again now."""
         waiting, retry_now = [], []
         for position, index in enumerate(run):
-            event = self.events[index]
+            event = self.items[index].event
             if event.get("user_id") in result.quota_users or event.get("device_id") in result.quota_devices:
                 self.dead(index, "daily_quota_exceeded", result.status, result.excerpt)
             elif position in result.throttled:
