@@ -79,19 +79,12 @@ class BatchSummary:
         self.deferred += other.deferred
 
     def as_dict(self) -> dict[str, Any]:
-        reasons: dict[str, dict[str, int]] = {"filtered": {}, "dropped": {}, "dead_lettered": {}}
-        read = delivered = 0
-        for (kind, reason, *_), n in self.outcomes.counts.items():  # one pass: a run has ~1,000 slots
-            read += n
-            if kind == "delivered":
-                delivered += n
-            elif (by_reason := reasons.get(kind)) is not None:
-                by_reason[reason] = by_reason.get(reason, 0) + n
+        reasons = self.outcomes.reasons_of(("filtered", "dropped", "dead_lettered"))
         return {
             "messages": self.messages,
-            "read": read + self.deferred,
-            "delivered": delivered,
-            **reasons,
+            "read": self.read,
+            "delivered": self.delivered,
+            **{outcome: dict(by_reason) for outcome, by_reason in reasons.items()},
             "deferred": self.deferred,
             "retries": self.retries,
         }

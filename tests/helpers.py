@@ -13,6 +13,16 @@ import httpx
 from forwarder.core import Forwarded, MappingRules, process_event
 
 
+class ManualClock:
+    """A clock that moves only when a test moves it (``clock.now += 60``)."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def forwarded(n: int, *, uid_prefix: str = "customer", code: str = "SMS_SENT", **extra: Any) -> list[Forwarded]:
     items = []
     for i in range(n):

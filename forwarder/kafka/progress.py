@@ -77,35 +77,38 @@ class Progress:
         worker's runs in flight carry over): ``taken`` and ``working`` for this one batch."""
         hand = Hand(self, topic, {partition for partition, _ in records})
         self._take(topic, records, hand)
-        for partition in hand.partitions:
-            self._busy[topic, partition] = self._busy.get((topic, partition), 0) + 1
+        self._start([(topic, partition) for partition in hand.partitions])
         return hand
 
     def _done(self, hand: Hand) -> None:
-        now = self.clock()
-        for partition in hand.partitions:
-            key = (hand.topic, partition)
-            self._busy[key] -= 1
-            self._last_taken[key] = now  # the stall clock runs from the end of the work
+        keys = [(hand.topic, partition) for partition in hand.partitions]
+        self._end(keys)
+        for key in keys:
             batches = self._oldest.get(key)
             if batches is not None:
                 batches.pop(hand, None)
                 if not batches:
                     del self._oldest[key]
 
+    def _start(self, keys: Iterable[Partition]) -> None:
+        for key in keys:
+            self._busy[key] = self._busy.get(key, 0) + 1
+
+    def _end(self, keys: Iterable[Partition]) -> None:
+        now = self.clock()
+        for key in keys:
+            self._busy[key] -= 1
+            self._last_taken[key] = now  # the stall clock runs from the end of the work
+
     @contextlib.contextmanager
     def working(self, topic: str, partitions: Iterable[int]) -> Iterator[None]:
         """A batch holding records of these partitions is being worked on."""
         keys = [(topic, partition) for partition in set(partitions)]
-        for key in keys:
-            self._busy[key] = self._busy.get(key, 0) + 1
+        self._start(keys)
         try:
             yield
         finally:
-            now = self.clock()
-            for key in keys:
-                self._busy[key] -= 1
-                self._last_taken[key] = now  # the stall clock runs from the end of the work
+            self._end(keys)
 
     def oldest_age_s(self, topic: str, partition: int, now_epoch_s: float) -> float:
         """Age of the oldest record read and not yet final on the partition; 0 when none is in hand."""

@@ -12,18 +12,11 @@ from forwarder.amplitude.delivery import Deliverer
 from forwarder.amplitude.limits import HTTP_V2
 from forwarder.amplitude.route_health import MAX_PARK_S, RouteHealth
 from forwarder.core.outcomes import Forwarded
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.helpers import ManualClock
 
 
 def test_parked_after_failing_for_the_delay_then_draining_then_flowing() -> None:
-    clock = Clock()
+    clock = ManualClock()
     health = RouteHealth("eu", park_after_s=60, clock=clock)
     health.failed()
     clock.now = 59
@@ -48,7 +41,7 @@ def test_parked_after_failing_for_the_delay_then_draining_then_flowing() -> None
 
 
 def test_the_park_delay_doubles_up_to_ten_minutes() -> None:
-    health = RouteHealth("eu", park_after_s=60, clock=Clock())
+    health = RouteHealth("eu", park_after_s=60, clock=ManualClock())
     delays = []
     for _ in range(6):
         health.park()
@@ -60,7 +53,7 @@ def test_the_park_delay_doubles_up_to_ten_minutes() -> None:
 
 async def test_a_refused_key_parks_the_route_and_hands_every_event_back() -> None:
     service = AmplitudeService(faults=Faults(invalid_key=True))  # the local project refuses every key
-    health = RouteHealth("eu", park_after_s=0, clock=Clock())
+    health = RouteHealth("eu", park_after_s=0, clock=ManualClock())
     client = AmplitudeClient(
         "http://amplitude.local/2/httpapi", SecretStr("k"), transport=httpx.ASGITransport(app=service.app)
     )

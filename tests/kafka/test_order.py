@@ -15,6 +15,7 @@ from faust.types import TP
 
 from forwarder.kafka.fastpath import advance
 from forwarder.kafka.order import CommitWatch, OffsetGuard, OffsetRange, Pending, Verdict
+from tests.helpers import ManualClock
 
 TOPIC = "src"
 
@@ -87,14 +88,6 @@ async def no_loss(hole: OffsetRange) -> None:
     raise AssertionError(f"no loss expected, got {hole}")
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @dataclass
 class Run:
     processed: list[int]
@@ -106,7 +99,7 @@ class Run:
 
 async def run_guarded(consumer: FakeConsumer, batch_size: int = 4, rounds: int = 100) -> Run:
     """The agent's loop: take a batch, admit it through the guard, process and ack what it admits; then commit."""
-    clock = Clock()
+    clock = ManualClock()
     gaps: list[OffsetRange] = []
     lost: list[OffsetRange] = []
 
@@ -154,7 +147,7 @@ async def test_a_group_that_never_committed_starts_where_the_consumer_started() 
 
 async def test_records_ahead_of_a_hole_are_neither_processed_nor_acknowledged_until_it_is_filled() -> None:
     consumer = FakeConsumer(end=40, start=0, drop=lambda offset: offset == 3)
-    guard = OffsetGuard(consumer, lambda hole: None, no_loss, Clock())
+    guard = OffsetGuard(consumer, lambda hole: None, no_loss, ManualClock())
     acked: list[int] = []
     first = await guard.admit_all(consumer.next_batch(8, acked))  # 0, 1, 2, 4, 5, 6, 7, 8
     assert [e.message.offset for e in first] == [0, 1, 2]
@@ -165,7 +158,7 @@ async def test_records_ahead_of_a_hole_are_neither_processed_nor_acknowledged_un
 
 async def test_a_copy_of_a_record_admitted_before_is_neither_processed_again_nor_acknowledged() -> None:
     consumer = FakeConsumer(end=20, start=5)
-    guard = OffsetGuard(consumer, no_gap, no_loss, Clock())
+    guard = OffsetGuard(consumer, no_gap, no_loss, ManualClock())
     acked: list[int] = []
     assert [e.message.offset for e in await guard.admit_all(consumer.next_batch(5, acked))] == [5, 6, 7, 8, 9]
     consumer.position = 7  # the same records handed over again (a seek faust made), while 7-9 may be in flight
@@ -179,7 +172,7 @@ async def test_a_copy_in_the_same_batch_as_its_first_does_not_commit_it_before_i
     back; the copy was acknowledged at once, the commit passed 0, and the first copy, still waiting to be processed,
     was dropped when the partition moved again. Offset 0 was never processed."""
     consumer = FakeConsumer(end=10, start=0)
-    guard = OffsetGuard(consumer, no_gap, no_loss, Clock())
+    guard = OffsetGuard(consumer, no_gap, no_loss, ManualClock())
     acked: list[int] = []
     batch = consumer.next_batch(3, acked)
     consumer.position = 0
@@ -192,7 +185,7 @@ async def test_a_copy_in_the_same_batch_as_its_first_does_not_commit_it_before_i
 
 
 async def test_a_hole_that_does_not_fill_is_sought_again_with_a_growing_wait_and_counted_once() -> None:
-    clock = Clock()
+    clock = ManualClock()
     consumer = FakeConsumer(end=100, start=0, drop=lambda offset: True)  # everything at 0 and after is dropped
     gaps: list[OffsetRange] = []
     guard = OffsetGuard(consumer, gaps.append, no_loss, clock)
@@ -227,7 +220,7 @@ async def test_a_hole_partly_below_the_log_start_reads_again_what_the_log_still_
 
 async def test_after_a_revocation_the_next_record_is_compared_with_where_reading_begins_again() -> None:
     consumer = FakeConsumer(end=50, start=20)
-    guard = OffsetGuard(consumer, no_gap, no_loss, Clock())
+    guard = OffsetGuard(consumer, no_gap, no_loss, ManualClock())
     assert await guard.admit(TOPIC, 0, 20) is Verdict.PROCESS
     assert await guard.admit(TOPIC, 0, 21) is Verdict.PROCESS
     assert guard.holds(TOPIC, 0)
@@ -294,7 +287,7 @@ def test_the_fork_commit_passes_offsets_lost_to_retention_only() -> None:
 
 
 def test_a_commit_held_behind_a_hole_is_blocked_after_the_timeout_and_released_when_it_moves() -> None:
-    clock = Clock()
+    clock = ManualClock()
     watch = CommitWatch(120, clock)
     held = {(TOPIC, 0): Pending(10, blocked=True), (TOPIC, 1): Pending(500, blocked=False)}
     assert watch.look(held) == []
@@ -311,7 +304,7 @@ def test_a_commit_held_behind_a_hole_is_blocked_after_the_timeout_and_released_w
 
 
 def test_a_commit_that_moves_between_looks_is_never_blocked() -> None:
-    clock = Clock()
+    clock = ManualClock()
     watch = CommitWatch(10, clock)
     for step in range(100):
         clock.now = step * 5.0

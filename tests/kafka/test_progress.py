@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 from forwarder.kafka.progress import Progress, Stall
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.helpers import ManualClock
 
 
 def test_lag_with_nothing_taken_for_the_timeout_is_a_stall_naming_the_partitions() -> None:
-    clock = Clock()
+    clock = ManualClock(1000.0)
     progress = Progress(120, clock)
     clock.now += 119
     assert progress.stall({("src", 0): 5, ("src", 1): 0}) is None
@@ -26,14 +19,14 @@ def test_lag_with_nothing_taken_for_the_timeout_is_a_stall_naming_the_partitions
 
 
 def test_no_lag_is_never_a_stall_however_long_the_agent_is_idle() -> None:
-    clock = Clock()
+    clock = ManualClock(1000.0)
     progress = Progress(120, clock)
     clock.now += 10_000
     assert progress.stall({("src", 0): 0}) is None
 
 
 def test_a_delivery_in_progress_is_not_a_stall_however_long_it_takes() -> None:
-    clock = Clock()
+    clock = ManualClock(1000.0)
     progress = Progress(120, clock)
     progress.taken("src", [(0, 1.0)])
     with progress.working("src", [0]):
@@ -47,7 +40,7 @@ def test_a_delivery_in_progress_is_not_a_stall_however_long_it_takes() -> None:
 
 
 def test_taking_messages_resets_the_stall_clock_per_partition() -> None:
-    clock = Clock()
+    clock = ManualClock(1000.0)
     progress = Progress(120, clock)
     clock.now += 100
     progress.taken("retry", [(0, None)])
@@ -61,7 +54,7 @@ def test_taking_messages_resets_the_stall_clock_per_partition() -> None:
 
 
 def test_a_batch_of_other_partitions_does_not_hide_a_starved_one() -> None:
-    clock = Clock()
+    clock = ManualClock(1000.0)
     progress = Progress(120, clock)
     first_stall_at = None
     for _ in range(10):  # the agent works all the time, on partition 1 only
@@ -76,7 +69,7 @@ def test_a_batch_of_other_partitions_does_not_hide_a_starved_one() -> None:
 
 
 def test_a_partition_assigned_late_starts_its_clock_then() -> None:
-    clock = Clock()
+    clock = ManualClock(1000.0)
     progress = Progress(120, clock)
     clock.now += 500
     progress.assigned([("src", 3)])
@@ -87,7 +80,7 @@ def test_a_partition_assigned_late_starts_its_clock_then() -> None:
 
 
 def test_the_oldest_record_in_hand_is_the_first_taken_per_partition_until_finished() -> None:
-    progress = Progress(120, Clock())
+    progress = Progress(120, ManualClock(1000.0))
     assert progress.oldest_age_s("src", 0, 5000.0) == 0.0
     progress.taken("src", [(0, 1000.0), (0, 1500.0), (1, 4000.0)])
     assert progress.oldest_age_s("src", 0, 5000.0) == 4000.0
@@ -115,7 +108,7 @@ def test_one_record_at_a_time_a_partition_waiting_behind_a_long_sync_is_not_stal
 
 def test_a_batch_in_hand_is_worked_on_until_done_and_its_oldest_record_leaves_with_it_alone() -> None:
     """The worker's runs carry over from one batch into the next: batch 1 may be final after batch 2 was taken."""
-    clock = Clock()
+    clock = ManualClock(1000.0)
     progress = Progress(120, clock)
     first = progress.hand("src", [(0, 1000.0), (0, 1500.0)])
     second = progress.hand("src", [(0, 2000.0), (1, 3000.0)])

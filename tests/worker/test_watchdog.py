@@ -11,6 +11,7 @@ from forwarder.kafka.order import OffsetRange, Pending
 from forwarder.kafka.progress import Progress
 from forwarder.worker.metrics import Metrics
 from forwarder.worker.watchdog import Watchdog
+from tests.helpers import ManualClock
 
 
 class TP(NamedTuple):
@@ -50,23 +51,16 @@ class Kafka:
         return 3_600_000
 
 
-class Clock:
-    now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def watchdog(
     consumer: Consumer,
     committed: dict[TP, int],
     watch: LossWatch | None = None,
-    clock: Clock | None = None,
+    clock: ManualClock | None = None,
     commits: dict[tuple[str, int], Pending] | None = None,
     reread: Any = None,
 ):
     metrics, health, kafka = Metrics(), Health(), Kafka()
-    progress = Progress(120, clock or Clock())
+    progress = Progress(120, clock or ManualClock())
     dog = Watchdog(
         consumer,
         committed,
@@ -118,7 +112,7 @@ async def test_a_loss_is_stored_in_the_dead_letter_topic_and_counted_once() -> N
 
 async def test_a_stall_makes_healthz_fail_and_clears_when_messages_are_taken_again() -> None:
     a = TP("src", 0)
-    clock = Clock()
+    clock = ManualClock()
     dog, metrics, health, _ = watchdog(Consumer({a: 100}, {a: 0}, {a: 50}), {a: 40}, clock=clock)
     await dog.tick()
     assert health.liveness()[1]
@@ -138,7 +132,7 @@ async def test_a_stalled_partition_is_asked_to_read_again_what_never_reached_its
     """faust can drop the last records it fetched and nothing after them shows the guard a hole: only the stall
     does. The watchdog then has the fork seek back over the unseen range, and says so."""
     a, b = TP("retry", 2), TP("retry", 0)
-    clock = Clock()
+    clock = ManualClock()
     asked: list[list[tuple[str, int]]] = []
 
     async def reread(partitions: list[tuple[str, int]]) -> list[OffsetRange]:
@@ -159,7 +153,7 @@ async def test_a_stalled_partition_is_asked_to_read_again_what_never_reached_its
 
 async def test_a_commit_held_behind_a_hole_fails_healthz_as_blocked_not_stalled_and_clears_when_it_moves() -> None:
     a = TP("src", 0)
-    clock = Clock()
+    clock = ManualClock()
     commits = {("src", 0): Pending(40, blocked=True)}  # 41-99 acknowledged, 40 never
     committed = {a: 40}
     dog, metrics, health, _ = watchdog(Consumer({a: 100}, {a: 0}, {a: 100}), committed, clock=clock, commits=commits)
@@ -184,7 +178,7 @@ async def test_a_commit_held_behind_a_hole_fails_healthz_as_blocked_not_stalled_
 
 async def test_a_worker_parked_on_a_fatal_error_or_shutting_down_is_not_called_stalled() -> None:
     a = TP("src", 0)
-    clock = Clock()
+    clock = ManualClock()
     dog, _, health, _ = watchdog(Consumer({a: 100}, {a: 0}, {a: 50}), {a: 40}, clock=clock)
     clock.now += 500
     health.fatal = "invalid API key"
